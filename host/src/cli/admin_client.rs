@@ -1,0 +1,119 @@
+//! A client for a host's admin API, used by deploy, rollback, secret and
+//! workers.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+
+/// Which host to talk to.
+#[derive(Args, Clone)]
+pub struct HostArgs {
+    /// The host's admin API.
+    #[arg(
+        long = "host",
+        env = "VERGE_HOST",
+        default_value = "http://127.0.0.1:8788"
+    )]
+    url: String,
+    /// Bearer token for the admin API.
+    #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(args: &HostArgs) -> Self {
+        Self {
+            base: args.url.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Uploads a version; returns the host's deployment record.
+    pub async fn upload(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        config: &str,
+        activate: bool,
+    ) -> Result<Value> {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(component)
+                    .file_name(format!("{name}.wasm"))
+                    .mime_str("application/wasm")?,
+            )
+            .text("config", config.to_owned());
+        let path = format!("/v1/workers/{name}/versions?activate={activate}");
+        self.send(self.request(reqwest::Method::POST, &path).multipart(form))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str) -> Result<Value> {
+        self.send(self.request(reqwest::Method::POST, path)).await
+    }
+
+    pub async fn put_text(&self, path: &str, body: String) -> Result<Value> {
+        self.send(self.request(reqwest::Method::PUT, path).body(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"].as_str().unwrap_or("no details");
+            bail!("the host refused ({status}): {message}");
+        }
+        Ok(body)
+    }
+}
+
+/// `verge workers`: one line per worker.
+pub async fn list_workers(args: HostArgs) -> Result<()> {
+    let listing = AdminClient::new(&args).get("/v1/workers").await?;
+    let workers = listing["workers"].as_array().cloned().unwrap_or_default();
+    if workers.is_empty() {
+        println!("no workers deployed");
+    }
+    for worker in workers {
+        let routes: Vec<&str> = worker["routes"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "{:<24} v{:<5} {}",
+            worker["name"].as_str().unwrap_or("?"),
+            worker["active_version"],
+            routes.join("  ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::admin_client::{AdminClient, HostArgs};
+use super::project::Project;
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The worker crate (the directory holding verge.toml).
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Upload the version without serving it (activate it later).
+    #[arg(long)]
+    no_activate: bool,
+}
+
+pub async fn run(args: DeployArgs) -> Result<()> {
+    let project = Project::open(&args.path)?;
+    let (project, bytes) = tokio::task::spawn_blocking(move || {
+        let bytes = project.build();
+        (project, bytes)
+    })
+    .await?;
+    let bytes = bytes?;
+    let name = &project.config.name;
+    eprintln!("verge: uploading `{name}` ({} KiB)", bytes.len() / 1024);
+    let deployment = AdminClient::new(&args.host)
+        .upload(name, bytes, &project.config_text, !args.no_activate)
+        .await?;
+    let version = &deployment["version"];
+    if deployment["unchanged"] == true {
+        println!("`{name}` version {version} is already active; nothing changed");
+    } else if args.no_activate {
+        println!("uploaded `{name}` version {version} (not active)");
+    } else {
+        println!(
+            "deployed `{name}` version {version}, serving {}",
+            deployment["routes"]
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// The worker; by default the one in ./verge.toml.
+    name: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+pub async fn rollback(args: RollbackArgs) -> Result<()> {
+    let name = match args.name {
+        Some(name) => name,
+        None => Project::open(std::path::Path::new("."))?.config.name,
+    };
+    let deployment = AdminClient::new(&args.host)
+        .post(&format!("/v1/workers/{name}/rollback"))
+        .await?;
+    println!(
+        "`{name}` is serving version {} again",
+        deployment["version"]
+    );
+    Ok(())
+}

@@ -1,0 +1,174 @@
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::project::Project;
+use super::{EngineArgs, default_listen, shutdown_signal};
+use crate::platform::{Deployment, Platform, PlatformOptions};
+use crate::server::{Server, ServerOptions};
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// The worker crate (the directory holding verge.toml).
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    #[arg(long, default_value_t = default_listen())]
+    listen: SocketAddr,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Changes arriving this close together trigger one rebuild.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    let project = Project::open(&args.path)?;
+    let dir = project.dir.clone();
+    let platform = Platform::open(PlatformOptions {
+        data_dir: dir.join(".verge"),
+        engine: args.engine.into(),
+        dev: true,
+    })
+    .await?;
+    let deployment = build_and_deploy(&platform, &dir).await?;
+    let server = Server::start(
+        platform.clone(),
+        ServerOptions {
+            listen: args.listen,
+            admin_listen: None,
+            admin_token: None,
+            index: None,
+        },
+    )
+    .await?;
+    eprintln!(
+        "\nverge dev: serving `{}` on http://{}/ (version {}); watching {} for changes. Ctrl-C stops.\n",
+        deployment.worker,
+        server.addr(),
+        deployment.version,
+        dir.display()
+    );
+
+    let (changed, mut changes) = mpsc::unbounded_channel();
+    let watch_root = dir.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, EventKind::Access(_))
+            && event.paths.iter().any(|p| is_source(&watch_root, p))
+        {
+            let _ = changed.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&dir, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+
+    let reload = async {
+        while changes.recv().await.is_some() {
+            tokio::time::sleep(DEBOUNCE).await;
+            while changes.try_recv().is_ok() {}
+            eprintln!("verge dev: change detected, rebuilding");
+            match build_and_deploy(&platform, &dir).await {
+                Ok(d) if d.unchanged => eprintln!("verge dev: nothing changed"),
+                Ok(d) => eprintln!("verge dev: now serving version {}", d.version),
+                Err(e) => {
+                    eprintln!("verge dev: {e:#}\nverge dev: still serving the previous version")
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = reload => Ok(()),
+        result = server.run_until(shutdown_signal()) => result,
+    }
+}
+
+/// Builds the crate, deploys it, and syncs secrets from `.dev.vars`.
+async fn build_and_deploy(platform: &Arc<Platform>, dir: &Path) -> Result<Deployment> {
+    let project = Project::open(dir)?;
+    let (project, bytes) = tokio::task::spawn_blocking(move || {
+        let bytes = project.build();
+        (project, bytes)
+    })
+    .await?;
+    let name = project.config.name.clone();
+    let deployment = platform
+        .deploy(&name, bytes?, &project.config_text, true)
+        .await?;
+    sync_dev_vars(platform, &name, &dir.join(".dev.vars")).await?;
+    Ok(deployment)
+}
+
+/// Makes the worker's secrets exactly what `.dev.vars` says (wrangler's
+/// format: `KEY=value` lines, `#` comments, optional quotes).
+async fn sync_dev_vars(platform: &Platform, worker: &str, path: &Path) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let vars = parse_dev_vars(&text);
+    for stale in platform.secret_names(worker)? {
+        if !vars.iter().any(|(key, _)| *key == stale) {
+            platform.delete_secret(worker, &stale).await?;
+        }
+    }
+    for (key, value) in vars {
+        platform.put_secret(worker, key, value).await?;
+    }
+    Ok(())
+}
+
+fn parse_dev_vars(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| {
+            let value = value.trim();
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')));
+            (key.trim(), unquoted.unwrap_or(value))
+        })
+        .collect()
+}
+
+/// Whether a changed path is source the worker is built from, rather than
+/// build output or local state.
+fn is_source(root: &Path, path: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return false;
+    };
+    !relative.components().any(|c| {
+        matches!(c, Component::Normal(name) if name == "target" || name == ".verge" || name == ".git")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_vars_accept_comments_and_quotes() {
+        let vars = parse_dev_vars("# comment\nA=1\nB = \"two words\"\nC='x=y'\n\nnot a pair\n");
+        assert_eq!(vars, [("A", "1"), ("B", "two words"), ("C", "x=y")]);
+    }
+
+    #[test]
+    fn build_output_is_not_source() {
+        let root = Path::new("/w");
+        assert!(is_source(root, Path::new("/w/src/lib.rs")));
+        assert!(is_source(root, Path::new("/w/verge.toml")));
+        assert!(!is_source(root, Path::new("/w/target/release/x.wasm")));
+        assert!(!is_source(root, Path::new("/w/.verge/control.db")));
+    }
+}

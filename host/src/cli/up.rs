@@ -1,0 +1,111 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::project::Project;
+use super::{EngineArgs, default_admin_listen, default_listen, shutdown_signal, source_tree};
+use crate::platform::{Platform, PlatformOptions};
+use crate::server::{IndexEntry, IndexPage, Server, ServerOptions};
+use crate::toolchain;
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// The public listener.
+    #[arg(long, default_value_t = default_listen())]
+    listen: SocketAddr,
+    /// The admin API listener, so `verge deploy` works against `verge up`.
+    #[arg(long, default_value_t = default_admin_listen())]
+    admin_listen: SocketAddr,
+    /// Bearer token for the admin API.
+    #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The examples workspace; by default this source tree's guest-examples.
+    #[arg(long)]
+    examples: Option<PathBuf>,
+    /// Where state lives between runs.
+    #[arg(long, default_value = ".verge/up")]
+    data: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    let examples = args
+        .examples
+        .unwrap_or_else(|| source_tree().join("guest-examples"));
+    eprintln!("verge: building the examples in {}", examples.display());
+    let built = tokio::task::spawn_blocking(move || toolchain::build(&examples)).await??;
+
+    let platform = Platform::open(PlatformOptions {
+        data_dir: args.data,
+        engine: args.engine.into(),
+        dev: true,
+    })
+    .await?;
+    let mut entries = Vec::new();
+    for component in built {
+        let project = Project::open(&component.package_dir)?;
+        let bytes = std::fs::read(&component.wasm)
+            .with_context(|| format!("reading {}", component.wasm.display()))?;
+        let name = &project.config.name;
+        platform
+            .deploy(name, bytes, &project.config_text, true)
+            .await
+            .with_context(|| format!("deploying example `{name}`"))?;
+        entries.push(index_entry(&project)?);
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let server = Server::start(
+        platform,
+        ServerOptions {
+            listen: args.listen,
+            admin_listen: Some(args.admin_listen),
+            admin_token: args.admin_token,
+            index: Some(IndexPage::new(&entries)),
+        },
+    )
+    .await?;
+    let addr = server.addr();
+    eprintln!("\nVerge is up: http://{addr}/");
+    for entry in &entries {
+        eprintln!("  {:<14} {}", entry.name, entry.routes.join("  "));
+    }
+    eprintln!(
+        "Admin API on http://{}/ ; Ctrl-C stops.\n",
+        server.admin_addr().expect("up opens the admin API")
+    );
+    server.run_until(shutdown_signal()).await
+}
+
+fn index_entry(project: &Project) -> Result<IndexEntry> {
+    let config = &project.config;
+    Ok(IndexEntry {
+        name: config.name.clone(),
+        description: package_description(&project.dir)?,
+        routes: config.routes.iter().map(ToString::to_string).collect(),
+        links: config
+            .routes
+            .iter()
+            .filter_map(|route| route.link())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// `package.description` from the example's Cargo.toml.
+fn package_description(dir: &Path) -> Result<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    Ok(table
+        .get("package")
+        .and_then(|p| p.get("description"))
+        .and_then(|d| d.as_str())
+        .unwrap_or_default()
+        .to_owned())
+}

@@ -1,0 +1,62 @@
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// Per-request resource limits, `[limits]` in verge.toml. Breaching one ends
+/// the request with a clear HTTP error; none can crash or wedge the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// CPU time the guest may spend executing, in milliseconds. Time spent
+    /// waiting on host calls (fetch) does not count.
+    pub cpu_ms: u64,
+    /// Linear memory the guest may grow to, in MiB.
+    pub memory_mb: u64,
+    /// Wall-clock time for the whole request, in milliseconds.
+    pub wall_ms: u64,
+    /// Largest request body accepted (413 beyond it) and largest response
+    /// body `fetch` reads, in MiB.
+    pub body_mb: u64,
+    /// Outbound `fetch` calls per request.
+    pub subrequests: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cpu_ms: 50,
+            memory_mb: 128,
+            wall_ms: 30_000,
+            body_mb: 16,
+            subrequests: 50,
+        }
+    }
+}
+
+impl Limits {
+    pub fn memory_bytes(&self) -> usize {
+        (self.memory_mb as usize) << 20
+    }
+
+    pub fn body_bytes(&self) -> usize {
+        (self.body_mb as usize) << 20
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let checks = [
+            ("cpu_ms", self.cpu_ms, 1, 300_000),
+            ("memory_mb", self.memory_mb, 1, 4096),
+            ("wall_ms", self.wall_ms, 1, 3_600_000),
+            ("body_mb", self.body_mb, 1, 1024),
+            ("subrequests", u64::from(self.subrequests), 0, 10_000),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::new(format!(
+                    "limits.{key} = {value} is out of range ({min} to {max})"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! `verge.toml`: a worker's configuration, the part wrangler.toml plays for
+//! Cloudflare. Parsed and validated once, at upload; the host never serves a
+//! worker whose config did not pass [`WorkerConfig::parse`].
+
+mod limits;
+mod outbound;
+mod routes;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub use limits::Limits;
+pub use outbound::OutboundRule;
+pub use routes::{RoutePattern, RouteTable};
+
+/// A worker's validated `verge.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    pub name: String,
+    pub routes: Vec<RoutePattern>,
+    pub vars: BTreeMap<String, String>,
+    pub allowed_outbound_hosts: Vec<OutboundRule>,
+    pub limits: Limits,
+    pub build: BuildConfig,
+}
+
+/// How `verge dev` and `verge deploy` build the worker. The host ignores it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// A shell command that builds the component; by default
+    /// `cargo build --release --target wasm32-wasip2`.
+    pub command: Option<String>,
+    /// Where the command leaves the component, relative to verge.toml; by
+    /// default the crate's cdylib as cargo reports it.
+    pub component: Option<String>,
+}
+
+/// The file as written, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: String,
+    #[serde(default)]
+    routes: Vec<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    build: BuildConfig,
+}
+
+/// A `verge.toml` that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("verge.toml: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl WorkerConfig {
+    /// Parses and validates the text of a `verge.toml`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        validate_name(&raw.name)?;
+        let routes = raw
+            .routes
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<_, _>>()?;
+        let allowed_outbound_hosts = raw
+            .allowed_outbound_hosts
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<_, _>>()?;
+        raw.limits.validate()?;
+        let vars = raw
+            .vars
+            .into_iter()
+            .map(|(key, value)| (key, var_text(value)))
+            .collect();
+        Ok(Self {
+            name: raw.name,
+            routes,
+            vars,
+            allowed_outbound_hosts,
+            limits: raw.limits,
+            build: raw.build,
+        })
+    }
+}
+
+/// Worker names become URL path segments and file names, so they are kept
+/// to what a DNS label allows.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(format!(
+            "name {name:?} is not valid: use 1 to 63 lower-case letters, digits, `-` or `_`, not starting with `-`"
+        )))
+    }
+}
+
+/// `[vars]` values reach the guest as text: strings as they are, other TOML
+/// values (numbers, booleans, tables) as JSON, the way wrangler passes them.
+fn var_text(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        other => serde_json::to_string(&other).unwrap_or_else(|_| other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config() {
+        let config = WorkerConfig::parse(
+            r#"
+            name = "shop"
+            routes = ["/shop/*", "api.example.com/*"]
+            allowed_outbound_hosts = ["https://*.stripe.com"]
+            [vars]
+            REGION = "eu"
+            RETRIES = 3
+            [limits]
+            cpu_ms = 100
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.name, "shop");
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.vars["RETRIES"], "3");
+        assert_eq!(config.limits.cpu_ms, 100);
+        assert_eq!(config.limits.memory_mb, Limits::default().memory_mb);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_names() {
+        let err = WorkerConfig::parse("name = \"a\"\nroutez = []").unwrap_err();
+        assert!(err.to_string().contains("unknown field `routez`"), "{err}");
+        let err = WorkerConfig::parse("name = \"Bad Name\"").unwrap_err();
+        assert!(err.to_string().contains("not valid"), "{err}");
+    }
+}

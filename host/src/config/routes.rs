@@ -1,0 +1,198 @@
+//! Route patterns (`routes` in verge.toml) and the table that maps an
+//! inbound request to a worker.
+//!
+//! A pattern is an optional host followed by a path, as in Cloudflare:
+//! `/hello` (any host, exact path), `/api/*` (any host, path prefix),
+//! `example.com/*`, `*.example.com/app/*`. The most specific pattern wins:
+//! a named host beats a `*.` host beats any host, then a longer literal path
+//! beats a shorter one, then an exact path beats a prefix.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Any,
+    /// `*.example.com`: any subdomain, stored as `.example.com`.
+    Suffix(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    text: String,
+    host: HostMatch,
+    /// The literal part of the path.
+    path: String,
+    /// Whether the pattern ended in `*`.
+    prefix: bool,
+}
+
+impl FromStr for RoutePattern {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| ConfigError::new(format!("route {text:?}: {why}"));
+        if text.contains("://") {
+            return Err(bad("leave out the scheme, e.g. `example.com/*`"));
+        }
+        let slash = text
+            .find('/')
+            .ok_or_else(|| bad("needs a path, e.g. `/api/*` or `example.com/*`"))?;
+        let (host, path) = text.split_at(slash);
+        let host = match host.to_ascii_lowercase() {
+            h if h.is_empty() || h == "*" => HostMatch::Any,
+            h => match h.strip_prefix("*.") {
+                Some(suffix) if valid_host(suffix) => HostMatch::Suffix(format!(".{suffix}")),
+                None if valid_host(&h) => HostMatch::Exact(h),
+                _ => return Err(bad("the host may be a name, `*.` and a name, or `*`")),
+            },
+        };
+        let (path, prefix) = match path.strip_suffix('*') {
+            Some(literal) => (literal, true),
+            None => (path, false),
+        };
+        if path.contains('*') {
+            return Err(bad("`*` may only end the pattern"));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            host,
+            path: path.to_owned(),
+            prefix,
+        })
+    }
+}
+
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+impl fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl RoutePattern {
+    /// Whether a request for `host` (without port, lower-case) and `path`
+    /// matches.
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        let host_ok = match &self.host {
+            HostMatch::Any => true,
+            HostMatch::Suffix(suffix) => host.ends_with(suffix.as_str()),
+            HostMatch::Exact(exact) => host == exact,
+        };
+        host_ok
+            && if self.prefix {
+                path.starts_with(&self.path)
+            } else {
+                path == self.path
+            }
+    }
+
+    /// Orders patterns so that the most specific comes first.
+    fn specificity(&self) -> (u8, usize, bool) {
+        let host = match self.host {
+            HostMatch::Exact(_) => 2,
+            HostMatch::Suffix(_) => 1,
+            HostMatch::Any => 0,
+        };
+        (host, self.path.len(), !self.prefix)
+    }
+
+    /// A path a browser on any host can open: exact paths without a host.
+    pub fn link(&self) -> Option<&str> {
+        (self.host == HostMatch::Any && !self.prefix).then_some(&self.path)
+    }
+}
+
+/// Every active route, most specific first.
+#[derive(Debug, Default, Clone)]
+pub struct RouteTable {
+    entries: Vec<(RoutePattern, String)>,
+}
+
+impl RouteTable {
+    /// Builds the table from `(pattern, worker)` pairs. Two workers claiming
+    /// the same pattern is an error naming both.
+    pub fn new(
+        routes: impl IntoIterator<Item = (RoutePattern, String)>,
+    ) -> Result<Self, (RoutePattern, String, String)> {
+        let mut entries: Vec<(RoutePattern, String)> = Vec::new();
+        for (pattern, worker) in routes {
+            if let Some((_, other)) = entries.iter().find(|(p, w)| *p == pattern && *w != worker) {
+                return Err((pattern, other.clone(), worker));
+            }
+            entries.push((pattern, worker));
+        }
+        entries.sort_by_key(|(p, _)| std::cmp::Reverse(p.specificity()));
+        Ok(Self { entries })
+    }
+
+    /// The worker serving `host` and `path`, if any. `host` may carry a port.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&str> {
+        let host = host
+            .rsplit_once(':')
+            .map_or(host, |(h, _)| h)
+            .to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|(pattern, _)| pattern.matches(&host, path))
+            .map(|(_, worker)| worker.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[(&str, &str)]) -> RouteTable {
+        RouteTable::new(
+            routes
+                .iter()
+                .map(|(p, w)| (p.parse().unwrap(), w.to_string())),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn most_specific_pattern_wins() {
+        let t = table(&[
+            ("/*", "catch-all"),
+            ("/api/*", "api"),
+            ("/api/health", "health"),
+            ("example.com/api/*", "example-api"),
+            ("*.example.com/*", "subdomains"),
+        ]);
+        assert_eq!(t.lookup("localhost:8787", "/"), Some("catch-all"));
+        assert_eq!(t.lookup("localhost", "/api/users"), Some("api"));
+        assert_eq!(t.lookup("localhost", "/api/health"), Some("health"));
+        assert_eq!(t.lookup("EXAMPLE.com:443", "/api/x"), Some("example-api"));
+        assert_eq!(t.lookup("shop.example.com", "/api/x"), Some("subdomains"));
+    }
+
+    #[test]
+    fn exact_paths_do_not_match_longer_paths() {
+        let t = table(&[("/hello", "hello")]);
+        assert_eq!(t.lookup("h", "/hello"), Some("hello"));
+        assert_eq!(t.lookup("h", "/hello/x"), None);
+    }
+
+    #[test]
+    fn rejects_malformed_patterns_and_conflicts() {
+        for bad in ["hello", "https://x.com/*", "/a/*/b", "exa mple.com/"] {
+            assert!(bad.parse::<RoutePattern>().is_err(), "{bad}");
+        }
+        let conflict = RouteTable::new([
+            ("/a".parse().unwrap(), "one".to_string()),
+            ("/a".parse().unwrap(), "two".to_string()),
+        ]);
+        assert!(conflict.is_err());
+    }
+}

@@ -1,0 +1,463 @@
+//! The running host: which worker versions exist, which serve, and how that
+//! changes. The admin API, `verge up` and `verge dev` all go through
+//! [`Platform`]; the front door asks it which worker serves a request.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use crate::config::{ConfigError, RoutePattern, RouteTable, WorkerConfig};
+use crate::runtime::{
+    self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
+    WorkerContext, content_hash,
+};
+use crate::storage::{ControlStore, VersionRecord, WorkerRecord};
+
+/// How a host is set up.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    pub data_dir: PathBuf,
+    pub engine: EngineOptions,
+    /// Development mode (`verge dev`, `verge up`): error responses carry the
+    /// trap message, and when only one worker is deployed it answers every
+    /// request no route claims.
+    pub dev: bool,
+}
+
+/// Why a deploy, activation or deletion was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid component: {0:#}")]
+    Component(anyhow::Error),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(
+        "route `{route}` is claimed by both `{}` and `{}`; remove it from one of them",
+        .workers.0, .workers.1
+    )]
+    RouteConflict {
+        route: String,
+        workers: (String, String),
+    },
+    #[error("no worker named `{0}`")]
+    UnknownWorker(String),
+    #[error("worker `{worker}` has no version {version}")]
+    UnknownVersion { worker: String, version: u32 },
+    #[error("worker `{0}` has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The outcome of a successful deploy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub worker: String,
+    pub version: u32,
+    pub component_hash: String,
+    pub routes: Vec<String>,
+    pub active: bool,
+    /// The upload was identical to the active version, so nothing changed.
+    pub unchanged: bool,
+}
+
+/// What serves requests right now; replaced whole on every change, so a
+/// request sees either the old state or the new one, never a mix.
+#[derive(Default)]
+struct Serving {
+    workers: HashMap<String, Arc<LoadedWorker>>,
+    routes: RouteTable,
+}
+
+pub struct Platform {
+    engine: Engine,
+    linker: Linker<HostState>,
+    artifacts: ArtifactCache,
+    control: ControlStore,
+    http: reqwest::Client,
+    options: PlatformOptions,
+    serving: ArcSwap<Serving>,
+    /// Serializes deploys, activations and deletions.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Platform {
+    /// Opens (or creates) the data directory and brings back every worker's
+    /// active version, from cached artifacts where possible.
+    pub async fn open(options: PlatformOptions) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("creating data directory {}", options.data_dir.display()))?;
+        let engine = runtime::new_engine(&options.engine)?;
+        let platform = Arc::new(Self {
+            linker: runtime::new_linker(&engine)?,
+            artifacts: ArtifactCache::open(&engine, &options.data_dir)?,
+            control: ControlStore::open(&options.data_dir.join("control.db"))?,
+            http: reqwest::Client::builder()
+                // Redirects are followed by the fetch binding, which checks
+                // each hop against the worker's allow-list.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("verge/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("building the outbound HTTP client")?,
+            engine,
+            options,
+            serving: ArcSwap::default(),
+            changes: tokio::sync::Mutex::new(()),
+        });
+        platform.restore().await?;
+        Ok(platform)
+    }
+
+    async fn restore(self: &Arc<Self>) -> Result<()> {
+        let mut serving = Serving::default();
+        for record in self.control.active_versions()? {
+            match self.load_version(&record).await {
+                Ok(worker) => {
+                    serving
+                        .workers
+                        .insert(record.worker.clone(), Arc::new(worker));
+                }
+                // One broken worker must not keep the others from serving.
+                Err(e) => tracing::error!(
+                    worker = %record.worker,
+                    version = record.version,
+                    "cannot restore worker: {e:#}"
+                ),
+            }
+        }
+        serving.routes = serving_routes(&serving.workers)
+            .map_err(|e| anyhow::anyhow!("stored routes conflict: {e}"))?;
+        tracing::info!(workers = serving.workers.len(), "restored deployed workers");
+        self.serving.store(Arc::new(serving));
+        Ok(())
+    }
+
+    pub fn options(&self) -> &PlatformOptions {
+        &self.options
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn artifact_stats(&self) -> ArtifactStats {
+        self.artifacts.stats()
+    }
+
+    /// The worker that serves `host` and `path`.
+    pub fn route(&self, host: &str, path: &str) -> Option<Arc<LoadedWorker>> {
+        let serving = self.serving.load();
+        match serving.routes.lookup(host, path) {
+            Some(name) => serving.workers.get(name).cloned(),
+            None if self.options.dev && serving.workers.len() == 1 => {
+                serving.workers.values().next().cloned()
+            }
+            None => None,
+        }
+    }
+
+    /// The active version of `name`, if it is deployed.
+    pub fn active(&self, name: &str) -> Option<Arc<LoadedWorker>> {
+        self.serving.load().workers.get(name).cloned()
+    }
+
+    /// Uploads a new version of `name` and, if `activate`, serves it.
+    ///
+    /// Nothing changes unless every check passes: the config, the component
+    /// (it compiles, Verge satisfies its imports, it exports a handler) and
+    /// the routes. Uploading exactly the active version again changes
+    /// nothing.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        component: Vec<u8>,
+        config_text: &str,
+        activate: bool,
+    ) -> Result<Deployment, DeployError> {
+        crate::config::validate_name(name)?;
+        let config = self.check_config(name, config_text)?;
+        let _changes = self.changes.lock().await;
+
+        let hash = content_hash(&component);
+        if activate && let Some(current) = self.active(name) {
+            let record = self.control.version(name, current.context.version)?;
+            if current.hash == hash && record.is_some_and(|r| r.config == config_text) {
+                return Ok(deployment(&current, true));
+            }
+        }
+
+        let (compiled, component) = self
+            .blocking(move |this| (this.artifacts.compile(&component), component))
+            .await?;
+        let compiled = compiled.map_err(DeployError::Component)?;
+        let pre = runtime::prepare(&self.linker, &compiled)?;
+        if activate {
+            self.check_routes(name, &config)?;
+        }
+
+        {
+            let (hash, compiled) = (hash.clone(), compiled.clone());
+            self.blocking(move |this| this.artifacts.persist(&hash, &component, &compiled))
+                .await??;
+        }
+        let version = self.control.add_version(name, &hash, config_text)?;
+        let worker = Arc::new(LoadedWorker {
+            context: Arc::new(self.context(name, version, config)?),
+            hash,
+            pre,
+        });
+        if activate {
+            self.control.activate(name, version)?;
+            let mut workers = self.serving.load().workers.clone();
+            workers.insert(name.to_owned(), worker.clone());
+            self.swap(workers)?;
+            tracing::info!(worker = name, version, "deployed and activated");
+        } else {
+            tracing::info!(worker = name, version, "uploaded");
+        }
+        let mut outcome = deployment(&worker, false);
+        outcome.active = activate;
+        Ok(outcome)
+    }
+
+    /// Serves `version` of `name` from now on.
+    pub async fn activate(
+        self: &Arc<Self>,
+        name: &str,
+        version: u32,
+    ) -> Result<Deployment, DeployError> {
+        let _changes = self.changes.lock().await;
+        self.activate_locked(name, version).await
+    }
+
+    /// Serves the version that was active before the current one.
+    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployment, DeployError> {
+        let _changes = self.changes.lock().await;
+        self.require_worker(name)?;
+        let version = self
+            .control
+            .previous_version(name)?
+            .ok_or_else(|| DeployError::NothingToRollBack(name.to_owned()))?;
+        self.activate_locked(name, version).await
+    }
+
+    async fn activate_locked(
+        self: &Arc<Self>,
+        name: &str,
+        version: u32,
+    ) -> Result<Deployment, DeployError> {
+        self.require_worker(name)?;
+        let record =
+            self.control
+                .version(name, version)?
+                .ok_or_else(|| DeployError::UnknownVersion {
+                    worker: name.to_owned(),
+                    version,
+                })?;
+        let worker = Arc::new(self.load_version(&record).await?);
+        self.check_routes(name, &worker.context.config)?;
+        let mut workers = self.serving.load().workers.clone();
+        workers.insert(name.to_owned(), worker.clone());
+        self.control.activate(name, version)?;
+        self.swap(workers)?;
+        tracing::info!(worker = name, version, "activated");
+        Ok(deployment(&worker, false))
+    }
+
+    /// Stops serving `name` and removes its versions, secrets and unused
+    /// components.
+    pub async fn delete(&self, name: &str) -> Result<(), DeployError> {
+        let _changes = self.changes.lock().await;
+        self.require_worker(name)?;
+        let mut workers = self.serving.load().workers.clone();
+        workers.remove(name);
+        self.swap(workers)?;
+        for hash in self.control.delete_worker(name)? {
+            self.artifacts.remove(&hash)?;
+        }
+        tracing::info!(worker = name, "deleted");
+        Ok(())
+    }
+
+    pub fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.control.workers()
+    }
+
+    pub fn worker(&self, name: &str) -> Result<WorkerRecord, DeployError> {
+        self.require_worker(name)
+    }
+
+    pub fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, DeployError> {
+        self.require_worker(name)?;
+        Ok(self.control.versions(name)?)
+    }
+
+    /// Names of the secrets set for `name`; values are never read back.
+    pub fn secret_names(&self, name: &str) -> Result<Vec<String>, DeployError> {
+        self.require_worker(name)?;
+        Ok(self.control.secrets(name)?.into_keys().collect())
+    }
+
+    /// Sets a secret; the active version sees it from the next request.
+    pub async fn put_secret(&self, name: &str, key: &str, value: &str) -> Result<(), DeployError> {
+        let _changes = self.changes.lock().await;
+        self.require_worker(name)?;
+        self.control.put_secret(name, key, value)?;
+        self.reload_context(name)
+    }
+
+    /// Removes a secret; returns whether it existed.
+    pub async fn delete_secret(&self, name: &str, key: &str) -> Result<bool, DeployError> {
+        let _changes = self.changes.lock().await;
+        self.require_worker(name)?;
+        let existed = self.control.delete_secret(name, key)?;
+        self.reload_context(name)?;
+        Ok(existed)
+    }
+
+    /// Runs compilation or file I/O off the async threads.
+    async fn blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Self) -> R + Send + 'static,
+    ) -> Result<R> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(&this))
+            .await
+            .context("a blocking task panicked")
+    }
+
+    /// Checks that `name` serving `config`'s routes conflicts with no other
+    /// worker.
+    fn check_routes(&self, name: &str, config: &WorkerConfig) -> Result<(), DeployError> {
+        let serving = self.serving.load();
+        let others = serving
+            .workers
+            .iter()
+            .filter(|(other, _)| *other != name)
+            .map(|(other, worker)| (other.as_str(), &worker.context.config.routes[..]));
+        route_table(others.chain([(name, &config.routes[..])]))?;
+        Ok(())
+    }
+
+    fn require_worker(&self, name: &str) -> Result<WorkerRecord, DeployError> {
+        self.control
+            .worker(name)?
+            .ok_or_else(|| DeployError::UnknownWorker(name.to_owned()))
+    }
+
+    fn check_config(&self, name: &str, text: &str) -> Result<WorkerConfig, ConfigError> {
+        let config = WorkerConfig::parse(text)?;
+        if config.name != name {
+            return Err(ConfigError::new(format!(
+                "name = {:?} does not match the worker being deployed ({name:?})",
+                config.name
+            )));
+        }
+        let max = self.options.engine.max_memory_mb;
+        if config.limits.memory_mb > max {
+            return Err(ConfigError::new(format!(
+                "limits.memory_mb = {} exceeds this host's maximum of {max}",
+                config.limits.memory_mb
+            )));
+        }
+        Ok(config)
+    }
+
+    fn context(&self, name: &str, version: u32, config: WorkerConfig) -> Result<WorkerContext> {
+        Ok(WorkerContext {
+            name: name.into(),
+            version,
+            config,
+            secrets: self.control.secrets(name)?,
+            http: self.http.clone(),
+        })
+    }
+
+    /// Loads a stored version: artifact from the cache (or recompiled),
+    /// linked, with the current secrets.
+    async fn load_version(
+        self: &Arc<Self>,
+        record: &VersionRecord,
+    ) -> Result<LoadedWorker, DeployError> {
+        let config = WorkerConfig::parse(&record.config)?;
+        let hash = record.component_hash.clone();
+        let component: Component = self
+            .blocking(move |this| this.artifacts.load(&hash))
+            .await??;
+        let pre = runtime::prepare(&self.linker, &component)?;
+        Ok(LoadedWorker {
+            context: Arc::new(self.context(&record.worker, record.version, config)?),
+            hash: record.component_hash.clone(),
+            pre,
+        })
+    }
+
+    /// Rebuilds the active version's context, e.g. after a secret changed.
+    fn reload_context(&self, name: &str) -> Result<(), DeployError> {
+        let Some(current) = self.active(name) else {
+            return Ok(());
+        };
+        let context = &current.context;
+        let reloaded = Arc::new(LoadedWorker {
+            context: Arc::new(self.context(name, context.version, context.config.clone())?),
+            hash: current.hash.clone(),
+            pre: current.pre.clone(),
+        });
+        let mut workers = self.serving.load().workers.clone();
+        workers.insert(name.to_owned(), reloaded);
+        self.swap(workers)
+    }
+
+    fn swap(&self, workers: HashMap<String, Arc<LoadedWorker>>) -> Result<(), DeployError> {
+        let routes = serving_routes(&workers)?;
+        self.serving.store(Arc::new(Serving { workers, routes }));
+        Ok(())
+    }
+}
+
+fn serving_routes(workers: &HashMap<String, Arc<LoadedWorker>>) -> Result<RouteTable, DeployError> {
+    route_table(
+        workers
+            .iter()
+            .map(|(name, worker)| (name.as_str(), &worker.context.config.routes[..])),
+    )
+}
+
+fn route_table<'a>(
+    workers: impl Iterator<Item = (&'a str, &'a [RoutePattern])>,
+) -> Result<RouteTable, DeployError> {
+    RouteTable::new(workers.flat_map(|(name, routes)| {
+        routes
+            .iter()
+            .map(move |route| (route.clone(), name.to_owned()))
+    }))
+    .map_err(|(route, first, second)| DeployError::RouteConflict {
+        route: route.to_string(),
+        workers: (first, second),
+    })
+}
+
+fn deployment(worker: &LoadedWorker, unchanged: bool) -> Deployment {
+    let context = &worker.context;
+    Deployment {
+        worker: context.name.to_string(),
+        version: context.version,
+        component_hash: worker.hash.clone(),
+        routes: context
+            .config
+            .routes
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        active: true,
+        unchanged,
+    }
+}

@@ -1,0 +1,173 @@
+//! Where a guest's log lines go: the host's tracing output, tagged with the
+//! worker and the request, whether they come from the `log` interface or
+//! from the guest's stdout and stderr.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tracing::Level;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::runtime::RequestId;
+
+/// Log output one request may produce; past it lines are dropped, so a guest
+/// logging in a loop cannot flood the host's log.
+const LOG_BUDGET_BYTES: usize = 256 << 10;
+
+/// The log sink of one request. Cheap to clone; clones share the budget.
+#[derive(Clone)]
+pub struct GuestLog {
+    worker: Arc<str>,
+    request_id: RequestId,
+    spent: Arc<AtomicUsize>,
+}
+
+impl GuestLog {
+    pub fn new(worker: Arc<str>, request_id: RequestId) -> Self {
+        Self {
+            worker,
+            request_id,
+            spent: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Emits one line, unless the request has used up its log budget.
+    pub fn emit(&self, level: Level, message: &str) {
+        let before = self.spent.fetch_add(message.len(), Ordering::Relaxed);
+        if before >= LOG_BUDGET_BYTES {
+            return;
+        }
+        let (worker, request_id) = (&*self.worker, self.request_id);
+        if before + message.len() >= LOG_BUDGET_BYTES {
+            tracing::warn!(target: "guest", worker, %request_id, "log budget of {LOG_BUDGET_BYTES} bytes used up; dropping the rest of this request's log");
+        }
+        match level {
+            Level::TRACE => tracing::trace!(target: "guest", worker, %request_id, "{message}"),
+            Level::DEBUG => tracing::debug!(target: "guest", worker, %request_id, "{message}"),
+            Level::INFO => tracing::info!(target: "guest", worker, %request_id, "{message}"),
+            Level::WARN => tracing::warn!(target: "guest", worker, %request_id, "{message}"),
+            Level::ERROR => tracing::error!(target: "guest", worker, %request_id, "{message}"),
+        }
+    }
+
+    /// A WASI output stream that logs each line at `level`: the guest's
+    /// stdout (info) and stderr (warn).
+    pub fn stream(&self, level: Level) -> LineWriter {
+        LineWriter {
+            log: self.clone(),
+            level,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Buffers bytes up to a newline, then logs the line. Never fails and never
+/// blocks, so a guest's `println!` cannot trap on a full pipe.
+pub struct LineWriter {
+    log: GuestLog,
+    level: Level,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.log
+                .emit(self.level, String::from_utf8_lossy(&line).trim_end());
+        }
+        // A guest writing without newlines still gets logged, in pieces.
+        if self.pending.len() >= 16 << 10 {
+            self.flush_pending();
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.log
+                .emit(self.level, String::from_utf8_lossy(&line).trim_end());
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.flush_pending();
+    }
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.get_mut().push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().flush_pending();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The factory WASI asks for each time the guest opens stdout or stderr.
+pub struct GuestOutput {
+    log: GuestLog,
+    level: Level,
+}
+
+impl GuestOutput {
+    pub fn new(log: GuestLog, level: Level) -> Self {
+        Self { log, level }
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.log.stream(self.level))
+    }
+
+    // Writes straight through, instead of the default adapter's background
+    // task per stream.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.log.stream(self.level))
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}

@@ -1,0 +1,19 @@
+//! Running guests: the engine, the compiled-component cache, the linker,
+//! and per-request instantiation under limits.
+
+mod artifacts;
+mod engine;
+mod guest_log;
+mod invoke;
+mod limits;
+mod linker;
+mod state;
+mod worker;
+
+pub use artifacts::{ArtifactCache, ArtifactStats, content_hash};
+pub use engine::{EPOCH_TICK, EngineOptions, new_engine};
+pub use invoke::{InvokeError, invoke};
+pub use limits::{CpuLimitExceeded, MemoryLimitExceeded};
+pub use linker::{LinkError, new_linker, prepare};
+pub use state::{HostState, RequestId};
+pub use worker::{LoadedWorker, WorkerContext};

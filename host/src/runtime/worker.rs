@@ -1,0 +1,29 @@
+//! A deployed worker version, ready to serve.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::bindings::WorkerPre;
+use crate::config::WorkerConfig;
+
+use super::HostState;
+
+/// What every request to one worker version shares: its config, its
+/// secrets and the outbound HTTP client.
+pub struct WorkerContext {
+    pub name: Arc<str>,
+    pub version: u32,
+    pub config: WorkerConfig,
+    pub secrets: BTreeMap<String, String>,
+    pub http: reqwest::Client,
+}
+
+/// A worker version with its component pre-instantiated: serving a request
+/// only allocates a store and instantiates from here.
+#[derive(Clone)]
+pub struct LoadedWorker {
+    pub context: Arc<WorkerContext>,
+    /// SHA-256 of the component.
+    pub hash: String,
+    pub(crate) pre: WorkerPre<HostState>,
+}

@@ -1,0 +1,272 @@
+//! The admin API: upload versions, list, activate, roll back, delete, and
+//! manage secrets. JSON in and out; every route requires the admin token.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | /v1/health | liveness |
+//! | GET | /v1/stats | artifact cache counters |
+//! | GET | /v1/workers | every worker and its active version |
+//! | GET | /v1/workers/{name} | one worker with all its versions |
+//! | DELETE | /v1/workers/{name} | delete the worker |
+//! | POST | /v1/workers/{name}/versions | upload (multipart: `component`, `config`); `?activate=false` to only upload |
+//! | POST | /v1/workers/{name}/activate | `{"version": N}` |
+//! | POST | /v1/workers/{name}/rollback | back to the previously active version |
+//! | GET | /v1/workers/{name}/secrets | secret names |
+//! | PUT | /v1/workers/{name}/secrets/{key} | body is the value |
+//! | DELETE | /v1/workers/{name}/secrets/{key} | |
+
+use std::sync::Arc;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router, middleware};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::require_token;
+use super::errors::json_error;
+use crate::platform::{DeployError, Platform};
+
+/// Uploads larger than this are refused before they are read.
+const MAX_UPLOAD_BYTES: usize = 256 << 20;
+
+type Shared = State<Arc<Platform>>;
+
+pub fn router(platform: Arc<Platform>, token: Option<String>) -> Router {
+    let token: Option<Arc<str>> = token.map(Into::into);
+    Router::new()
+        .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
+        .route("/v1/stats", get(stats))
+        .route("/v1/workers", get(list_workers))
+        .route("/v1/workers/{name}", get(show_worker).delete(delete_worker))
+        .route("/v1/workers/{name}/versions", post(upload_version))
+        .route("/v1/workers/{name}/activate", post(activate))
+        .route("/v1/workers/{name}/rollback", post(rollback))
+        .route("/v1/workers/{name}/secrets", get(list_secrets))
+        .route(
+            "/v1/workers/{name}/secrets/{key}",
+            put(put_secret).delete(delete_secret),
+        )
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(middleware::from_fn_with_state(token, require_token))
+        .with_state(platform)
+}
+
+/// An admin failure as a JSON error with the right status.
+struct AdminError(StatusCode, String);
+
+impl From<DeployError> for AdminError {
+    fn from(error: DeployError) -> Self {
+        let status = match &error {
+            DeployError::Config(_) | DeployError::Component(_) | DeployError::Link(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            DeployError::RouteConflict { .. } | DeployError::NothingToRollBack(_) => {
+                StatusCode::CONFLICT
+            }
+            DeployError::UnknownWorker(_) | DeployError::UnknownVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            DeployError::Internal(e) => {
+                tracing::error!("admin request failed: {e:#}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        AdminError(status, error.to_string())
+    }
+}
+
+impl From<anyhow::Error> for AdminError {
+    fn from(error: anyhow::Error) -> Self {
+        DeployError::Internal(error).into()
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        json_error(self.0, self.1).into_response()
+    }
+}
+
+type AdminResult<T = Json<serde_json::Value>> = Result<T, AdminError>;
+
+async fn stats(State(platform): Shared) -> AdminResult {
+    Ok(Json(json!({ "artifacts": platform.artifact_stats() })))
+}
+
+async fn list_workers(State(platform): Shared) -> AdminResult {
+    let workers: Vec<_> = platform
+        .workers()?
+        .into_iter()
+        .map(|w| {
+            let routes = platform.active(&w.name).map(|a| {
+                a.context
+                    .config
+                    .routes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            });
+            json!({
+                "name": w.name,
+                "active_version": w.active_version,
+                "routes": routes.unwrap_or_default(),
+                "created_at": w.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "workers": workers })))
+}
+
+async fn show_worker(State(platform): Shared, Path(name): Path<String>) -> AdminResult {
+    let worker = platform.worker(&name)?;
+    let versions: Vec<_> = platform
+        .versions(&name)?
+        .into_iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "component_hash": v.component_hash,
+                "created_at": v.created_at,
+                "active": Some(v.version) == worker.active_version,
+                "config": v.config,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "name": worker.name,
+        "active_version": worker.active_version,
+        "created_at": worker.created_at,
+        "versions": versions,
+    })))
+}
+
+async fn delete_worker(State(platform): Shared, Path(name): Path<String>) -> AdminResult {
+    platform.delete(&name).await?;
+    Ok(Json(json!({ "deleted": name })))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    #[serde(default = "yes")]
+    activate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn upload_version(
+    State(platform): Shared,
+    Path(name): Path<String>,
+    Query(query): Query<UploadQuery>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> AdminResult<(StatusCode, Json<serde_json::Value>)> {
+    let bad_request = |message: String| AdminError(StatusCode::BAD_REQUEST, message);
+    let mut multipart = multipart.map_err(|e| {
+        bad_request(format!(
+            "expected a multipart/form-data upload with parts `component` and `config`: {e}"
+        ))
+    })?;
+    let (mut component, mut config) = (None, None);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad_request(format!("reading the upload: {e}")))?
+    {
+        match field.name() {
+            Some("component") => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| bad_request(format!("reading `component`: {e}")))?;
+                component = Some(bytes.to_vec());
+            }
+            Some("config") => {
+                config = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| bad_request(format!("reading `config`: {e}")))?,
+                );
+            }
+            other => return Err(bad_request(format!("unexpected multipart part {other:?}"))),
+        }
+    }
+    let component = component
+        .ok_or_else(|| bad_request("missing multipart part `component` (the .wasm file)".into()))?;
+    let config = config.ok_or_else(|| {
+        bad_request("missing multipart part `config` (the verge.toml text)".into())
+    })?;
+    let deployment = platform
+        .deploy(&name, component, &config, query.activate)
+        .await?;
+    let status = if deployment.unchanged {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(serde_json::to_value(deployment).map_err(anyhow::Error::from)?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ActivateBody {
+    version: u32,
+}
+
+async fn activate(
+    State(platform): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<ActivateBody>, axum::extract::rejection::JsonRejection>,
+) -> AdminResult {
+    let Json(body) = body.map_err(|e| {
+        AdminError(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"version\": N}}: {e}"),
+        )
+    })?;
+    let deployment = platform.activate(&name, body.version).await?;
+    Ok(Json(
+        serde_json::to_value(deployment).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn rollback(State(platform): Shared, Path(name): Path<String>) -> AdminResult {
+    let deployment = platform.rollback(&name).await?;
+    Ok(Json(
+        serde_json::to_value(deployment).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn list_secrets(State(platform): Shared, Path(name): Path<String>) -> AdminResult {
+    Ok(Json(json!({ "secrets": platform.secret_names(&name)? })))
+}
+
+async fn put_secret(
+    State(platform): Shared,
+    Path((name, key)): Path<(String, String)>,
+    value: String,
+) -> AdminResult {
+    platform.put_secret(&name, &key, &value).await?;
+    Ok(Json(json!({ "set": key })))
+}
+
+async fn delete_secret(
+    State(platform): Shared,
+    Path((name, key)): Path<(String, String)>,
+) -> AdminResult {
+    if platform.delete_secret(&name, &key).await? {
+        Ok(Json(json!({ "deleted": key })))
+    } else {
+        Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("worker `{name}` has no secret `{key}`"),
+        ))
+    }
+}

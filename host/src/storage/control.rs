@@ -1,0 +1,326 @@
+//! The control database (`control.db` in the data directory): which workers
+//! exist, their uploaded versions, which version is active, the history of
+//! activations (for rollback) and secrets. A restart rebuilds the serving
+//! state from it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// Schema changes, applied in order; `PRAGMA user_version` records how many
+/// ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE workers (
+        name           TEXT PRIMARY KEY,
+        active_version INTEGER,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+        worker         TEXT NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+        version        INTEGER NOT NULL,
+        component_hash TEXT NOT NULL,
+        config         TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (worker, version)
+    );
+    CREATE TABLE deployments (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        worker      TEXT NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+        version     INTEGER NOT NULL,
+        deployed_at INTEGER NOT NULL
+    );
+    CREATE TABLE secrets (
+        worker TEXT NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+        name   TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (worker, name)
+    );
+"#];
+
+/// Access to the control database. Calls are short, indexed statements;
+/// they run on the caller's thread under a mutex.
+pub struct ControlStore {
+    conn: Mutex<Connection>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRecord {
+    pub name: String,
+    pub active_version: Option<u32>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRecord {
+    pub worker: String,
+    pub version: u32,
+    pub component_hash: String,
+    /// The verge.toml text as uploaded.
+    pub config: String,
+    pub created_at: i64,
+}
+
+impl ControlStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn =
+            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let applied = applied as usize;
+        if applied > MIGRATIONS.len() {
+            anyhow::bail!(
+                "{} was written by a newer Verge (schema {applied}, this build knows {})",
+                path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(migration)
+                .with_context(|| format!("applying control schema migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done write:
+        // every multi-statement change runs in a transaction.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a new version of `worker` (creating the worker) and returns
+    /// its number.
+    pub fn add_version(&self, worker: &str, component_hash: &str, config: &str) -> Result<u32> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now();
+        tx.execute(
+            "INSERT OR IGNORE INTO workers (name, created_at) VALUES (?1, ?2)",
+            params![worker, now],
+        )?;
+        let version: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE worker = ?1",
+            [worker],
+            |row| row.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO versions (worker, version, component_hash, config, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![worker, version, component_hash, config, now],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// Makes `version` the one that serves `worker`, and records it.
+    pub fn activate(&self, worker: &str, version: u32) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE workers SET active_version = ?2 WHERE name = ?1",
+            params![worker, version],
+        )?;
+        tx.execute(
+            "INSERT INTO deployments (worker, version, deployed_at) VALUES (?1, ?2, ?3)",
+            params![worker, version, now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn worker(&self, name: &str) -> Result<Option<WorkerRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name, active_version, created_at FROM workers WHERE name = ?1",
+                [name],
+                worker_record,
+            )
+            .optional()?)
+    }
+
+    pub fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, active_version, created_at FROM workers ORDER BY name")?;
+        let rows = stmt.query_map([], worker_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn version(&self, worker: &str, version: u32) -> Result<Option<VersionRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT worker, version, component_hash, config, created_at
+                 FROM versions WHERE worker = ?1 AND version = ?2",
+                params![worker, version],
+                version_record,
+            )
+            .optional()?)
+    }
+
+    /// Every version of `worker`, newest first.
+    pub fn versions(&self, worker: &str) -> Result<Vec<VersionRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT worker, version, component_hash, config, created_at
+             FROM versions WHERE worker = ?1 ORDER BY version DESC",
+        )?;
+        let rows = stmt.query_map([worker], version_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The active version of every worker: what a restarting host serves.
+    pub fn active_versions(&self) -> Result<Vec<VersionRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT v.worker, v.version, v.component_hash, v.config, v.created_at
+             FROM versions v JOIN workers w
+               ON w.name = v.worker AND w.active_version = v.version
+             ORDER BY v.worker",
+        )?;
+        let rows = stmt.query_map([], version_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The version that was active before the current one, for rollback.
+    pub fn previous_version(&self, worker: &str) -> Result<Option<u32>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT d.version FROM deployments d JOIN workers w ON w.name = d.worker
+                 WHERE d.worker = ?1 AND d.version IS NOT w.active_version
+                 ORDER BY d.id DESC LIMIT 1",
+                [worker],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Deletes `worker` with its versions, history and secrets. Returns the
+    /// component hashes no version refers to any more.
+    pub fn delete_worker(&self, worker: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let hashes: Vec<String> = {
+            let mut stmt =
+                tx.prepare("SELECT DISTINCT component_hash FROM versions WHERE worker = ?1")?;
+            stmt.query_map([worker], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        tx.execute("DELETE FROM workers WHERE name = ?1", [worker])?;
+        let mut orphans = Vec::new();
+        for hash in hashes {
+            let still_used: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM versions WHERE component_hash = ?1)",
+                [&hash],
+                |row| row.get(0),
+            )?;
+            if !still_used {
+                orphans.push(hash);
+            }
+        }
+        tx.commit()?;
+        Ok(orphans)
+    }
+
+    pub fn secrets(&self, worker: &str) -> Result<BTreeMap<String, String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, value FROM secrets WHERE worker = ?1")?;
+        let rows = stmt.query_map([worker], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn put_secret(&self, worker: &str, name: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO secrets (worker, name, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (worker, name) DO UPDATE SET value = excluded.value",
+            params![worker, name, value],
+        )?;
+        Ok(())
+    }
+
+    /// Returns whether the secret existed.
+    pub fn delete_secret(&self, worker: &str, name: &str) -> Result<bool> {
+        let deleted = self.conn().execute(
+            "DELETE FROM secrets WHERE worker = ?1 AND name = ?2",
+            params![worker, name],
+        )?;
+        Ok(deleted > 0)
+    }
+}
+
+fn worker_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRecord> {
+    Ok(WorkerRecord {
+        name: row.get(0)?,
+        active_version: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
+fn version_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        worker: row.get(0)?,
+        version: row.get(1)?,
+        component_hash: row.get(2)?,
+        config: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_activation_rollback_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ControlStore::open(&dir.path().join("control.db")).unwrap();
+        assert_eq!(store.add_version("w", "h1", "name = \"w\"").unwrap(), 1);
+        assert_eq!(store.add_version("w", "h2", "name = \"w\"").unwrap(), 2);
+        store.activate("w", 1).unwrap();
+        store.activate("w", 2).unwrap();
+        assert_eq!(store.previous_version("w").unwrap(), Some(1));
+        assert_eq!(store.active_versions().unwrap()[0].version, 2);
+
+        store.put_secret("w", "KEY", "v").unwrap();
+        assert_eq!(store.secrets("w").unwrap()["KEY"], "v");
+
+        let mut orphans = store.delete_worker("w").unwrap();
+        orphans.sort();
+        assert_eq!(orphans, ["h1", "h2"]);
+        assert!(store.worker("w").unwrap().is_none());
+        assert!(store.secrets("w").unwrap().is_empty());
+    }
+
+    #[test]
+    fn reopening_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.db");
+        {
+            let store = ControlStore::open(&path).unwrap();
+            store.add_version("w", "h", "name = \"w\"").unwrap();
+            store.activate("w", 1).unwrap();
+        }
+        let store = ControlStore::open(&path).unwrap();
+        assert_eq!(store.worker("w").unwrap().unwrap().active_version, Some(1));
+    }
+}

@@ -1,0 +1,71 @@
+//! # verge — write Verge workers in Rust
+//!
+//! A Verge worker is a Rust crate compiled to a WebAssembly component. The
+//! host runs a fresh instance of it for every request, so nothing leaks from
+//! one request to the next. This crate is everything the guest side needs:
+//! [`Request`] and [`Response`], a small [`Router`], [`Env`] for vars and
+//! secrets, outbound [`fetch`], and logging macros ([`info!`] and friends).
+//!
+//! You write no WIT: the contract (`verge:platform`) is compiled into this
+//! crate, and [`#[verge::worker]`](macro@worker) exports your handler.
+//!
+//! ```no_run
+//! use verge::{Env, Request, Response, Result};
+//!
+//! #[verge::worker]
+//! fn fetch(req: Request, env: Env) -> Result<Response> {
+//!     let greeting = env.var("GREETING").unwrap_or_else(|_| "hello".into());
+//!     Response::json(&serde_json::json!({ "message": greeting, "path": req.path() }))
+//! }
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2` (or
+//! `cargo component build --release`), then serve with `verge dev` or upload
+//! with `verge deploy`.
+//!
+//! Guest code is synchronous: calls such as [`fetch`] block the guest while
+//! the host does the I/O asynchronously, so they never block a host thread.
+
+// Lets the generated bindings and the macros name this crate `::verge`, also
+// from inside it.
+extern crate self as verge;
+
+mod env;
+mod error;
+mod fetch;
+mod headers;
+pub mod log;
+mod method;
+mod request;
+mod response;
+mod router;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use env::Env;
+pub use error::{Error, FetchError, Result};
+pub use fetch::fetch;
+pub use headers::Headers;
+pub use method::Method;
+pub use request::Request;
+pub use response::Response;
+pub use router::{RouteContext, Router};
+pub use url::Url;
+
+/// Exports a function as the worker's fetch handler.
+///
+/// The function takes a [`Request`] and an [`Env`] and returns
+/// [`Result<Response>`](Result). An `Err` becomes a 500 that the host logs
+/// under an error id, except [`Error::BadRequest`], which becomes a 400 whose
+/// body is the message.
+///
+/// ```no_run
+/// use verge::{Env, Request, Response, Result};
+///
+/// #[verge::worker]
+/// fn fetch(_req: Request, _env: Env) -> Result<Response> {
+///     Ok(Response::text("hello"))
+/// }
+/// ```
+pub use verge_macros::worker;
