@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -8,6 +10,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match verge_host::cli::run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,

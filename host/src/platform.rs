@@ -12,7 +12,7 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use crate::config::{ConfigError, RoutePattern, RouteTable, WorkerConfig};
+use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     WorkerContext, content_hash,
@@ -39,14 +39,8 @@ pub enum DeployError {
     Component(anyhow::Error),
     #[error(transparent)]
     Link(#[from] LinkError),
-    #[error(
-        "route `{route}` is claimed by both `{}` and `{}`; remove it from one of them",
-        .workers.0, .workers.1
-    )]
-    RouteConflict {
-        route: String,
-        workers: (String, String),
-    },
+    #[error(transparent)]
+    RouteConflict(#[from] RouteConflict),
     #[error("no worker named `{0}`")]
     UnknownWorker(String),
     #[error("worker `{worker}` has no version {version}")]
@@ -439,10 +433,7 @@ fn route_table<'a>(
             .iter()
             .map(move |route| (route.clone(), name.to_owned()))
     }))
-    .map_err(|(route, first, second)| DeployError::RouteConflict {
-        route: route.to_string(),
-        workers: (first, second),
-    })
+    .map_err(DeployError::from)
 }
 
 fn deployment(worker: &LoadedWorker, unchanged: bool) -> Deployment {

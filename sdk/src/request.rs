@@ -141,8 +141,7 @@ impl Request {
     /// Replaces the body with `value` as JSON and sets `content-type`.
     pub fn with_json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self> {
         let body = serde_json::to_vec(value)?;
-        Ok(self
-            .with_body(body)
-            .with_header("content-type", "application/json")?)
+        self.with_body(body)
+            .with_header("content-type", "application/json")
     }
 }

@@ -173,11 +173,11 @@ impl<'a, D> Router<'a, D> {
     /// Dispatches `req` to the most specific matching route.
     pub fn run(self, req: Request, env: Env) -> Result<Response> {
         let segments: Vec<&str> = split_path(req.path()).collect();
-        let mut best: Option<(&Route<'a, D>, Vec<Rank>, HashMap<String, String>)> = None;
+        let mut best: Option<(&Route<'a, D>, Match)> = None;
         let mut allowed: Vec<String> = Vec::new();
 
         for route in &self.routes {
-            let Some((rank, params)) = route.pattern.matches(&segments) else {
+            let Some(found) = route.pattern.matches(&segments) else {
                 continue;
             };
             let method_ok = match &route.method {
@@ -192,14 +192,14 @@ impl<'a, D> Router<'a, D> {
             }
             if best
                 .as_ref()
-                .is_none_or(|(_, best_rank, _)| rank > *best_rank)
+                .is_none_or(|(_, (best_rank, _))| found.0 > *best_rank)
             {
-                best = Some((route, rank, params));
+                best = Some((route, found));
             }
         }
 
         match best {
-            Some((route, _, params)) => (route.handler)(
+            Some((route, (_, params))) => (route.handler)(
                 req,
                 RouteContext {
                     data: self.data,
@@ -216,6 +216,9 @@ impl<'a, D> Router<'a, D> {
         }
     }
 }
+
+/// A pattern's match: how specific, segment by segment, and the captures.
+type Match = (Vec<Rank>, HashMap<String, String>);
 
 /// How specifically one segment matched; higher is more specific.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -254,7 +257,7 @@ impl Pattern {
     }
 
     /// The per-segment ranks and the captured params, if `path` matches.
-    fn matches(&self, path: &[&str]) -> Option<(Vec<Rank>, HashMap<String, String>)> {
+    fn matches(&self, path: &[&str]) -> Option<Match> {
         let mut ranks = Vec::with_capacity(self.segments.len());
         let mut params = HashMap::new();
         for (i, segment) in self.segments.iter().enumerate() {
@@ -299,7 +302,7 @@ fn decode(segment: &str) -> String {
 mod tests {
     use super::*;
 
-    fn ranked(pattern: &str, path: &str) -> Option<(Vec<Rank>, HashMap<String, String>)> {
+    fn ranked(pattern: &str, path: &str) -> Option<Match> {
         let segments: Vec<&str> = split_path(path).collect();
         Pattern::parse(pattern).matches(&segments)
     }

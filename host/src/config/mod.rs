@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 pub use limits::Limits;
 pub use outbound::OutboundRule;
-pub use routes::{RoutePattern, RouteTable};
+pub use routes::{RouteConflict, RoutePattern, RouteTable};
 
 /// A worker's validated `verge.toml`.
 #[derive(Debug, Clone, PartialEq)]

@@ -112,6 +112,15 @@ impl RoutePattern {
     }
 }
 
+/// Two workers claiming the same route.
+#[derive(Debug, thiserror::Error)]
+#[error("route `{route}` is claimed by both `{first}` and `{second}`; remove it from one of them")]
+pub struct RouteConflict {
+    pub route: String,
+    pub first: String,
+    pub second: String,
+}
+
 /// Every active route, most specific first.
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
@@ -123,11 +132,15 @@ impl RouteTable {
     /// the same pattern is an error naming both.
     pub fn new(
         routes: impl IntoIterator<Item = (RoutePattern, String)>,
-    ) -> Result<Self, (RoutePattern, String, String)> {
+    ) -> Result<Self, RouteConflict> {
         let mut entries: Vec<(RoutePattern, String)> = Vec::new();
         for (pattern, worker) in routes {
             if let Some((_, other)) = entries.iter().find(|(p, w)| *p == pattern && *w != worker) {
-                return Err((pattern, other.clone(), worker));
+                return Err(RouteConflict {
+                    route: pattern.text,
+                    first: other.clone(),
+                    second: worker,
+                });
             }
             entries.push((pattern, worker));
         }

@@ -64,7 +64,7 @@ impl From<DeployError> for AdminError {
             DeployError::Config(_) | DeployError::Component(_) | DeployError::Link(_) => {
                 StatusCode::BAD_REQUEST
             }
-            DeployError::RouteConflict { .. } | DeployError::NothingToRollBack(_) => {
+            DeployError::RouteConflict(_) | DeployError::NothingToRollBack(_) => {
                 StatusCode::CONFLICT
             }
             DeployError::UnknownWorker(_) | DeployError::UnknownVersion { .. } => {

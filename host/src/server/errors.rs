@@ -54,11 +54,14 @@ pub fn invoke_error(
             "Worker threw an exception".to_owned(),
         ),
     };
+    // One line per failure (the trap's backtrace is escaped into it), so
+    // a grep for the error id finds everything.
+    let detail = error.to_string();
     match error {
         InvokeError::Trap(_) | InvokeError::Handler(_) => {
-            tracing::error!(worker, %request_id, error_id, "{error}");
+            tracing::error!(worker, %request_id, error_id, error = ?detail, "request failed");
         }
-        _ => tracing::warn!(worker, %request_id, error_id, "{error}"),
+        _ => tracing::warn!(worker, %request_id, error_id, error = ?detail, "request failed"),
     }
     let mut body = format!("{summary} (error id {error_id}, request id {request_id})\n");
     if dev && matches!(error, InvokeError::Trap(_) | InvokeError::Handler(_)) {

@@ -1,0 +1,348 @@
+//! The admin API: uploads, listing, activation, rollback, deletion, secrets
+//! and authentication, against a real host.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{TOKEN, TestHost, guest, upload};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_wrong_token_gets_401() {
+    let host = TestHost::start().await;
+    let url = format!("{}/v1/workers", host.admin_url);
+    let missing = host.client.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    let wrong = host
+        .client
+        .get(&url)
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["error"],
+        "invalid admin token"
+    );
+
+    let hello = guest("hello");
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(hello.wasm.clone()),
+        )
+        .text("config", hello.config.clone());
+    let sneaky = host
+        .client
+        .post(format!("{}/v1/workers/hello/versions", host.admin_url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sneaky.status(), 401);
+    assert_eq!(
+        host.get("/hello").await.status(),
+        404,
+        "nothing was deployed"
+    );
+
+    let ok = host
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_list_rollback_and_delete() {
+    let host = TestHost::start().await;
+    let hello = guest("hello");
+    let v1: Value = host.deploy(&hello).await.json().await.unwrap();
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["routes"], json!(["/hello", "/hello/*"]));
+
+    // Uploading the same thing again changes nothing.
+    let again = host.deploy(&hello).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["unchanged"], true);
+
+    // Version 2 differs only in a var.
+    let v2_config = hello.config.replace("Hello from Verge!", "Version two");
+    let v2 = host.upload("hello", hello.wasm.clone(), &v2_config).await;
+    assert_eq!(v2.status(), 201);
+    assert_eq!(
+        host.get("/hello/env").await.text().await.unwrap(),
+        "Version two"
+    );
+
+    let list: Value = host
+        .admin(Method::GET, "/v1/workers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["workers"][0]["name"], "hello");
+    assert_eq!(list["workers"][0]["active_version"], 2);
+
+    let detail: Value = host
+        .admin(Method::GET, "/v1/workers/hello")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let versions: Vec<(u64, bool)> = detail["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(versions, [(2, true), (1, false)]);
+
+    let rolled: Value = host
+        .admin(Method::POST, "/v1/workers/hello/rollback")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rolled["version"], 1);
+    assert_eq!(
+        host.get("/hello/env").await.text().await.unwrap(),
+        "Hello from Verge!"
+    );
+
+    let activated = host
+        .admin(Method::POST, "/v1/workers/hello/activate")
+        .json(&json!({ "version": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activated.status(), 200);
+    assert_eq!(
+        host.get("/hello/env").await.text().await.unwrap(),
+        "Version two"
+    );
+
+    let no_such_version = host
+        .admin(Method::POST, "/v1/workers/hello/activate")
+        .json(&json!({ "version": 9 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_such_version.status(), 404);
+
+    let deleted = host
+        .admin(Method::DELETE, "/v1/workers/hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(host.get("/hello").await.status(), 404);
+    let gone = host
+        .admin(Method::GET, "/v1/workers/hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let components = std::fs::read_dir(host.data.path().join("components"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        components, 0,
+        "the deleted worker's component files are removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
+    let host = TestHost::start().await;
+    let hello = guest("hello");
+    host.deploy(&hello).await;
+
+    let expect_400 = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 400);
+        res.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let imports = expect_400(
+        host.upload("hello", guest("unsatisfiable").wasm, &hello.config)
+            .await,
+    )
+    .await;
+    assert!(imports.contains("acme:test/query"), "{imports}");
+    assert!(imports.contains("acme:test/cache"), "{imports}");
+    assert!(
+        !imports.contains("wasi:"),
+        "WASI imports are satisfied: {imports}"
+    );
+
+    let core_module = wat::parse_str("(module)").unwrap();
+    let core = expect_400(host.upload("hello", core_module, &hello.config).await).await;
+    assert!(
+        core.contains("core WebAssembly module, not a component"),
+        "{core}"
+    );
+
+    let garbage = expect_400(
+        host.upload("hello", b"#!/bin/sh\necho hi".to_vec(), &hello.config)
+            .await,
+    )
+    .await;
+    assert!(garbage.contains("not a WebAssembly binary"), "{garbage}");
+
+    let mut truncated = hello.wasm.clone();
+    truncated.truncate(hello.wasm.len() / 2);
+    let broken = expect_400(host.upload("hello", truncated, &hello.config).await).await;
+    assert!(broken.contains("invalid component"), "{broken}");
+
+    let bad_toml = expect_400(
+        host.upload(
+            "hello",
+            hello.wasm.clone(),
+            "name = \"hello\"\nroutes = [\n",
+        )
+        .await,
+    )
+    .await;
+    assert!(bad_toml.starts_with("verge.toml:"), "{bad_toml}");
+    let bad_limit = expect_400(
+        host.upload(
+            "hello",
+            hello.wasm.clone(),
+            "name = \"hello\"\n[limits]\ncpu_ms = 0\n",
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        bad_limit.contains("limits.cpu_ms = 0 is out of range"),
+        "{bad_limit}"
+    );
+    let wrong_name = expect_400(
+        host.upload("hello", hello.wasm.clone(), "name = \"other\"")
+            .await,
+    )
+    .await;
+    assert!(wrong_name.contains("does not match"), "{wrong_name}");
+    let too_much_memory = expect_400(
+        host.upload(
+            "hello",
+            hello.wasm.clone(),
+            "name = \"hello\"\n[limits]\nmemory_mb = 4096\n",
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        too_much_memory.contains("exceeds this host's maximum"),
+        "{too_much_memory}"
+    );
+
+    let not_multipart = host
+        .admin(Method::POST, "/v1/workers/hello/versions")
+        .body(hello.wasm.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(expect_400(not_multipart).await.contains("multipart"));
+
+    // Through all of it, version 1 kept serving and no version was added.
+    assert_eq!(host.get("/hello").await.status(), 200);
+    let detail: Value = host
+        .admin(Method::GET, "/v1/workers/hello")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["versions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_routes_are_refused() {
+    let host = TestHost::start().await;
+    host.deploy(&guest("hello")).await;
+    let router = guest("router");
+    let config = router.config.replace(
+        "routes = [\"/router\", \"/router/*\"]",
+        "routes = [\"/hello\"]",
+    );
+    let res = upload(
+        &host.client,
+        &host.admin_url,
+        "router",
+        router.wasm,
+        &config,
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    let error = res.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("route `/hello` is claimed by both"),
+        "{error}"
+    );
+    assert_eq!(host.get("/hello").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_guest_and_are_never_listed_back() {
+    let host = TestHost::start().await;
+    host.deploy(&guest("misbehave")).await;
+    assert_eq!(host.get("/secret?name=API_KEY").await.status(), 404);
+    let put = host
+        .admin(Method::PUT, "/v1/workers/misbehave/secrets/API_KEY")
+        .body("s3cr3t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    assert_eq!(
+        host.get("/secret?name=API_KEY").await.text().await.unwrap(),
+        "s3cr3t"
+    );
+    let names: Value = host
+        .admin(Method::GET, "/v1/workers/misbehave/secrets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names, json!({ "secrets": ["API_KEY"] }));
+
+    let deleted = host
+        .admin(Method::DELETE, "/v1/workers/misbehave/secrets/API_KEY")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(host.get("/secret?name=API_KEY").await.status(), 404);
+    let again = host
+        .admin(Method::DELETE, "/v1/workers/misbehave/secrets/API_KEY")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}

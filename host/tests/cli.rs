@@ -1,0 +1,207 @@
+//! The `verge` command as a user runs it: `new` scaffolds a crate that
+//! builds and serves as-is, `dev` rebuilds and hot-swaps on change,
+//! `deploy` uploads to a running host.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use support::{TOKEN, VergeProcess, repo};
+
+fn verge(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verge"));
+    command
+        .current_dir(dir)
+        // Reuse the dependencies the example builds already compiled.
+        .env("CARGO_TARGET_DIR", repo().join("guest-examples/target"));
+    command
+}
+
+/// Streams a child's stderr lines into a channel.
+fn stderr_lines(child: &mut Child) -> Receiver<String> {
+    let (tx, rx) = channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines until one contains `needle`; returns it.
+fn wait_for(lines: &Receiver<String>, needle: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(240)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) => panic!("never saw {needle:?}; output so far:\n{seen}"),
+        }
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_scaffold_serves_under_dev_and_hot_swaps_on_change() {
+    let work = tempfile::tempdir().unwrap();
+    let status = verge(work.path())
+        .args(["new", "my-worker", "--sdk"])
+        .arg(repo().join("sdk"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let project = work.path().join("my-worker");
+    for file in [
+        "Cargo.toml",
+        "verge.toml",
+        "src/lib.rs",
+        ".cargo/config.toml",
+        ".gitignore",
+    ] {
+        assert!(project.join(file).exists(), "{file} scaffolded");
+    }
+
+    let mut child = verge(&project)
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let _dev = KillOnDrop(child);
+    let ready = wait_for(&lines, "verge dev: serving");
+    let url = ready
+        .split("on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+
+    let client = reqwest::Client::new();
+    let home: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(home["message"], "Hello from my-worker!");
+    let greet = client.get(format!("{url}/hello/ada")).send().await.unwrap();
+    assert_eq!(greet.text().await.unwrap(), "Hello, ada!");
+
+    let source = project.join("src/lib.rs");
+    let code = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, code.replace("Hello, {name}!", "Howdy, {name}!")).unwrap();
+    wait_for(&lines, "now serving version 2");
+    let greet = client.get(format!("{url}/hello/ada")).send().await.unwrap();
+    assert_eq!(greet.text().await.unwrap(), "Howdy, ada!");
+
+    std::fs::write(&source, "this is not rust").unwrap();
+    wait_for(&lines, "still serving the previous version");
+    let greet = client.get(format!("{url}/hello/ada")).send().await.unwrap();
+    assert_eq!(greet.text().await.unwrap(), "Howdy, ada!");
+
+    std::fs::write(project.join(".dev.vars"), "API_TOKEN=\"local\"\n").unwrap();
+    std::fs::write(
+        &source,
+        code.replace("ctx.var(\"GREETING\")?", "ctx.secret(\"API_TOKEN\")?"),
+    )
+    .unwrap();
+    wait_for(&lines, "now serving version 3");
+    let home: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(home["message"], "local", ".dev.vars provides secrets");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_builds_and_uploads_to_a_running_host() {
+    let data = tempfile::tempdir().unwrap();
+    let host = VergeProcess::serve(data.path());
+    let hello = repo().join("guest-examples/hello");
+
+    let refused = verge(&hello)
+        .args(["deploy", "--host", &host.admin_url])
+        .env("VERGE_ADMIN_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+
+    let deployed = verge(&hello)
+        .args(["deploy", "--host", &host.admin_url])
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&deployed.stdout);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(stdout.contains("deployed `hello` version 1"), "{stdout}");
+
+    let res = reqwest::get(format!("{}/hello", host.url)).await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    let listed = verge(&hello)
+        .args(["workers", "--host", &host.admin_url])
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("hello"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cargo_component_build_runs_on_the_host() {
+    ensure_cargo_component();
+    let hello = repo().join("guest-examples/hello");
+    let status = Command::new("cargo")
+        .args(["component", "build", "--release"])
+        .current_dir(&hello)
+        .env("CARGO_TARGET_DIR", repo().join("guest-examples/target"))
+        .env_remove("RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo component build failed");
+    let wasm = std::fs::read(repo().join("guest-examples/target/wasm32-wasip1/release/hello.wasm"))
+        .unwrap();
+
+    let host = support::TestHost::start().await;
+    let config = std::fs::read_to_string(hello.join("verge.toml")).unwrap();
+    assert_eq!(host.upload("hello", wasm, &config).await.status(), 201);
+    let body: serde_json::Value = host.get("/hello").await.json().await.unwrap();
+    assert_eq!(body["message"], "Hello from Verge!");
+}
+
+/// `cargo component` is a dev tool the suite needs; install it (and the
+/// wasm32-wasip1 target it builds for) when missing, as .ci/run does.
+fn ensure_cargo_component() {
+    let installed = Command::new("cargo")
+        .args(["component", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("installing cargo-component (cargo install cargo-component --locked)");
+        let status = Command::new("cargo")
+            .args(["install", "cargo-component", "--locked"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "installing cargo-component failed");
+    }
+    let _ = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip1"])
+        .status();
+}

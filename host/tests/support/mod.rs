@@ -1,0 +1,270 @@
+//! Shared by the integration tests: guest components built once per test
+//! process from guest-examples and tests/guests, in-process hosts on
+//! ephemeral loopback ports, and the real `verge` binary for tests that
+//! restart or kill the host.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use verge_host::platform::{Platform, PlatformOptions};
+use verge_host::runtime::EngineOptions;
+use verge_host::server::{Server, ServerOptions};
+use verge_host::toolchain;
+
+pub const TOKEN: &str = "test-admin-token";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A built guest: its component bytes and its verge.toml text.
+#[derive(Clone)]
+pub struct Guest {
+    pub wasm: Vec<u8>,
+    pub config: String,
+    pub dir: PathBuf,
+}
+
+/// Builds the examples and the test guests (once per process; cargo's lock
+/// makes concurrent test processes wait for one build) and returns the
+/// guest whose library target is `name`.
+pub fn guest(name: &str) -> Guest {
+    static BUILT: OnceLock<Vec<toolchain::BuiltComponent>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let mut built =
+            toolchain::build(&repo().join("guest-examples")).expect("building guest-examples");
+        built.extend(
+            toolchain::build(&repo().join("host/tests/guests")).expect("building test guests"),
+        );
+        built
+    });
+    let component = built
+        .iter()
+        .find(|c| c.name == name.replace('-', "_"))
+        .unwrap_or_else(|| panic!("no guest named {name}"));
+    Guest {
+        wasm: std::fs::read(&component.wasm).unwrap(),
+        config: std::fs::read_to_string(component.package_dir.join("verge.toml")).unwrap(),
+        dir: component.package_dir.clone(),
+    }
+}
+
+/// A host running in this process on ephemeral loopback ports, with its
+/// own data directory.
+pub struct TestHost {
+    pub platform: Arc<Platform>,
+    pub url: String,
+    pub admin_url: String,
+    pub data: tempfile::TempDir,
+    pub client: reqwest::Client,
+    server: Option<Server>,
+}
+
+impl TestHost {
+    pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// `dev` shows trap messages in error responses.
+    pub async fn start_with(dev: bool) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let platform = Platform::open(PlatformOptions {
+            data_dir: data.path().to_path_buf(),
+            engine: EngineOptions {
+                max_instances: 64,
+                max_memory_mb: 256,
+            },
+            dev,
+        })
+        .await
+        .unwrap();
+        let server = Server::start(
+            platform.clone(),
+            ServerOptions {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+                admin_token: Some(TOKEN.into()),
+                index: None,
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            url: format!("http://{}", server.addr()),
+            admin_url: format!("http://{}", server.admin_addr().unwrap()),
+            platform,
+            data,
+            client: reqwest::Client::new(),
+            server: Some(server),
+        }
+    }
+
+    /// Deploys a guest through the admin API, as `verge deploy` does.
+    pub async fn deploy(&self, guest: &Guest) -> reqwest::Response {
+        let name = config_name(&guest.config);
+        self.upload(&name, guest.wasm.clone(), &guest.config).await
+    }
+
+    /// Uploads raw bytes and config text as worker `name`.
+    pub async fn upload(&self, name: &str, wasm: Vec<u8>, config: &str) -> reqwest::Response {
+        upload(&self.client, &self.admin_url, name, wasm, config).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.admin_url))
+            .bearer_auth(TOKEN)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub async fn upload(
+    client: &reqwest::Client,
+    admin_url: &str,
+    name: &str,
+    wasm: Vec<u8>,
+    config: &str,
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(wasm).file_name("worker.wasm"),
+        )
+        .text("config", config.to_owned());
+    client
+        .post(format!("{admin_url}/v1/workers/{name}/versions"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `name = "..."` of a verge.toml.
+pub fn config_name(config: &str) -> String {
+    let table: toml::Table = toml::from_str(config).unwrap();
+    table["name"].as_str().unwrap().to_owned()
+}
+
+/// The real `verge` binary running `serve` on ephemeral ports, with its log
+/// captured.
+pub struct VergeProcess {
+    child: Child,
+    pub url: String,
+    pub admin_url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl VergeProcess {
+    pub fn serve(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--max-instances", "64"])
+            .arg("--data")
+            .arg(data)
+            .env("VERGE_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting verge serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("verge serve is ready") {
+                    let _ = ready_tx.send(line.clone());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let ready = ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("verge serve did not start; log:\n{}", log.lock().unwrap()));
+        Self {
+            url: format!("http://{}", field(&ready, "listen=")),
+            admin_url: format!("http://{}", field(&ready, "admin=")),
+            child,
+            log,
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never contained {needle:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for VergeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` from a log line.
+fn field(line: &str, key: &str) -> SocketAddr {
+    let start = line
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        + key.len();
+    let value: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("bad address {value:?} in {line:?}"))
+}
