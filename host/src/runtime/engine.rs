@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. CPU time is counted in these ticks, and a
 /// running guest yields to the async runtime at every tick.
@@ -40,10 +40,12 @@ pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
         .max_memory_size((options.max_memory_mb as usize) << 20)
-        // Keeping the first pages of a recycled memory resident saves the
-        // page faults every fresh request would otherwise take on them.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(16 << 10);
+        // A recycled slot keeps up to this much of its memory resident, and
+        // PAGEMAP_SCAN (Linux 6.7+) resets only the pages a request
+        // dirtied: no page faults on the next request, no full memset.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(64 << 10);
 
     let mut config = Config::new();
     config

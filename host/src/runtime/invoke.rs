@@ -40,16 +40,9 @@ pub async fn invoke(
     request_id: RequestId,
 ) -> Result<Response, InvokeError> {
     let limits = worker.context.config.limits;
-    let mut store = Store::new(
-        worker.pre.engine(),
-        HostState::new(worker.context.clone(), request_id),
-    );
-    store.limiter(|state| state);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(on_epoch_tick);
-
+    let mut store = new_store(worker, request_id);
     let call = async {
-        let instance = worker.pre.instantiate_async(&mut store).await?;
+        let instance = worker.instantiate(&mut store).await?;
         instance
             .verge_platform_handler()
             .call_handle(&mut store, &request)
@@ -63,6 +56,18 @@ pub async fn invoke(
         Ok(Ok(Err(message))) => Err(InvokeError::Handler(message)),
         Ok(Ok(Ok(response))) => Ok(response),
     }
+}
+
+/// A fresh store for one request to `worker`, its limits installed.
+pub fn new_store(worker: &LoadedWorker, request_id: RequestId) -> Store<HostState> {
+    let mut store = Store::new(
+        worker.pre.engine(),
+        HostState::new(worker.context.clone(), request_id),
+    );
+    store.limiter(|state| state);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(on_epoch_tick);
+    store
 }
 
 fn classify(error: wasmtime::Error) -> InvokeError {

@@ -12,7 +12,7 @@ mod worker;
 
 pub use artifacts::{ArtifactCache, ArtifactStats, content_hash};
 pub use engine::{EPOCH_TICK, EngineOptions, new_engine};
-pub use invoke::{InvokeError, invoke};
+pub use invoke::{InvokeError, invoke, new_store};
 pub use limits::{CpuLimitExceeded, MemoryLimitExceeded};
 pub use linker::{LinkError, new_linker, prepare};
 pub use state::{HostState, RequestId};

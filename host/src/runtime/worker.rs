@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bindings::WorkerPre;
+use wasmtime::Store;
+
+use crate::bindings::{Worker, WorkerPre};
 use crate::config::WorkerConfig;
 
 use super::HostState;
@@ -26,4 +28,12 @@ pub struct LoadedWorker {
     /// SHA-256 of the component.
     pub hash: String,
     pub(crate) pre: WorkerPre<HostState>,
+}
+
+impl LoadedWorker {
+    /// Instantiates the component into `store` (see
+    /// [`new_store`](super::new_store)): the per-request cold start.
+    pub async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Worker> {
+        self.pre.instantiate_async(store).await
+    }
 }

@@ -1,0 +1,36 @@
+# Recipes for contributors. The README's two commands need none of this.
+
+default:
+    @just --list
+
+# Build every guest example for wasm32-wasip2.
+build-guests:
+    rustup target add wasm32-wasip2
+    cd guest-examples && cargo build --release
+    cd host/tests/guests && cargo build --release
+
+# The test suite, as CI runs it.
+test:
+    .ci/run
+
+# Serve every example on http://127.0.0.1:8787/.
+demo:
+    cargo run --release -- up
+
+# Format everything, guests included.
+fmt:
+    cargo fmt --all
+    cd guest-examples && cargo fmt --all
+    cd host/tests/guests && cargo fmt --all
+
+# Lints as CI expects them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cd guest-examples && cargo clippy --release --all-targets -- -D warnings
+    cd host/tests/guests && cargo clippy --release -- -D warnings
+
+# Criterion micro-benches and the load comparison against native axum.
+bench:
+    cargo bench -p verge-benches
+    cargo run --release -p verge-benches --bin load
