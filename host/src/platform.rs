@@ -188,9 +188,11 @@ impl Platform {
             }
         }
 
-        let (compiled, component) = self
-            .blocking(move |this| (this.artifacts.compile(&component), component))
-            .await?;
+        let (compiled, component) = {
+            let hash = hash.clone();
+            self.blocking(move |this| (this.artifacts.compile(&hash, &component), component))
+                .await?
+        };
         let compiled = compiled.map_err(DeployError::Component)?;
         let pre = runtime::prepare(&self.linker, &compiled)?;
         if activate {

@@ -64,9 +64,15 @@ impl ArtifactCache {
         }
     }
 
-    /// Compiles uploaded bytes, with an error a user can act on when they
-    /// are not a component. Blocking: seconds for a large component.
-    pub fn compile(&self, bytes: &[u8]) -> Result<Component> {
+    /// The component for uploaded `bytes` whose hash is `hash`: from the
+    /// cache when this exact component was compiled before (a config-only
+    /// change, a re-upload), else compiled, with an error a user can act on
+    /// when the bytes are not a component. Blocking: compiling takes seconds
+    /// for a large component.
+    pub fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Component> {
+        if let Some(component) = self.cached(hash) {
+            return Ok(component);
+        }
         check_is_component(bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
@@ -75,37 +81,53 @@ impl ArtifactCache {
         Ok(component)
     }
 
-    /// Stores an accepted upload: its bytes and its compiled artifact.
+    /// Stores an accepted upload, its bytes and its compiled artifact,
+    /// unless they are stored already.
     pub fn persist(&self, hash: &str, bytes: &[u8], component: &Component) -> Result<()> {
-        write_atomically(&self.component_path(hash), bytes)?;
-        let artifact = component.serialize().map_err(anyhow::Error::from)?;
-        write_atomically(&self.artifact_path(hash), &artifact)
+        let component_path = self.component_path(hash);
+        if !component_path.exists() {
+            write_atomically(&component_path, bytes)?;
+        }
+        let artifact_path = self.artifact_path(hash);
+        if !artifact_path.exists() {
+            let artifact = component.serialize().map_err(anyhow::Error::from)?;
+            write_atomically(&artifact_path, &artifact)?;
+        }
+        Ok(())
     }
 
-    /// The component with `hash`, from its cached artifact when there is one
-    /// for this engine, else compiled again from the stored bytes.
+    /// The stored component with `hash`, from its cached artifact when there
+    /// is one for this engine, else compiled again from the stored bytes.
     pub fn load(&self, hash: &str) -> Result<Component> {
-        let artifact = self.artifact_path(hash);
-        if artifact.exists() {
-            // SAFETY: artifacts are written only by `persist`, from a
-            // component this engine compiled, under a name that carries the
-            // engine fingerprint; wasmtime checks the fingerprint again.
-            match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
-                Ok(component) => {
-                    self.loaded.fetch_add(1, Ordering::Relaxed);
-                    return Ok(component);
-                }
-                Err(e) => tracing::warn!(
-                    artifact = %artifact.display(),
-                    "cached artifact unusable, recompiling: {e:#}"
-                ),
-            }
+        if let Some(component) = self.cached(hash) {
+            return Ok(component);
         }
         let bytes = std::fs::read(self.component_path(hash))
             .with_context(|| format!("reading stored component {hash}"))?;
-        let component = self.compile(&bytes)?;
+        let component = self.compile(hash, &bytes)?;
         self.persist(hash, &bytes, &component)?;
         Ok(component)
+    }
+
+    /// The compiled artifact for `hash`, if this engine has one.
+    fn cached(&self, hash: &str) -> Option<Component> {
+        let artifact = self.artifact_path(hash);
+        if !artifact.exists() {
+            return None;
+        }
+        // SAFETY: artifacts are written only by `persist`, from a component
+        // this engine compiled, under a name that carries the engine
+        // fingerprint; wasmtime checks the fingerprint again.
+        match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
+            Ok(component) => {
+                self.loaded.fetch_add(1, Ordering::Relaxed);
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(artifact = %artifact.display(), "cached artifact unusable, recompiling: {e:#}");
+                None
+            }
+        }
     }
 
     /// Removes the files of components no longer referenced by any version.
