@@ -28,6 +28,8 @@
 
 // Lets the generated bindings and the macros name this crate `::verge`, also
 // from inside it.
+#![warn(missing_docs)]
+
 extern crate self as verge;
 
 mod env;

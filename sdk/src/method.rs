@@ -5,14 +5,23 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum Method {
     #[default]
+    /// `GET`
     Get,
+    /// `HEAD`
     Head,
+    /// `POST`
     Post,
+    /// `PUT`
     Put,
+    /// `DELETE`
     Delete,
+    /// `CONNECT`
     Connect,
+    /// `OPTIONS`
     Options,
+    /// `TRACE`
     Trace,
+    /// `PATCH`
     Patch,
     /// Any other method, verbatim.
     Other(String),
