@@ -2,6 +2,12 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// Every request allocates a store, an instance and its buffers on whichever
+/// worker thread serves it; mimalloc's per-thread heaps keep that off any
+/// shared lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

@@ -44,7 +44,7 @@ pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
         // PAGEMAP_SCAN (Linux 6.7+) resets only the pages a request
         // dirtied: no page faults on the next request, no full memset.
         .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(4 << 20)
+        .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(64 << 10);
 
     let mut config = Config::new();
