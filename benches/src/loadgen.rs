@@ -61,17 +61,27 @@ pub fn run(url: &str, connections: u32, duration: Duration) -> Result<LoadResult
         .filter(|(code, _)| code.starts_with('2'))
         .filter_map(|(_, n)| n.as_u64())
         .sum();
-    let all: u64 = statuses
+    // Requests still in flight when the time is up are cut off by oha
+    // itself; they are not the server's errors.
+    let failed: u64 = report["errorDistribution"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(kind, _)| *kind != "aborted due to deadline")
+        .filter_map(|(_, n)| n.as_u64())
+        .sum();
+    if failed > 0 {
+        eprintln!(
+            "bench: {url} at c{connections}: {}",
+            report["errorDistribution"]
+        );
+    }
+    let all = statuses
         .into_iter()
         .flatten()
         .filter_map(|(_, n)| n.as_u64())
         .sum::<u64>()
-        + report["errorDistribution"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, n)| n.as_u64())
-            .sum::<u64>();
+        + failed;
     Ok(LoadResult {
         requests_per_sec: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
         p50_ms: seconds(&report["latencyPercentiles"]["p50"]),

@@ -210,7 +210,14 @@ fn ensure_cargo_component() {
 async fn up_builds_and_serves_every_example_with_an_index() {
     let data = tempfile::tempdir().unwrap();
     let mut child = verge(&repo())
-        .args(["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(data.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -219,17 +226,37 @@ async fn up_builds_and_serves_every_example_with_an_index() {
     let lines = stderr_lines(&mut child);
     let _up = KillOnDrop(child);
     let ready = wait_for(&lines, "Verge is up: ");
-    let url = ready.split("Verge is up: ").nth(1).unwrap().trim().trim_end_matches('/').to_owned();
+    let url = ready
+        .split("Verge is up: ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
 
-    let index = reqwest::get(format!("{url}/")).await.unwrap().text().await.unwrap();
+    let index = reqwest::get(format!("{url}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for example in ["hello", "router", "fetch-proxy"] {
-        assert!(index.contains(&format!("<h2>{example}</h2>")), "{example} missing from the index");
+        assert!(
+            index.contains(&format!("<h2>{example}</h2>")),
+            "{example} missing from the index"
+        );
     }
     assert!(index.contains("href=\"/hello\""));
     let hello = reqwest::get(format!("{url}/hello")).await.unwrap();
     assert_eq!(hello.status(), 200);
     let items = reqwest::get(format!("{url}/router/items/2")).await.unwrap();
     assert_eq!(items.status(), 200);
-    let proxied = reqwest::get(format!("{url}/proxy?url={url}/hello")).await.unwrap();
-    assert_eq!(proxied.status(), 200, "fetch-proxy reaches hello through the front door");
+    let proxied = reqwest::get(format!("{url}/proxy?url={url}/hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        proxied.status(),
+        200,
+        "fetch-proxy reaches hello through the front door"
+    );
 }
