@@ -75,30 +75,13 @@ async fn upload_list_rollback_and_delete() {
     let v2_config = hello.config.replace("Hello from Verge!", "Version two");
     let v2 = host.upload("hello", hello.wasm.clone(), &v2_config).await;
     assert_eq!(v2.status(), 201);
-    assert_eq!(
-        host.get("/hello/env").await.text().await.unwrap(),
-        "Version two"
-    );
+    assert_eq!(host.get_text("/hello/env").await, "Version two");
 
-    let list: Value = host
-        .admin(Method::GET, "/v1/workers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = host.admin_json(Method::GET, "/v1/workers").await;
     assert_eq!(list["workers"][0]["name"], "hello");
     assert_eq!(list["workers"][0]["active_version"], 2);
 
-    let detail: Value = host
-        .admin(Method::GET, "/v1/workers/hello")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = host.admin_json(Method::GET, "/v1/workers/hello").await;
     let versions: Vec<(u64, bool)> = detail["versions"]
         .as_array()
         .unwrap()
@@ -113,18 +96,10 @@ async fn upload_list_rollback_and_delete() {
     assert_eq!(versions, [(2, true), (1, false)]);
 
     let rolled: Value = host
-        .admin(Method::POST, "/v1/workers/hello/rollback")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .admin_json(Method::POST, "/v1/workers/hello/rollback")
+        .await;
     assert_eq!(rolled["version"], 1);
-    assert_eq!(
-        host.get("/hello/env").await.text().await.unwrap(),
-        "Hello from Verge!"
-    );
+    assert_eq!(host.get_text("/hello/env").await, "Hello from Verge!");
 
     let activated = host
         .admin(Method::POST, "/v1/workers/hello/activate")
@@ -133,10 +108,7 @@ async fn upload_list_rollback_and_delete() {
         .await
         .unwrap();
     assert_eq!(activated.status(), 200);
-    assert_eq!(
-        host.get("/hello/env").await.text().await.unwrap(),
-        "Version two"
-    );
+    assert_eq!(host.get_text("/hello/env").await, "Version two");
 
     let no_such_version = host
         .admin(Method::POST, "/v1/workers/hello/activate")
@@ -168,92 +140,70 @@ async fn upload_list_rollback_and_delete() {
     );
 }
 
+/// Asserts a 400 and returns its error message.
+async fn expect_400(res: reqwest::Response) -> String {
+    assert_eq!(res.status(), 400);
+    res.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
     let host = TestHost::start().await;
     let hello = guest("hello");
     host.deploy(&hello).await;
 
-    let expect_400 = |res: reqwest::Response| async move {
-        assert_eq!(res.status(), 400);
-        res.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-
+    let mut truncated = hello.wasm.clone();
+    truncated.truncate(hello.wasm.len() / 2);
+    let config = hello.config.as_str();
+    let refusals: [(Vec<u8>, &str, &str); 9] = [
+        (guest("unsatisfiable").wasm, config, "acme:test/query"),
+        (guest("unsatisfiable").wasm, config, "acme:test/cache"),
+        (
+            wat::parse_str("(module)").unwrap(),
+            config,
+            "core WebAssembly module, not a component",
+        ),
+        (
+            b"#!/bin/sh\necho hi".to_vec(),
+            config,
+            "not a WebAssembly binary",
+        ),
+        (truncated, config, "invalid component"),
+        (
+            hello.wasm.clone(),
+            "name = \"hello\"\nroutes = [\n",
+            "verge.toml:",
+        ),
+        (
+            hello.wasm.clone(),
+            "name = \"hello\"\n[limits]\ncpu_ms = 0\n",
+            "limits.cpu_ms = 0 is out of range",
+        ),
+        (hello.wasm.clone(), "name = \"other\"", "does not match"),
+        (
+            hello.wasm.clone(),
+            "name = \"hello\"\n[limits]\nmemory_mb = 4096\n",
+            "exceeds this host's maximum",
+        ),
+    ];
+    for (wasm, config, expected) in refusals {
+        let error = expect_400(host.upload("hello", wasm, config).await).await;
+        assert!(
+            error.contains(expected),
+            "expected {expected:?} in {error:?}"
+        );
+    }
     let imports = expect_400(
-        host.upload("hello", guest("unsatisfiable").wasm, &hello.config)
+        host.upload("hello", guest("unsatisfiable").wasm, config)
             .await,
     )
     .await;
-    assert!(imports.contains("acme:test/query"), "{imports}");
-    assert!(imports.contains("acme:test/cache"), "{imports}");
     assert!(
         !imports.contains("wasi:"),
         "WASI imports are satisfied: {imports}"
-    );
-
-    let core_module = wat::parse_str("(module)").unwrap();
-    let core = expect_400(host.upload("hello", core_module, &hello.config).await).await;
-    assert!(
-        core.contains("core WebAssembly module, not a component"),
-        "{core}"
-    );
-
-    let garbage = expect_400(
-        host.upload("hello", b"#!/bin/sh\necho hi".to_vec(), &hello.config)
-            .await,
-    )
-    .await;
-    assert!(garbage.contains("not a WebAssembly binary"), "{garbage}");
-
-    let mut truncated = hello.wasm.clone();
-    truncated.truncate(hello.wasm.len() / 2);
-    let broken = expect_400(host.upload("hello", truncated, &hello.config).await).await;
-    assert!(broken.contains("invalid component"), "{broken}");
-
-    let bad_toml = expect_400(
-        host.upload(
-            "hello",
-            hello.wasm.clone(),
-            "name = \"hello\"\nroutes = [\n",
-        )
-        .await,
-    )
-    .await;
-    assert!(bad_toml.starts_with("verge.toml:"), "{bad_toml}");
-    let bad_limit = expect_400(
-        host.upload(
-            "hello",
-            hello.wasm.clone(),
-            "name = \"hello\"\n[limits]\ncpu_ms = 0\n",
-        )
-        .await,
-    )
-    .await;
-    assert!(
-        bad_limit.contains("limits.cpu_ms = 0 is out of range"),
-        "{bad_limit}"
-    );
-    let wrong_name = expect_400(
-        host.upload("hello", hello.wasm.clone(), "name = \"other\"")
-            .await,
-    )
-    .await;
-    assert!(wrong_name.contains("does not match"), "{wrong_name}");
-    let too_much_memory = expect_400(
-        host.upload(
-            "hello",
-            hello.wasm.clone(),
-            "name = \"hello\"\n[limits]\nmemory_mb = 4096\n",
-        )
-        .await,
-    )
-    .await;
-    assert!(
-        too_much_memory.contains("exceeds this host's maximum"),
-        "{too_much_memory}"
     );
 
     let not_multipart = host
@@ -266,14 +216,7 @@ async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
 
     // Through all of it, version 1 kept serving and no version was added.
     assert_eq!(host.get("/hello").await.status(), 200);
-    let detail: Value = host
-        .admin(Method::GET, "/v1/workers/hello")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = host.admin_json(Method::GET, "/v1/workers/hello").await;
     assert_eq!(detail["versions"].as_array().unwrap().len(), 1);
 }
 
@@ -318,18 +261,10 @@ async fn secrets_reach_the_guest_and_are_never_listed_back() {
         .await
         .unwrap();
     assert_eq!(put.status(), 200);
-    assert_eq!(
-        host.get("/secret?name=API_KEY").await.text().await.unwrap(),
-        "s3cr3t"
-    );
+    assert_eq!(host.get_text("/secret?name=API_KEY").await, "s3cr3t");
     let names: Value = host
-        .admin(Method::GET, "/v1/workers/misbehave/secrets")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .admin_json(Method::GET, "/v1/workers/misbehave/secrets")
+        .await;
     assert_eq!(names, json!({ "secrets": ["API_KEY"] }));
 
     let deleted = host

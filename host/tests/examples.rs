@@ -36,7 +36,7 @@ async fn hello_greets_echoes_and_reads_vars() {
     assert_eq!(echo["headers"]["x-custom"], "value");
     assert_eq!(echo["body"], "payload bytes");
 
-    let env = host.get("/hello/env").await.text().await.unwrap();
+    let env = host.get_text("/hello/env").await;
     assert_eq!(env, "Hello from Verge!");
     assert_eq!(host.get("/hello/nope").await.status(), 404);
 }
@@ -46,12 +46,7 @@ async fn router_serves_json_params_queries_and_statuses() {
     let host = TestHost::start().await;
     assert_eq!(host.deploy(&guest("router")).await.status(), 201);
 
-    let page: Value = host
-        .get("/router/items?offset=1&limit=2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = host.get_json("/router/items?offset=1&limit=2").await;
     let names: Vec<&str> = page["items"]
         .as_array()
         .unwrap()
@@ -65,7 +60,7 @@ async fn router_serves_json_params_queries_and_statuses() {
     assert_eq!(bad_query.status(), 400);
     assert!(bad_query.text().await.unwrap().contains("query string"));
 
-    let item: Value = host.get("/router/items/3").await.json().await.unwrap();
+    let item: Value = host.get_json("/router/items/3").await;
     assert_eq!(item, json!({ "id": 3, "name": "mug", "price_cents": 650 }));
     let missing = host.get("/router/items/42").await;
     assert_eq!(missing.status(), 404);

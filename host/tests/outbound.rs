@@ -94,11 +94,8 @@ async fn subrequest_and_response_size_limits_apply() {
     host.deploy(&guest("misbehave")).await;
 
     let body = host
-        .get(&format!("/fetch?times=5&url={upstream}/data"))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/fetch?times=5&url={upstream}/data"))
+        .await;
     let outcomes: Vec<&str> = body.lines().collect();
     assert_eq!(
         outcomes,
@@ -111,12 +108,7 @@ async fn subrequest_and_response_size_limits_apply() {
         ]
     );
 
-    let big = host
-        .get(&format!("/fetch?url={upstream}/big"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let big = host.get_text(&format!("/fetch?url={upstream}/big")).await;
     assert_eq!(
         big,
         format!("fetch failed: response body larger than {} bytes", 1 << 20)

@@ -4,18 +4,10 @@
 mod support;
 
 use serde_json::Value;
-use support::{VergeProcess, guest, upload};
+use support::{VergeProcess, admin_json, guest, upload};
 
 async fn stats(client: &reqwest::Client, admin_url: &str) -> Value {
-    client
-        .get(format!("{admin_url}/v1/stats"))
-        .bearer_auth(support::TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin_json(client, admin_url, reqwest::Method::GET, "/v1/stats").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::runtime::EngineOptions;
+use crate::server::{IndexPage, ServerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,31 @@ enum Command {
     Workers(admin_client::HostArgs),
     /// Serve the previously active version of a worker again.
     Rollback(deploy::RollbackArgs),
+}
+
+/// The listeners of a host with an admin API (`serve`, `up`).
+#[derive(Args, Debug, Clone)]
+struct ListenArgs {
+    /// The public listener.
+    #[arg(long, default_value_t = default_listen())]
+    listen: SocketAddr,
+    /// The admin API listener; off a loopback address it requires a token.
+    #[arg(long, default_value_t = default_admin_listen())]
+    admin_listen: SocketAddr,
+    /// Bearer token for the admin API.
+    #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl ListenArgs {
+    fn server_options(self, index: Option<IndexPage>) -> ServerOptions {
+        ServerOptions {
+            listen: self.listen,
+            admin_listen: Some(self.admin_listen),
+            admin_token: self.admin_token,
+            index,
+        }
+    }
 }
 
 /// Sizing shared by every command that runs a host.

@@ -1,26 +1,19 @@
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::project::Project;
-use super::{EngineArgs, default_admin_listen, default_listen, shutdown_signal, source_tree};
+use super::{EngineArgs, ListenArgs, shutdown_signal, source_tree};
 use crate::platform::{Platform, PlatformOptions};
-use crate::server::{IndexEntry, IndexPage, Server, ServerOptions};
+use crate::server::{IndexEntry, IndexPage, Server};
 use crate::toolchain;
 
 #[derive(Args)]
 pub struct UpArgs {
-    /// The public listener.
-    #[arg(long, default_value_t = default_listen())]
-    listen: SocketAddr,
-    /// The admin API listener, so `verge deploy` works against `verge up`.
-    #[arg(long, default_value_t = default_admin_listen())]
-    admin_listen: SocketAddr,
-    /// Bearer token for the admin API.
-    #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
+    /// The admin API listens too, so `verge deploy` works against `verge up`.
+    #[command(flatten)]
+    listen: ListenArgs,
     /// The examples workspace; by default this source tree's guest-examples.
     #[arg(long)]
     examples: Option<PathBuf>,
@@ -58,16 +51,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let server = Server::start(
-        platform,
-        ServerOptions {
-            listen: args.listen,
-            admin_listen: Some(args.admin_listen),
-            admin_token: args.admin_token,
-            index: Some(IndexPage::new(&entries)),
-        },
-    )
-    .await?;
+    let index = IndexPage::new(&entries);
+    let server = Server::start(platform, args.listen.server_options(Some(index))).await?;
     let addr = server.addr();
     eprintln!("\nVerge is up: http://{addr}/");
     for entry in &entries {

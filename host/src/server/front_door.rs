@@ -2,13 +2,15 @@
 //! by a fresh instance of it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{Html, IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use super::IndexPage;
 use super::errors::{invoke_error, text};
@@ -98,11 +100,12 @@ async fn to_wire(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body);
         return Err(too_large());
     }
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+    let body = match read_body(body, limit).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(too_large()),
         Err(e) => {
             return Err(text(
                 StatusCode::BAD_REQUEST,
@@ -117,6 +120,43 @@ async fn to_wire(
         headers: http_types::headers_to_wire(&parts.headers),
         body: body.into(),
     })
+}
+
+/// The whole body, or `None` once it grows past `limit` (the rest is then
+/// drained).
+async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            if bytes.len() + data.len() > limit {
+                drain(body);
+                return Ok(None);
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    Ok(Some(bytes.freeze()))
+}
+
+/// How much of a refused body is read and discarded after the 413, and for
+/// how long: a client still sending then reads the 413 instead of having
+/// its connection reset under it.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+fn drain(mut body: Body) {
+    tokio::spawn(async move {
+        let mut seen = 0;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while seen < DRAIN_BYTES {
+                match body.frame().await {
+                    Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+                    _ => break,
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// The host the client addressed: the `Host` header (HTTP/1.1) or the URI

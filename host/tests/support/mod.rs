@@ -125,6 +125,19 @@ impl TestHost {
             .unwrap()
     }
 
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// An admin API call without a body, answered with JSON.
+    pub async fn admin_json(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        admin_json(&self.client, &self.admin_url, method, path).await
+    }
+
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.admin_url))
@@ -156,6 +169,24 @@ pub async fn upload(
         .bearer_auth(TOKEN)
         .multipart(form)
         .send()
+        .await
+        .unwrap()
+}
+
+/// An admin API call without a body, answered with JSON.
+pub async fn admin_json(
+    client: &reqwest::Client,
+    admin_url: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> serde_json::Value {
+    client
+        .request(method, format!("{admin_url}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap()
 }
