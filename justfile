@@ -22,6 +22,7 @@ fmt:
     cargo fmt --all
     cd guest-examples && cargo fmt --all
     cd host/tests/guests && cargo fmt --all
+    cd benches/peers/wasi-http-hello && cargo fmt --all
 
 # Lints as CI expects them.
 lint:
@@ -30,7 +31,21 @@ lint:
     cd guest-examples && cargo clippy --release --all-targets -- -D warnings
     cd host/tests/guests && cargo clippy --release -- -D warnings
 
-# Criterion micro-benches and the load comparison against native axum.
+# The full comparison: report and charts in target/bench-report/.
 bench:
+    cargo build --release -p verge-host -p verge-benches
+    cargo run --release -p verge-benches --bin bench
+
+# The same, then the latest figures into docs/benchmarks.md.
+bench-docs:
+    cargo build --release -p verge-host -p verge-benches
+    cargo run --release -p verge-benches --bin bench -- --update-docs
+
+# Every bench for about a second, to check the harness.
+bench-smoke:
+    cargo build --release -p verge-host -p verge-benches
+    cargo run --release -p verge-benches --bin bench -- --smoke
+
+# Criterion micro-benches only.
+bench-micro:
     cargo bench -p verge-benches
-    cargo run --release -p verge-benches --bin load

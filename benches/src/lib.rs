@@ -1,5 +1,5 @@
-//! Shared by Verge's benchmarks: the bundled `hello` example, built and
-//! deployed on a host of its own.
+//! Verge's benchmarks: the `hello` example on a host of its own for the
+//! criterion benches, and the comparison harness behind `just bench`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +9,13 @@ use verge_host::bindings::{Method, Request};
 use verge_host::platform::{Platform, PlatformOptions};
 use verge_host::runtime::{EngineOptions, LoadedWorker};
 use verge_host::toolchain;
+
+pub mod loadgen;
+pub mod peers;
+pub mod process;
+pub mod report;
+pub mod suite;
+pub mod tools;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -48,6 +55,3 @@ pub fn hello_request() -> Request {
         body: Vec::new(),
     }
 }
-
-pub mod loadgen;
-pub mod process;

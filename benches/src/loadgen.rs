@@ -1,10 +1,11 @@
-//! HTTP load generation with oha, installed on first use.
+//! HTTP load generation with oha or wrk.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+
+use crate::tools::Tool;
 
 /// What one load run measured.
 #[derive(Debug, Clone, Copy)]
@@ -12,37 +13,22 @@ pub struct LoadResult {
     pub requests_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Share of responses that were not 2xx, or failed outright.
+    /// Share of requests that did not get a 2xx.
     pub error_rate: f64,
 }
 
-/// Makes sure `oha` is on the PATH, installing it with cargo if not.
-pub fn ensure_oha() -> Result<String> {
-    if let Some(version) = oha_version() {
-        return Ok(version);
+/// Runs `connections` concurrent keep-alive connections against `url` for
+/// `duration`.
+pub fn run(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
+    match tool.name {
+        "oha" => run_oha(tool, url, connections, duration),
+        _ => run_wrk(tool, url, connections, duration),
     }
-    eprintln!("bench: installing oha (cargo install oha --locked)");
-    let status = Command::new("cargo")
-        .args(["install", "oha", "--locked"])
-        .status()
-        .context("running cargo install oha")?;
-    if !status.success() {
-        bail!("cargo install oha failed ({status})");
-    }
-    oha_version().context("oha is still not on the PATH after installing it")
 }
 
-fn oha_version() -> Option<String> {
-    let output = Command::new("oha").arg("--version").output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-/// Runs `connections` concurrent connections against `url` for `duration`.
-pub fn run(url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
-    let output = Command::new("oha")
+fn run_oha(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
+    let output = tool
+        .command()
         .args(["--no-tui", "--output-format", "json"])
         .args(["-c", &connections.to_string()])
         .args(["-z", &format!("{}ms", duration.as_millis())])
@@ -53,14 +39,16 @@ pub fn run(url: &str, connections: u32, duration: Duration) -> Result<LoadResult
         bail!("oha failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let report: Value = serde_json::from_slice(&output.stdout).context("parsing oha's JSON")?;
-    let seconds = |v: &Value| v.as_f64().unwrap_or(f64::NAN) * 1000.0;
+    let ms = |v: &Value| v.as_f64().unwrap_or(f64::NAN) * 1000.0;
     let statuses = report["statusCodeDistribution"].as_object();
-    let ok: u64 = statuses
-        .into_iter()
-        .flatten()
-        .filter(|(code, _)| code.starts_with('2'))
-        .filter_map(|(_, n)| n.as_u64())
-        .sum();
+    let count = |pred: &dyn Fn(&str) -> bool| -> u64 {
+        statuses
+            .into_iter()
+            .flatten()
+            .filter(|(code, _)| pred(code))
+            .filter_map(|(_, n)| n.as_u64())
+            .sum()
+    };
     // Requests still in flight when the time is up are cut off by oha
     // itself; they are not the server's errors.
     let failed: u64 = report["errorDistribution"]
@@ -70,26 +58,87 @@ pub fn run(url: &str, connections: u32, duration: Duration) -> Result<LoadResult
         .filter(|(kind, _)| *kind != "aborted due to deadline")
         .filter_map(|(_, n)| n.as_u64())
         .sum();
-    if failed > 0 {
-        eprintln!(
-            "bench: {url} at c{connections}: {}",
-            report["errorDistribution"]
-        );
-    }
-    let all = statuses
-        .into_iter()
-        .flatten()
-        .filter_map(|(_, n)| n.as_u64())
-        .sum::<u64>()
-        + failed;
+    let ok = count(&|code| code.starts_with('2'));
+    let all = count(&|_| true) + failed;
     Ok(LoadResult {
         requests_per_sec: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
-        p50_ms: seconds(&report["latencyPercentiles"]["p50"]),
-        p99_ms: seconds(&report["latencyPercentiles"]["p99"]),
-        error_rate: if all == 0 {
-            1.0
-        } else {
-            1.0 - ok as f64 / all as f64
-        },
+        p50_ms: ms(&report["latencyPercentiles"]["p50"]),
+        p99_ms: ms(&report["latencyPercentiles"]["p99"]),
+        error_rate: error_rate(ok, all),
     })
+}
+
+fn run_wrk(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
+    let output = tool
+        .command()
+        .args(["--latency", "-t", &connections.min(2).to_string()])
+        .args(["-c", &connections.to_string()])
+        .args(["-d", &format!("{}s", duration.as_secs().max(1))])
+        .arg(url)
+        .output()
+        .context("running wrk")?;
+    if !output.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value_after = |label: &str| -> Option<&str> {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(label))
+            .map(str::trim)
+    };
+    let requests_per_sec: f64 = value_after("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .context("no Requests/sec in wrk's output")?;
+    let total: u64 = text
+        .lines()
+        .find(|line| line.contains("requests in"))
+        .and_then(|line| line.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let bad: u64 = value_after("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(LoadResult {
+        requests_per_sec,
+        p50_ms: value_after("50%")
+            .and_then(wrk_duration_ms)
+            .unwrap_or(f64::NAN),
+        p99_ms: value_after("99%")
+            .and_then(wrk_duration_ms)
+            .unwrap_or(f64::NAN),
+        error_rate: error_rate(total.saturating_sub(bad), total),
+    })
+}
+
+fn error_rate(ok: u64, all: u64) -> f64 {
+    if all == 0 {
+        1.0
+    } else {
+        1.0 - ok as f64 / all as f64
+    }
+}
+
+/// wrk prints durations as `812.00us`, `1.23ms` or `1.02s`.
+fn wrk_duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_durations() {
+        assert_eq!(wrk_duration_ms("812.00us"), Some(0.812));
+        assert_eq!(wrk_duration_ms("1.50ms"), Some(1.5));
+        assert_eq!(wrk_duration_ms("2.00s"), Some(2000.0));
+        assert_eq!(wrk_duration_ms("fast"), None);
+    }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+use crate::bindings::OutboundHttp;
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
@@ -76,7 +77,7 @@ pub struct Platform {
     linker: Linker<HostState>,
     artifacts: ArtifactCache,
     control: ControlStore,
-    http: reqwest::Client,
+    http: OutboundHttp,
     options: PlatformOptions,
     serving: ArcSwap<Serving>,
     /// Serializes deploys, activations and deletions.
@@ -94,13 +95,7 @@ impl Platform {
             linker: runtime::new_linker(&engine)?,
             artifacts: ArtifactCache::open(&engine, &options.data_dir)?,
             control: ControlStore::open(&options.data_dir.join("control.db"))?,
-            http: reqwest::Client::builder()
-                // Redirects are followed by the fetch binding, which checks
-                // each hop against the worker's allow-list.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("verge/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .context("building the outbound HTTP client")?,
+            http: OutboundHttp::default(),
             engine,
             options,
             serving: ArcSwap::default(),

@@ -3,6 +3,7 @@
 //! Every hop, redirects included, is checked against the worker's
 //! `allowed_outbound_hosts` and counted against `limits.subrequests`.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -12,6 +13,28 @@ use super::verge::platform::fetch::{FetchError, Host};
 use super::{Request, Response};
 use crate::config::OutboundRule;
 use crate::runtime::HostState;
+
+/// The host's outbound HTTP client, shared by every worker and built on the
+/// first fetch: a host whose workers never fetch never sets up TLS.
+#[derive(Clone, Default)]
+pub struct OutboundHttp(Arc<OnceLock<Result<reqwest::Client, String>>>);
+
+impl OutboundHttp {
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        self.0
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    // Redirects are followed here, hop by hop, so each hop is
+                    // checked against the allow-list.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("verge/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("the host's HTTP client failed to start: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| FetchError::Network(e.clone()))
+    }
+}
 
 /// Redirects followed before giving up, as browsers do.
 const MAX_REDIRECTS: usize = 10;
@@ -34,6 +57,7 @@ impl Host for HostState {
             let response = self
                 .worker()
                 .http
+                .client()?
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
                 .body(body.clone())

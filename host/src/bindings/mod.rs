@@ -16,4 +16,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use fetch::OutboundHttp;
 pub use verge::platform::http_types::{Method, Request, Response};

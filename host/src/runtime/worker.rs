@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use crate::bindings::{Worker, WorkerPre};
+use crate::bindings::{OutboundHttp, Worker, WorkerPre};
 use crate::config::WorkerConfig;
 
 use super::HostState;
@@ -17,7 +17,7 @@ pub struct WorkerContext {
     pub version: u32,
     pub config: WorkerConfig,
     pub secrets: BTreeMap<String, String>,
-    pub http: reqwest::Client,
+    pub http: OutboundHttp,
 }
 
 /// A worker version with its component pre-instantiated: serving a request

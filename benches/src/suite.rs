@@ -1,0 +1,678 @@
+//! The whole comparison, section by section. Each `measure_*` function
+//! produces one section of the report; a new bench (Durable Objects,
+//! WebSockets) is one more function and one more line in [`run`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::loadgen::{self, LoadResult};
+use crate::peers::{self, Bins, Running};
+use crate::process::{rss_kib, wait_for_200};
+use crate::report::{Chart, Report, Section, Table, format_value};
+use crate::tools::{self, Tool};
+use crate::{hello_request, hello_worker, repo};
+
+/// What to run and where to write.
+pub struct Options {
+    /// About a second per bench, to check the harness, not to measure.
+    pub smoke: bool,
+    /// Where report.md and the charts go.
+    pub out_dir: PathBuf,
+    /// Where the `verge` and `native-hello` binaries are.
+    pub bin_dir: PathBuf,
+}
+
+/// How long and how often each measurement runs.
+struct Plan {
+    load: Duration,
+    warmup: Duration,
+    starts: usize,
+    spawns: usize,
+    instantiations: usize,
+}
+
+impl Plan {
+    fn new(smoke: bool) -> Self {
+        if smoke {
+            Self {
+                load: Duration::from_secs(1),
+                warmup: Duration::ZERO,
+                starts: 1,
+                spawns: 3,
+                instantiations: 300,
+            }
+        } else {
+            Self {
+                load: Duration::from_secs(10),
+                warmup: Duration::from_secs(1),
+                starts: 5,
+                spawns: 30,
+                instantiations: 50_000,
+            }
+        }
+    }
+}
+
+const CONNECTIONS: [u32; 2] = [1, 64];
+
+/// What the harness needs installed or built before measuring.
+struct Setup {
+    bins: Bins,
+    load: Tool,
+    workerd: Tool,
+    wasmtime: Tool,
+    node: Option<Tool>,
+    hello_wasm: Vec<u8>,
+    hello_config: String,
+    wasi_http_hello: PathBuf,
+}
+
+impl Setup {
+    fn prepare(options: &Options) -> Result<Self> {
+        let bins = Bins {
+            verge: options.bin_dir.join("verge"),
+            native_hello: options.bin_dir.join("native-hello"),
+        };
+        for binary in [&bins.verge, &bins.native_hello] {
+            anyhow::ensure!(
+                binary.is_file(),
+                "{} is missing: build it first (`cargo build --release -p verge-host -p verge-benches`)",
+                binary.display()
+            );
+        }
+        let hello = built("guest-examples", "hello")?;
+        let wasi_http_hello = built("benches/peers/wasi-http-hello", "wasi_http_hello")?;
+        Ok(Self {
+            load: tools::load_generator()?,
+            workerd: tools::workerd()?,
+            wasmtime: tools::wasmtime()?,
+            node: tools::node(),
+            hello_wasm: std::fs::read(&hello.wasm)?,
+            hello_config: std::fs::read_to_string(hello.package_dir.join("verge.toml"))?,
+            wasi_http_hello: wasi_http_hello.wasm,
+            bins,
+        })
+    }
+}
+
+/// Builds the guest workspace at `dir` and returns its component `name`.
+fn built(dir: &str, name: &str) -> Result<verge_host::toolchain::BuiltComponent> {
+    verge_host::toolchain::build(&repo().join(dir))?
+        .into_iter()
+        .find(|c| c.name == name)
+        .with_context(|| format!("{dir} built no {name}"))
+}
+
+/// Runs every bench and writes the report.
+pub fn run(options: &Options) -> Result<Report> {
+    let plan = Plan::new(options.smoke);
+    let load_before = load_average();
+    let setup = Setup::prepare(options)?;
+
+    let instantiation = measure_instantiation(&plan)?;
+    let deploy = measure_verge_deploy(&setup, &plan)?;
+    let servers = measure_servers(&setup, &plan)?;
+    let spawns = measure_process_per_request(&setup, &plan)?;
+
+    let mut report = Report {
+        preamble: preamble(&setup, options.smoke, &load_before),
+        ..Report::default()
+    };
+    report
+        .sections
+        .push(targets_section(&instantiation, &servers));
+    report.sections.push(instantiation.section());
+    report.sections.push(deploy);
+    report.sections.push(startup_section(&servers, &spawns));
+    report.sections.push(throughput_section(&servers));
+    report.sections.push(memory_section(&servers));
+    report.sections.push(pending_section());
+    report.write(&options.out_dir)?;
+    Ok(report)
+}
+
+fn preamble(setup: &Setup, smoke: bool, load_before: &str) -> Vec<String> {
+    let mut versions = vec![
+        format!("verge {} ({})", env!("CARGO_PKG_VERSION"), git_revision()),
+        setup.load.version.clone(),
+        setup.workerd.version.clone(),
+        setup.wasmtime.version.clone(),
+    ];
+    versions.extend(setup.node.as_ref().map(|n| format!("node {}", n.version)));
+    let mut preamble = vec![
+        "Figures from one run on one machine: absolute numbers do not carry over to yours; the ratios between servers measured side by side in the same run do. The load generator runs on the same machine as the server under test, and each server runs alone while it is measured.".to_owned(),
+        format!(
+            "Machine: {} CPUs ({}), {}, Linux {}. Load average before the run: {load_before}; after: {}.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model(),
+            memory_total(),
+            kernel(),
+            load_average()
+        ),
+        format!("Versions: {}.", versions.join(", ")),
+    ];
+    if smoke {
+        preamble.insert(0, "**Smoke run**: every bench ran for about a second to check the harness. These figures are not measurements.".to_owned());
+    }
+    preamble
+}
+
+/// Per-request instantiation, sampled one by one in this process.
+struct Instantiation {
+    instantiate: Samples,
+    with_call: Samples,
+}
+
+impl Instantiation {
+    fn section(&self) -> Section {
+        let mut table = Table::new(&["what", "p50 µs", "p99 µs", "samples"]);
+        for (what, samples) in [
+            ("new store + instantiate + drop", &self.instantiate),
+            ("... + call handle(GET /hello)", &self.with_call),
+        ] {
+            table.row(vec![
+                what.into(),
+                format_value(samples.p(50.0) * 1e3),
+                format_value(samples.p(99.0) * 1e3),
+                samples.values.len().to_string(),
+            ]);
+        }
+        Section {
+            title: "Cold start: per-request instantiation".into(),
+            text: "Every request to a Verge worker gets a fresh instance. This is what that costs, measured in-process on the hello example: a new store with its WASI context and limits, instantiation from the pre-linked component, the drop that returns the pool slot — and, in the second row, the call itself.".into(),
+            table,
+            charts: Vec::new(),
+        }
+    }
+}
+
+fn measure_instantiation(plan: &Plan) -> Result<Instantiation> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (_platform, worker, _data) = hello_worker().await?;
+        let mut instantiate = Samples::default();
+        let mut with_call = Samples::default();
+        for _ in 0..plan.instantiations {
+            let started = Instant::now();
+            let mut store =
+                verge_host::runtime::new_store(&worker, verge_host::runtime::RequestId::random());
+            worker.instantiate(&mut store).await?;
+            drop(store);
+            instantiate.push(started.elapsed());
+
+            let started = Instant::now();
+            verge_host::runtime::invoke(
+                &worker,
+                hello_request(),
+                verge_host::runtime::RequestId::random(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            with_call.push(started.elapsed());
+        }
+        Ok(Instantiation {
+            instantiate,
+            with_call,
+        })
+    })
+}
+
+/// Upload of a new worker to a running host, compile included, until its
+/// first 200.
+fn measure_verge_deploy(setup: &Setup, plan: &Plan) -> Result<Section> {
+    let mut samples = Samples::default();
+    for _ in 0..plan.starts {
+        let data = tempfile::tempdir()?;
+        let (_verge, listen, admin) = peers::verge_empty(&setup.bins, data.path())?;
+        let started = Instant::now();
+        peers::upload(&admin, "hello", &setup.hello_wasm, &setup.hello_config)?;
+        wait_for_200(&listen, "/hello", Duration::from_secs(60))?;
+        samples.push(started.elapsed());
+    }
+    let mut table = Table::new(&["what", "p50 ms", "runs"]);
+    table.row(vec![
+        "upload hello to a running verge serve → first 200 (compile included)".into(),
+        format_value(samples.p(50.0)),
+        samples.values.len().to_string(),
+    ]);
+    Ok(Section {
+        title: "Cold start: a newly uploaded worker".into(),
+        text: format!(
+            "The admin API receives the component ({} KiB), validates it, compiles it with Cranelift, caches the artifact, and activates it; then the first request is served.",
+            setup.hello_wasm.len() / 1024
+        ),
+        table,
+        charts: Vec::new(),
+    })
+}
+
+/// One server's startup, memory and load figures.
+struct ServerFigures {
+    name: &'static str,
+    start: Samples,
+    idle_rss_kib: u64,
+    loaded_rss_kib: u64,
+    loads: Vec<(u32, LoadResult)>,
+}
+
+impl ServerFigures {
+    fn load(&self, connections: u32) -> Option<&LoadResult> {
+        self.loads
+            .iter()
+            .find(|(c, _)| *c == connections)
+            .map(|(_, r)| r)
+    }
+}
+
+fn measure_servers(setup: &Setup, plan: &Plan) -> Result<Vec<ServerFigures>> {
+    // Verge restarts onto a data directory where hello is deployed and
+    // compiled: start to first 200 is a restart with the cached artifact.
+    let verge_data = tempfile::tempdir()?;
+    {
+        let (_verge, _, admin) = peers::verge_empty(&setup.bins, verge_data.path())?;
+        peers::upload(&admin, "hello", &setup.hello_wasm, &setup.hello_config)?;
+    }
+    let starters: Vec<Box<dyn Fn() -> Result<Running> + '_>> = vec![
+        Box::new(|| peers::verge(&setup.bins, verge_data.path())),
+        Box::new(|| peers::workerd(&setup.workerd)),
+        Box::new(|| peers::wasmtime_serve(&setup.wasmtime, &setup.wasi_http_hello)),
+        Box::new(|| peers::native(&setup.bins)),
+    ];
+    starters
+        .iter()
+        .map(|start| measure_server(setup, plan, start.as_ref()))
+        .collect()
+}
+
+fn measure_server(
+    setup: &Setup,
+    plan: &Plan,
+    start: &dyn Fn() -> Result<Running>,
+) -> Result<ServerFigures> {
+    let mut startup = Samples::default();
+    let mut running = start()?;
+    startup.push(running.start_to_first_200);
+    for _ in 1..plan.starts {
+        drop(running);
+        running = start()?;
+        startup.push(running.start_to_first_200);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_rss_kib = rss_kib(running.service.pid())?;
+    let mut loads = Vec::new();
+    for connections in CONNECTIONS {
+        if !plan.warmup.is_zero() {
+            loadgen::run(&setup.load, &running.url(), connections, plan.warmup)?;
+        }
+        let result = loadgen::run(&setup.load, &running.url(), connections, plan.load)?;
+        eprintln!(
+            "bench: {} at {connections} connections: {result:?}",
+            running.name
+        );
+        loads.push((connections, result));
+    }
+    let loaded_rss_kib = rss_kib(running.service.pid())?;
+    Ok(ServerFigures {
+        name: running.name,
+        start: startup,
+        idle_rss_kib,
+        loaded_rss_kib,
+        loads,
+    })
+}
+
+/// Spawn-to-exit of a process per request: the native CGI-style baseline
+/// and a Node.js process start.
+fn measure_process_per_request(setup: &Setup, plan: &Plan) -> Result<Vec<(&'static str, Samples)>> {
+    let mut measured = Vec::new();
+    let mut cgi = Samples::default();
+    for _ in 0..plan.spawns {
+        let mut command = Command::new(&setup.bins.native_hello);
+        command.arg("--cgi");
+        cgi.push(peers::spawn_to_exit(command)?);
+    }
+    measured.push(("native process per request (CGI-style)", cgi));
+    if let Some(node) = &setup.node {
+        let mut samples = Samples::default();
+        for _ in 0..plan.spawns {
+            let mut command = node.command();
+            command.args([
+                "-e",
+                "process.stdout.write(JSON.stringify({message:'Hello from Verge!',path:'/hello'}))",
+            ]);
+            samples.push(peers::spawn_to_exit(command)?);
+        }
+        measured.push(("Node.js process start", samples));
+    }
+    Ok(measured)
+}
+
+fn startup_section(servers: &[ServerFigures], spawns: &[(&'static str, Samples)]) -> Section {
+    let mut table = Table::new(&["what", "p50 ms", "runs"]);
+    let mut bars = Vec::new();
+    for server in servers {
+        let label = format!("{} start → first 200", server.name);
+        table.row(vec![
+            label.clone(),
+            format_value(server.start.p(50.0)),
+            server.start.values.len().to_string(),
+        ]);
+        bars.push((server.name.to_string(), server.start.p(50.0)));
+    }
+    for (name, samples) in spawns {
+        table.row(vec![
+            format!("{name}: spawn → exit"),
+            format_value(samples.p(50.0)),
+            samples.values.len().to_string(),
+        ]);
+        bars.push((name.to_string(), samples.p(50.0)));
+    }
+    Section {
+        title: "Cold start: process start to first response".into(),
+        text: "From spawning the server process to its first `200` for `GET /hello`, polled over fresh connections every 0.2 ms. Verge restarts onto a data directory where hello is already deployed, so its compiled artifact comes from the cache; `wasmtime serve` runs the wasi:http hello component with its default settings; workerd runs hello.js. For the process-per-request baselines, the time from spawn to exit of one process that writes the response.".into(),
+        table,
+        charts: vec![Chart {
+            file: "cold-start.svg".into(),
+            title: "Start to first response (p50, log scale)".into(),
+            axis: "milliseconds".into(),
+            bars,
+            log_scale: true,
+        }],
+    }
+}
+
+fn throughput_section(servers: &[ServerFigures]) -> Section {
+    let mut table = Table::new(&[
+        "server",
+        "connections",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+    ]);
+    let mut rps = Vec::new();
+    let mut p99 = Vec::new();
+    for server in servers {
+        for (connections, r) in &server.loads {
+            table.row(vec![
+                server.name.into(),
+                connections.to_string(),
+                format!("{:.0}", r.requests_per_sec),
+                format_value(r.p50_ms),
+                format_value(r.p99_ms),
+                format!("{:.2}%", r.error_rate * 100.0),
+            ]);
+            rps.push((
+                format!("{} c{connections}", server.name),
+                r.requests_per_sec,
+            ));
+            if *connections == 64 {
+                p99.push((server.name.to_string(), r.p99_ms));
+            }
+        }
+    }
+    Section {
+        title: "Throughput and latency: GET /hello".into(),
+        text: "Keep-alive connections for the measured duration after a warm-up; each server alone on the machine with the load generator. Verge creates a fresh instance per request; workerd reuses its isolate; `wasmtime serve` creates a fresh instance per request like Verge.".into(),
+        table,
+        charts: vec![
+            Chart {
+                file: "throughput.svg".into(),
+                title: "Requests per second".into(),
+                axis: "req/s".into(),
+                bars: rps,
+                log_scale: false,
+            },
+            Chart {
+                file: "latency-p99.svg".into(),
+                title: "p99 latency at 64 connections".into(),
+                axis: "milliseconds".into(),
+                bars: p99,
+                log_scale: false,
+            },
+        ],
+    }
+}
+
+fn memory_section(servers: &[ServerFigures]) -> Section {
+    let mut table = Table::new(&["server", "idle RSS MiB", "RSS after load MiB"]);
+    let mut bars = Vec::new();
+    for server in servers {
+        let (idle, loaded) = (
+            server.idle_rss_kib as f64 / 1024.0,
+            server.loaded_rss_kib as f64 / 1024.0,
+        );
+        table.row(vec![
+            server.name.into(),
+            format_value(idle),
+            format_value(loaded),
+        ]);
+        bars.push((format!("{} idle", server.name), idle));
+        bars.push((format!("{} after load", server.name), loaded));
+    }
+    Section {
+        title: "Memory".into(),
+        text: "Resident set size of the server process (`VmRSS`), idle after its first request, and after the load runs.".into(),
+        table,
+        charts: vec![Chart {
+            file: "memory.svg".into(),
+            title: "Resident memory".into(),
+            axis: "MiB".into(),
+            bars,
+            log_scale: false,
+        }],
+    }
+}
+
+fn targets_section(instantiation: &Instantiation, servers: &[ServerFigures]) -> Section {
+    let by_name = |name: &str| servers.iter().find(|s| s.name == name);
+    let (Some(verge), Some(workerd), Some(native)) =
+        (by_name("verge"), by_name("workerd"), by_name("native axum"))
+    else {
+        return Section::default();
+    };
+    let rps = |s: &ServerFigures| s.load(64).map_or(0.0, |r| r.requests_per_sec);
+    let p99 = |s: &ServerFigures| s.load(64).map_or(f64::NAN, |r| r.p99_ms);
+    let mut table = Table::new(&["target", "measured", "met"]);
+    let mut target = |what: &str, measured: String, met: bool| {
+        table.row(vec![
+            what.into(),
+            measured,
+            if met { "yes" } else { "**no**" }.into(),
+        ]);
+    };
+    let ratio = rps(verge) / rps(workerd);
+    target(
+        "Verge req/s at c64 ≥ 2× workerd",
+        format!("{ratio:.2}×"),
+        ratio >= 2.0,
+    );
+    target(
+        "Verge p99 at c64 no worse than workerd",
+        format!(
+            "{} ms vs {} ms",
+            format_value(p99(verge)),
+            format_value(p99(workerd))
+        ),
+        p99(verge) <= p99(workerd),
+    );
+    let p50_us = instantiation.instantiate.p(50.0) * 1e3;
+    target(
+        "instantiation p50 ≤ 10 µs",
+        format!("{} µs", format_value(p50_us)),
+        p50_us <= 10.0,
+    );
+    let start_ratio = verge.start.p(50.0) / workerd.start.p(50.0);
+    target(
+        "verge serve start → first 200 ≤ 1/8 of workerd's",
+        format!(
+            "{} ms vs {} ms (1/{:.1})",
+            format_value(verge.start.p(50.0)),
+            format_value(workerd.start.p(50.0)),
+            1.0 / start_ratio
+        ),
+        start_ratio <= 1.0 / 8.0,
+    );
+    let rss_ratio = verge.idle_rss_kib as f64 / workerd.idle_rss_kib as f64;
+    target(
+        "idle RSS ≤ 1/3 of workerd's",
+        format!(
+            "{} MiB vs {} MiB (1/{:.1})",
+            format_value(verge.idle_rss_kib as f64 / 1024.0),
+            format_value(workerd.idle_rss_kib as f64 / 1024.0),
+            1.0 / rss_ratio
+        ),
+        rss_ratio <= 1.0 / 3.0,
+    );
+    let native_ratio = rps(verge) / rps(native);
+    target(
+        "Verge req/s at c64 ≥ 0.5× native axum",
+        format!("{native_ratio:.2}×"),
+        native_ratio >= 0.5,
+    );
+    Section {
+        title: "Targets".into(),
+        text: "The goals the benchmark issues set, against this run's figures.".into(),
+        table,
+        charts: Vec::new(),
+    }
+}
+
+/// Benches that join this report when their features land.
+fn pending_section() -> Section {
+    let mut table = Table::new(&["bench", "compared with", "lands with"]);
+    for (bench, peer, with) in [
+        (
+            "one-object durable counter at c64",
+            "workerd SQLite-backed Durable Object",
+            "Durable Objects",
+        ),
+        (
+            "a new object per request (rate limiter, random keys) at c64",
+            "workerd",
+            "Durable Objects",
+        ),
+        ("guest → SQL round trip", "—", "Durable Objects"),
+        (
+            "WebSocket broadcast fan-out, 1,000 sockets on one room",
+            "workerd hibernating chat room",
+            "hibernating WebSockets",
+        ),
+        (
+            "RSS with 1,000 idle hibernated sockets",
+            "workerd",
+            "hibernating WebSockets",
+        ),
+    ] {
+        table.row(vec![bench.into(), peer.into(), with.into()]);
+    }
+    Section {
+        title: "Not measured yet".into(),
+        text: "Each is one more `measure_*` function in benches/src/suite.rs and one more section here.".into(),
+        table,
+        charts: Vec::new(),
+    }
+}
+
+/// Durations in milliseconds, for percentiles.
+#[derive(Default)]
+pub struct Samples {
+    values: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, duration: Duration) {
+        self.values.push(duration.as_secs_f64() * 1e3);
+    }
+
+    /// The `q`th percentile (nearest rank), in milliseconds.
+    pub fn p(&self, q: f64) -> f64 {
+        let mut sorted = self.values.clone();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn load_average() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cpu_model() -> String {
+    read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|v| v.split(':').nth(1))
+        })
+        .map_or("unknown CPU".into(), |m| m.trim().to_owned())
+}
+
+fn memory_total() -> String {
+    read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or("unknown memory".into(), |kib| {
+            format!("{} GiB RAM", kib / (1 << 20))
+        })
+}
+
+fn kernel() -> String {
+    read("/proc/sys/kernel/osrelease").trim().to_owned()
+}
+
+fn git_revision() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown revision".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        })
+}
+
+/// Replaces the part of docs/benchmarks.md between the report markers with
+/// this report's sections, and copies the charts to docs/bench/.
+pub fn update_docs(report: &Report, out_dir: &Path) -> Result<()> {
+    let docs = repo().join("docs");
+    let chart_dir = docs.join("bench");
+    std::fs::create_dir_all(&chart_dir)?;
+    for chart in report.sections.iter().flat_map(|s| &s.charts) {
+        std::fs::copy(out_dir.join(&chart.file), chart_dir.join(&chart.file))?;
+    }
+    let path = docs.join("benchmarks.md");
+    let page = std::fs::read_to_string(&path)?;
+    let (start, end) = ("<!-- report:start -->", "<!-- report:end -->");
+    let (before, rest) = page
+        .split_once(start)
+        .context("no report:start marker in docs/benchmarks.md")?;
+    let (_, after) = rest
+        .split_once(end)
+        .context("no report:end marker in docs/benchmarks.md")?;
+    let body = format!(
+        "{}\n\n{}",
+        report.preamble.join("\n\n"),
+        report.body_markdown("bench/")
+    );
+    std::fs::write(&path, format!("{before}{start}\n{body}{end}{after}"))?;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `just bench-smoke` in the test suite: every bench of the comparison
+//! harness runs for about a second against real servers, so the harness
+//! cannot rot. The figures are not measurements.
+
+use std::path::Path;
+use std::process::Command;
+
+use verge_benches::repo;
+use verge_benches::suite::{self, Options};
+
+#[test]
+fn bench_smoke_run_writes_every_section_and_chart() {
+    // The harness runs the real `verge` binary; make sure it is current.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "-p", "verge-host", "--bin", "verge"])
+        .current_dir(repo())
+        .status()
+        .unwrap();
+    assert!(built.success());
+
+    let out = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_native-hello"))
+        .parent()
+        .unwrap();
+    let report = suite::run(&Options {
+        smoke: true,
+        out_dir: out.path().to_path_buf(),
+        bin_dir: bin_dir.to_path_buf(),
+    })
+    .unwrap();
+
+    let markdown = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for heading in [
+        "## Targets",
+        "## Cold start: per-request instantiation",
+        "## Cold start: a newly uploaded worker",
+        "## Cold start: process start to first response",
+        "## Throughput and latency: GET /hello",
+        "## Memory",
+        "## Not measured yet",
+    ] {
+        assert!(
+            markdown.contains(heading),
+            "{heading} missing from:\n{markdown}"
+        );
+    }
+    for server in ["verge", "workerd", "wasmtime serve", "native axum"] {
+        assert!(
+            markdown.contains(&format!("| {server} | 64 |")),
+            "no c64 row for {server}"
+        );
+    }
+    for chart in report.sections.iter().flat_map(|s| &s.charts) {
+        let svg = std::fs::read_to_string(out.path().join(&chart.file)).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("<rect"),
+            "{} is not a chart",
+            chart.file
+        );
+    }
+    let throughput = report
+        .sections
+        .iter()
+        .find(|s| s.title.starts_with("Throughput"))
+        .unwrap();
+    for row in &throughput.table.rows {
+        let rps: f64 = row[2].parse().unwrap();
+        assert!(rps > 0.0, "{row:?} served nothing");
+        assert_eq!(row[5], "0.00%", "{row:?} had errors");
+    }
+}
