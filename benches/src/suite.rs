@@ -7,12 +7,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use verge_host::runtime::{RequestId, invoke, new_store};
 
 use crate::loadgen::{self, LoadResult};
 use crate::peers::{self, Bins, Running};
 use crate::process::{rss_kib, wait_for_200};
 use crate::report::{Chart, Report, Section, Table, format_value};
 use crate::tools::{self, Tool};
+
 use crate::{hello_request, hello_worker, repo};
 
 /// What to run and where to write.
@@ -195,24 +197,21 @@ fn measure_instantiation(plan: &Plan) -> Result<Instantiation> {
         .build()?;
     runtime.block_on(async {
         let (_platform, worker, _data) = hello_worker().await?;
+        // Two tight loops, so each measures its own path with warm caches.
         let mut instantiate = Samples::default();
-        let mut with_call = Samples::default();
         for _ in 0..plan.instantiations {
             let started = Instant::now();
-            let mut store =
-                verge_host::runtime::new_store(&worker, verge_host::runtime::RequestId::random());
+            let mut store = new_store(&worker, RequestId::random());
             worker.instantiate(&mut store).await?;
             drop(store);
             instantiate.push(started.elapsed());
-
+        }
+        let mut with_call = Samples::default();
+        for _ in 0..plan.instantiations {
             let started = Instant::now();
-            verge_host::runtime::invoke(
-                &worker,
-                hello_request(),
-                verge_host::runtime::RequestId::random(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            invoke(&worker, hello_request(), RequestId::random())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             with_call.push(started.elapsed());
         }
         Ok(Instantiation {
