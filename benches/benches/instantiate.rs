@@ -3,7 +3,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use verge_benches::{hello_request, hello_worker};
-use verge_host::runtime::{RequestId, invoke, new_store};
+use verge_host::runtime::{HostState, RequestId, invoke, new_store};
 
 fn instantiate(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -14,7 +14,10 @@ fn instantiate(c: &mut Criterion) {
 
     c.bench_function("hello/instantiate", |b| {
         b.to_async(&runtime).iter(|| async {
-            let mut store = new_store(&worker, RequestId::random());
+            let mut store = new_store(
+                &worker,
+                HostState::new(worker.context.clone(), RequestId::random()),
+            );
             worker.instantiate(&mut store).await.unwrap();
         })
     });

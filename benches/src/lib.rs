@@ -35,6 +35,7 @@ pub async fn hello_worker() -> Result<(Arc<Platform>, Arc<LoadedWorker>, tempfil
     let platform = Platform::open(PlatformOptions {
         data_dir: data.path().to_path_buf(),
         engine: EngineOptions::default(),
+        objects: Default::default(),
         dev: false,
     })
     .await?;

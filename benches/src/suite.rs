@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use verge_host::runtime::{RequestId, invoke, new_store};
+use verge_host::runtime::{HostState, RequestId, invoke, new_store};
 
 use crate::loadgen::{self, LoadResult};
 use crate::peers::{self, Bins, Running};
@@ -201,7 +201,10 @@ fn measure_instantiation(plan: &Plan) -> Result<Instantiation> {
         let mut instantiate = Samples::default();
         for _ in 0..plan.instantiations {
             let started = Instant::now();
-            let mut store = new_store(&worker, RequestId::random());
+            let mut store = new_store(
+                &worker,
+                HostState::new(worker.context.clone(), RequestId::random()),
+            );
             worker.instantiate(&mut store).await?;
             drop(store);
             instantiate.push(started.elapsed());

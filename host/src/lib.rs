@@ -10,6 +10,7 @@
 pub mod bindings;
 pub mod cli;
 pub mod config;
+pub mod objects;
 pub mod platform;
 pub mod runtime;
 pub mod server;

@@ -14,6 +14,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::bindings::OutboundHttp;
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
+use crate::objects::{ObjectOptions, ObjectSystem};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     WorkerContext, content_hash,
@@ -25,6 +26,7 @@ use crate::storage::{ControlStore, VersionRecord, WorkerRecord};
 pub struct PlatformOptions {
     pub data_dir: PathBuf,
     pub engine: EngineOptions,
+    pub objects: ObjectOptions,
     /// Development mode (`verge dev`, `verge up`): error responses carry the
     /// trap message, and when only one worker is deployed it answers every
     /// request no route claims.
@@ -42,6 +44,9 @@ pub enum DeployError {
     Link(#[from] LinkError),
     #[error(transparent)]
     RouteConflict(#[from] RouteConflict),
+    /// verge.toml's Durable Object classes and the component disagree.
+    #[error("{0}")]
+    Classes(String),
     #[error("no worker named `{0}`")]
     UnknownWorker(String),
     #[error("worker `{worker}` has no version {version}")]
@@ -76,8 +81,9 @@ pub struct Platform {
     engine: Engine,
     linker: Linker<HostState>,
     artifacts: ArtifactCache,
-    control: ControlStore,
+    control: Arc<ControlStore>,
     http: OutboundHttp,
+    objects: Arc<ObjectSystem>,
     options: PlatformOptions,
     serving: ArcSwap<Serving>,
     /// Serializes deploys, activations and deletions.
@@ -91,16 +97,23 @@ impl Platform {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating data directory {}", options.data_dir.display()))?;
         let engine = runtime::new_engine(&options.engine)?;
+        let linker = runtime::new_linker(&engine)?;
+        let artifacts = ArtifactCache::open(&engine, &options.data_dir)?;
+        let control = Arc::new(ControlStore::open(&options.data_dir.join("control.db"))?);
+        let objects =
+            ObjectSystem::new(control.clone(), &options.data_dir, options.objects.clone())?;
         let platform = Arc::new(Self {
-            linker: runtime::new_linker(&engine)?,
-            artifacts: ArtifactCache::open(&engine, &options.data_dir)?,
-            control: ControlStore::open(&options.data_dir.join("control.db"))?,
-            http: OutboundHttp::default(),
             engine,
+            linker,
+            artifacts,
+            control,
+            http: OutboundHttp::default(),
+            objects,
             options,
             serving: ArcSwap::default(),
             changes: tokio::sync::Mutex::new(()),
         });
+        platform.objects.attach(Arc::downgrade(&platform));
         platform.restore().await?;
         Ok(platform)
     }
@@ -189,7 +202,9 @@ impl Platform {
                 .await?
         };
         let compiled = compiled.map_err(DeployError::Component)?;
-        let pre = runtime::prepare(&self.linker, &compiled)?;
+        let prepared = runtime::prepare(&self.linker, &compiled)?;
+        let probe = self.loaded(name, 0, config.clone(), &hash, prepared)?;
+        self.check_classes(&probe).await?;
         if activate {
             self.check_routes(name, &config)?;
         }
@@ -202,10 +217,10 @@ impl Platform {
         let version = self.control.add_version(name, &hash, config_text)?;
         let worker = Arc::new(LoadedWorker {
             context: Arc::new(self.context(name, version, config)?),
-            hash,
-            pre,
+            ..probe
         });
         if activate {
+            self.apply_migrations(&worker).await?;
             self.control.activate(name, version)?;
             let mut workers = self.serving.load().workers.clone();
             workers.insert(name.to_owned(), worker.clone());
@@ -255,6 +270,7 @@ impl Platform {
                 })?;
         let worker = Arc::new(self.load_version(&record).await?);
         self.check_routes(name, &worker.context.config)?;
+        self.apply_migrations(&worker).await?;
         let mut workers = self.serving.load().workers.clone();
         workers.insert(name.to_owned(), worker.clone());
         self.control.activate(name, version)?;
@@ -271,8 +287,19 @@ impl Platform {
         let mut workers = self.serving.load().workers.clone();
         workers.remove(name);
         self.swap(workers)?;
+        let namespaces: Vec<String> = self
+            .control
+            .namespaces()?
+            .into_iter()
+            .filter(|ns| ns.worker == name)
+            .map(|ns| ns.id)
+            .collect();
         for hash in self.control.delete_worker(name)? {
             self.artifacts.remove(&hash)?;
+        }
+        self.objects.reload_namespaces()?;
+        for namespace in namespaces {
+            self.objects.delete_namespace(&namespace).await?;
         }
         tracing::info!(worker = name, "deleted");
         Ok(())
@@ -369,7 +396,88 @@ impl Platform {
             config,
             secrets: self.control.secrets(name)?,
             http: self.http.clone(),
+            objects: self.objects.clone(),
         })
+    }
+
+    fn loaded(
+        &self,
+        name: &str,
+        version: u32,
+        config: WorkerConfig,
+        hash: &str,
+        prepared: runtime::Prepared,
+    ) -> Result<LoadedWorker> {
+        Ok(LoadedWorker {
+            context: Arc::new(self.context(name, version, config)?),
+            hash: hash.to_owned(),
+            pre: prepared.pre,
+            handler: prepared.handler,
+            object: prepared.object,
+        })
+    }
+
+    /// The Durable Object system.
+    pub fn objects(&self) -> &Arc<ObjectSystem> {
+        &self.objects
+    }
+
+    /// Checks that the classes verge.toml declares are the ones the
+    /// component defines, and that bindings to other workers' classes
+    /// resolve.
+    async fn check_classes(&self, worker: &LoadedWorker) -> Result<(), DeployError> {
+        let config = &worker.context.config;
+        for binding in &config.durable_objects.bindings {
+            if let Some(script) = &binding.script_name
+                && self
+                    .objects
+                    .namespace(script, &binding.class_name)
+                    .is_none()
+            {
+                return Err(DeployError::Classes(format!(
+                    "binding {:?} uses class {:?} of worker {script:?}, which does not exist",
+                    binding.name, binding.class_name
+                )));
+            }
+        }
+        if config.classes.is_empty() {
+            return Ok(());
+        }
+        let defined = runtime::component_classes(worker).await.map_err(|e| {
+            DeployError::Classes(format!(
+                "verge.toml declares Durable Object classes, but the component {e}"
+            ))
+        })?;
+        let missing: Vec<&String> = config
+            .classes
+            .iter()
+            .filter(|c| !defined.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(DeployError::Classes(format!(
+                "verge.toml declares classes {missing:?} that the component does not define (it defines {defined:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies the migrations of `worker`'s config not applied before, in
+    /// order.
+    async fn apply_migrations(&self, worker: &LoadedWorker) -> Result<(), DeployError> {
+        let name = &*worker.context.name;
+        let applied = self.control.applied_migrations(name)?;
+        let mut deleted = Vec::new();
+        for migration in &worker.context.config.migrations {
+            if !applied.contains(&migration.tag) {
+                deleted.extend(self.control.apply_migration(name, migration)?);
+                tracing::info!(worker = name, tag = %migration.tag, "applied migration");
+            }
+        }
+        self.objects.reload_namespaces()?;
+        for namespace in deleted {
+            self.objects.delete_namespace(&namespace).await?;
+        }
+        Ok(())
     }
 
     /// Loads a stored version: artifact from the cache (or recompiled),
@@ -383,12 +491,14 @@ impl Platform {
         let component: Component = self
             .blocking(move |this| this.artifacts.load(&hash))
             .await??;
-        let pre = runtime::prepare(&self.linker, &component)?;
-        Ok(LoadedWorker {
-            context: Arc::new(self.context(&record.worker, record.version, config)?),
-            hash: record.component_hash.clone(),
-            pre,
-        })
+        let prepared = runtime::prepare(&self.linker, &component)?;
+        Ok(self.loaded(
+            &record.worker,
+            record.version,
+            config,
+            &record.component_hash,
+            prepared,
+        )?)
     }
 
     /// Rebuilds the active version's context, e.g. after a secret changed.
@@ -399,8 +509,7 @@ impl Platform {
         let context = &current.context;
         let reloaded = Arc::new(LoadedWorker {
             context: Arc::new(self.context(name, context.version, context.config.clone())?),
-            hash: current.hash.clone(),
-            pre: current.pre.clone(),
+            ..(*current).clone()
         });
         let mut workers = self.serving.load().workers.clone();
         workers.insert(name.to_owned(), reloaded);

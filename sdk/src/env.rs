@@ -1,5 +1,5 @@
 use crate::__private::bindings::verge::platform::env as host;
-use crate::{Error, Result};
+use crate::{Error, ObjectNamespace, Result};
 
 /// The worker's environment: `[vars]` from verge.toml and secrets.
 ///
@@ -25,6 +25,14 @@ impl Env {
     /// The variable `name` from `[vars]`, or [`Error::MissingBinding`].
     pub fn var(&self, name: &str) -> Result<String> {
         host::var(name).ok_or_else(|| Error::MissingBinding(name.to_owned()))
+    }
+
+    /// The Durable Object namespace bound as `binding` in verge.toml's
+    /// `[[durable_objects.bindings]]`. An unknown binding shows up as
+    /// [`ObjectError::UnknownBinding`](crate::ObjectError::UnknownBinding)
+    /// on first use.
+    pub fn durable_object(&self, binding: &str) -> Result<ObjectNamespace> {
+        Ok(ObjectNamespace::new(binding))
     }
 
     /// The secret `name`, or [`Error::MissingBinding`].

@@ -27,6 +27,15 @@ pub enum Error {
     /// named something that is not set.
     #[error("`{0}` is not set in [vars] or secrets")]
     MissingBinding(String),
+    /// A storage call failed.
+    #[error("storage: {0}")]
+    Sql(#[from] crate::SqlError),
+    /// A call to a Durable Object failed.
+    #[error(transparent)]
+    Object(#[from] crate::ObjectError),
+    /// An RPC call could not be encoded, decoded or dispatched.
+    #[error("rpc: {0}")]
+    Rpc(String),
     /// A header name or value is not valid HTTP.
     #[error("invalid header: {0}")]
     InvalidHeader(String),

@@ -38,9 +38,11 @@ mod fetch;
 mod headers;
 pub mod log;
 mod method;
+mod object;
 mod request;
 mod response;
 mod router;
+mod storage;
 
 #[doc(hidden)]
 pub mod __private;
@@ -50,9 +52,13 @@ pub use error::{Error, FetchError, Result};
 pub use fetch::fetch;
 pub use headers::Headers;
 pub use method::Method;
+pub use object::{DurableObjectClass, ObjectError, ObjectId, ObjectNamespace, State, Stub};
 pub use request::Request;
 pub use response::Response;
 pub use router::{RouteContext, Router};
+pub use storage::{
+    IntoParams, ListOptions, SqlCursor, SqlError, SqlErrorKind, SqlStorage, SqlValue, Storage,
+};
 pub use url::Url;
 
 /// Exports a function as the worker's fetch handler.
@@ -71,3 +77,44 @@ pub use url::Url;
 /// }
 /// ```
 pub use verge_macros::worker;
+
+/// Defines a Durable Object class from an `impl` block.
+///
+/// The block needs `fn new(state: State, env: Env) -> Self` (or
+/// `-> Result<Self>`, to set up a schema with `?`); it may have
+/// `fn fetch(&mut self, req: Request) -> Result<Response>` for HTTP, and any
+/// number of methods marked `#[rpc]`, callable from other workers and
+/// objects through a generated client (`<Class>Client`). RPC parameters and
+/// results are serde types, sent as JSON.
+///
+/// ```no_run
+/// use verge::{Env, Request, Response, Result, State};
+///
+/// pub struct Counter { state: State }
+///
+/// #[verge::durable_object]
+/// impl Counter {
+///     fn new(state: State, _env: Env) -> Self {
+///         Self { state }
+///     }
+///
+///     #[rpc]
+///     fn increment(&mut self, by: i64) -> Result<i64> {
+///         let storage = self.state.storage();
+///         let value = storage.get::<i64>("value")?.unwrap_or(0) + by;
+///         storage.put("value", &value)?;
+///         Ok(value)
+///     }
+///
+///     fn fetch(&mut self, _req: Request) -> Result<Response> {
+///         Ok(Response::text(self.increment(1)?.to_string()))
+///     }
+/// }
+///
+/// // Elsewhere, in a worker or another object:
+/// # fn demo(env: Env) -> Result<()> {
+/// let counter = env.durable_object("COUNTER")?.get_by_name("home")?.typed::<Counter>();
+/// let now = counter.increment(5)?;
+/// # Ok(()) }
+/// ```
+pub use verge_macros::durable_object;

@@ -5,13 +5,18 @@
 mod env;
 mod fetch;
 pub(crate) mod http_types;
+mod kv;
 mod log;
+mod objects;
+mod sql;
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "verge:platform/worker",
+    world: "verge:platform/app",
     imports: {
         "verge:platform/fetch.fetch": async,
+        "verge:platform/objects.fetch": async,
+        "verge:platform/objects.rpc": async,
     },
     exports: { default: async },
 });

@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let platform = Platform::open(PlatformOptions {
         data_dir: dir.join(".verge"),
         engine: args.engine.into(),
+        objects: Default::default(),
         dev: true,
     })
     .await?;

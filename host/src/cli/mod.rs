@@ -81,6 +81,9 @@ struct EngineArgs {
     /// Instances that may run at once; requests beyond get a 503.
     #[arg(long, default_value_t = EngineOptions::default().max_instances)]
     max_instances: u32,
+    /// Durable Objects that may be active at once.
+    #[arg(long, default_value_t = EngineOptions::default().max_objects)]
+    max_objects: u32,
     /// The most memory a worker may configure, in MiB.
     #[arg(long, default_value_t = EngineOptions::default().max_memory_mb)]
     max_memory_mb: u64,
@@ -90,6 +93,7 @@ impl From<EngineArgs> for EngineOptions {
     fn from(args: EngineArgs) -> Self {
         Self {
             max_instances: args.max_instances,
+            max_objects: args.max_objects,
             max_memory_mb: args.max_memory_mb,
         }
     }

@@ -22,6 +22,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
         engine: args.engine.into(),
+        objects: Default::default(),
         dev: false,
     })
     .await?;

@@ -34,6 +34,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
         engine: args.engine.into(),
+        objects: Default::default(),
         dev: true,
     })
     .await?;

@@ -19,6 +19,8 @@ pub struct Limits {
     pub body_mb: u64,
     /// Outbound `fetch` calls per request.
     pub subrequests: u32,
+    /// Largest database of one Durable Object, in MiB.
+    pub object_storage_mb: u64,
 }
 
 impl Default for Limits {
@@ -29,6 +31,7 @@ impl Default for Limits {
             wall_ms: 30_000,
             body_mb: 16,
             subrequests: 50,
+            object_storage_mb: 10 << 10,
         }
     }
 }
@@ -36,6 +39,10 @@ impl Default for Limits {
 impl Limits {
     pub fn memory_bytes(&self) -> usize {
         (self.memory_mb as usize) << 20
+    }
+
+    pub fn object_storage_bytes(&self) -> u64 {
+        self.object_storage_mb << 20
     }
 
     pub fn body_bytes(&self) -> usize {
@@ -49,6 +56,7 @@ impl Limits {
             ("wall_ms", self.wall_ms, 1, 3_600_000),
             ("body_mb", self.body_mb, 1, 1024),
             ("subrequests", u64::from(self.subrequests), 0, 10_000),
+            ("object_storage_mb", self.object_storage_mb, 1, 1 << 20),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

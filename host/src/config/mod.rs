@@ -2,14 +2,16 @@
 //! Cloudflare. Parsed and validated once, at upload; the host never serves a
 //! worker whose config did not pass [`WorkerConfig::parse`].
 
+mod durable_objects;
 mod limits;
 mod outbound;
 mod routes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+pub use durable_objects::{DurableObjects, Migration, ObjectBinding, RenamedClass};
 pub use limits::Limits;
 pub use outbound::OutboundRule;
 pub use routes::{RouteConflict, RoutePattern, RouteTable};
@@ -23,6 +25,11 @@ pub struct WorkerConfig {
     pub allowed_outbound_hosts: Vec<OutboundRule>,
     pub limits: Limits,
     pub build: BuildConfig,
+    pub durable_objects: DurableObjects,
+    pub migrations: Vec<Migration>,
+    /// The Durable Object classes this worker defines, after every
+    /// migration.
+    pub classes: BTreeSet<String>,
 }
 
 /// How `verge dev` and `verge deploy` build the worker. The host ignores it.
@@ -52,6 +59,10 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     build: BuildConfig,
+    #[serde(default)]
+    durable_objects: DurableObjects,
+    #[serde(default)]
+    migrations: Vec<Migration>,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -81,6 +92,7 @@ impl WorkerConfig {
             .map(|r| r.parse())
             .collect::<Result<_, _>>()?;
         raw.limits.validate()?;
+        let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
         let vars = raw
             .vars
             .into_iter()
@@ -93,6 +105,9 @@ impl WorkerConfig {
             allowed_outbound_hosts,
             limits: raw.limits,
             build: raw.build,
+            durable_objects: raw.durable_objects,
+            migrations: raw.migrations,
+            classes,
         })
     }
 }

@@ -13,8 +13,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Sizing of the instance pool, fixed for the life of the host.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineOptions {
-    /// Instances that may be live at once; the request past it gets a 503.
+    /// Requests (and object events) that may run at once; the one past it
+    /// gets a 503.
     pub max_instances: u32,
+    /// Durable Objects that may be active (holding a warm instance) at once.
+    pub max_objects: u32,
     /// The largest `limits.memory_mb` a worker may ask for.
     pub max_memory_mb: u64,
 }
@@ -23,6 +26,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_instances: 1000,
+            max_objects: 4096,
             max_memory_mb: 1024,
         }
     }
@@ -30,7 +34,9 @@ impl Default for EngineOptions {
 
 /// Builds the engine and starts the thread that advances its epoch.
 pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
-    let n = options.max_instances;
+    // Warm objects hold an instance (and its memory) between events; a
+    // fiber stack is only needed while a call runs.
+    let n = options.max_instances.saturating_add(options.max_objects);
     let mut pool = PoolingAllocationConfig::new();
     // A component built by rustc holds its own core module plus a few small
     // shim modules (no memories), so instances outnumber components.
@@ -38,7 +44,7 @@ pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
         .total_core_instances(n.saturating_mul(4))
         .total_memories(n)
         .total_tables(n.saturating_mul(4))
-        .total_stacks(n)
+        .total_stacks(options.max_instances)
         .max_memory_size((options.max_memory_mb as usize) << 20)
         // A recycled slot keeps up to this much of its memory resident, and
         // PAGEMAP_SCAN (Linux 6.7+) resets only the pages a request

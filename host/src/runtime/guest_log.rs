@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,11 +17,12 @@ use crate::runtime::RequestId;
 /// logging in a loop cannot flood the host's log.
 const LOG_BUDGET_BYTES: usize = 256 << 10;
 
-/// The log sink of one request. Cheap to clone; clones share the budget.
+/// The log sink of one request (or one Durable Object event). Cheap to
+/// clone; clones share the request id and the budget.
 #[derive(Clone)]
 pub struct GuestLog {
     worker: Arc<str>,
-    request_id: RequestId,
+    request_id: Arc<AtomicU64>,
     spent: Arc<AtomicUsize>,
 }
 
@@ -29,9 +30,15 @@ impl GuestLog {
     pub fn new(worker: Arc<str>, request_id: RequestId) -> Self {
         Self {
             worker,
-            request_id,
+            request_id: Arc::new(AtomicU64::new(request_id.into())),
             spent: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Starts over for the next event of a long-lived instance.
+    pub fn reset(&self, request_id: RequestId) {
+        self.request_id.store(request_id.into(), Ordering::Relaxed);
+        self.spent.store(0, Ordering::Relaxed);
     }
 
     /// Emits one line, unless the request has used up its log budget.
@@ -40,7 +47,8 @@ impl GuestLog {
         if before >= LOG_BUDGET_BYTES {
             return;
         }
-        let (worker, request_id) = (&*self.worker, self.request_id);
+        let worker = &*self.worker;
+        let request_id = RequestId::from(self.request_id.load(Ordering::Relaxed));
         if before + message.len() >= LOG_BUDGET_BYTES {
             tracing::warn!(target: "guest", worker, %request_id, "log budget of {LOG_BUDGET_BYTES} bytes used up; dropping the rest of this request's log");
         }

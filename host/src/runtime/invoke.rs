@@ -39,35 +39,68 @@ pub async fn invoke(
     request: Request,
     request_id: RequestId,
 ) -> Result<Response, InvokeError> {
-    let limits = worker.context.config.limits;
-    let mut store = new_store(worker, request_id);
-    let call = async {
+    let Some(handler) = &worker.handler else {
+        return Err(InvokeError::Handler(
+            "this component has no fetch handler, only Durable Object classes: \
+             add a #[verge::worker] function, or remove the worker's routes"
+                .into(),
+        ));
+    };
+    let mut store = new_store(worker, HostState::new(worker.context.clone(), request_id));
+    guarded(worker.context.config.limits.wall_ms, async {
         let instance = worker.instantiate(&mut store).await?;
-        instance
-            .verge_platform_handler()
+        handler
+            .load(&mut store, &instance)?
             .call_handle(&mut store, &request)
             .await
-    };
-    match tokio::time::timeout(Duration::from_millis(limits.wall_ms), call).await {
-        Err(_elapsed) => Err(InvokeError::Timeout {
-            limit_ms: limits.wall_ms,
-        }),
-        Ok(Err(error)) => Err(classify(error)),
-        Ok(Ok(Err(message))) => Err(InvokeError::Handler(message)),
-        Ok(Ok(Ok(response))) => Ok(response),
-    }
+    })
+    .await
 }
 
-/// A fresh store for one request to `worker`, its limits installed.
-pub fn new_store(worker: &LoadedWorker, request_id: RequestId) -> Store<HostState> {
-    let mut store = Store::new(
-        worker.pre.engine(),
-        HostState::new(worker.context.clone(), request_id),
+/// The Durable Object classes a component defines, asked of a throwaway
+/// instance; an error says why it cannot tell.
+pub async fn component_classes(worker: &LoadedWorker) -> Result<Vec<String>, String> {
+    let Some(object) = &worker.object else {
+        return Err(
+            "exports no Durable Object classes (mark an impl #[verge::durable_object])".into(),
+        );
+    };
+    let mut store = new_store(
+        worker,
+        HostState::new(worker.context.clone(), RequestId::random()),
     );
+    guarded(worker.context.config.limits.wall_ms, async {
+        let instance = worker.instantiate(&mut store).await?;
+        Ok(Ok(object
+            .load(&mut store, &instance)?
+            .call_classes(&mut store)
+            .await?))
+    })
+    .await
+    .map_err(|e| format!("could not list its classes: {e}"))
+}
+
+/// A store for `worker` around `state`, its limits installed.
+pub fn new_store(worker: &LoadedWorker, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(worker.pre.engine(), state);
     store.limiter(|state| state);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(on_epoch_tick);
     store
+}
+
+/// Runs one guest call under the wall-clock limit, and names what went
+/// wrong: a breached limit, a trap, or the guest's own `Err`.
+pub(crate) async fn guarded<T>(
+    wall_ms: u64,
+    call: impl Future<Output = wasmtime::Result<Result<T, String>>>,
+) -> Result<T, InvokeError> {
+    match tokio::time::timeout(Duration::from_millis(wall_ms), call).await {
+        Err(_elapsed) => Err(InvokeError::Timeout { limit_ms: wall_ms }),
+        Ok(Err(error)) => Err(classify(error)),
+        Ok(Ok(Err(message))) => Err(InvokeError::Handler(message)),
+        Ok(Ok(Ok(value))) => Ok(value),
+    }
 }
 
 fn classify(error: wasmtime::Error) -> InvokeError {

@@ -4,9 +4,10 @@
 use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, Linker, LinkerInstance, ResourceType};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, LinkerInstance, ResourceType};
 
-use crate::bindings::{Worker, WorkerPre};
+use crate::bindings::App;
+use crate::bindings::exports::verge::platform::{handler, object};
 
 use super::HostState;
 
@@ -20,10 +21,11 @@ pub enum LinkError {
     )]
     UnsatisfiedImports(Vec<String>),
     #[error(
-        "the component does not export a Verge fetch handler (verge:platform/handler@0.1.0): \
-         mark a function with #[verge::worker] ({0})"
+        "the component exports neither a fetch handler (verge:platform/handler) nor \
+         Durable Object classes (verge:platform/object): build it with the verge SDK and \
+         mark a function #[verge::worker] or an impl #[verge::durable_object]"
     )]
-    NotAWorker(String),
+    NotAWorker,
     #[error("the component's imports do not match what Verge provides: {0}")]
     Mismatch(String),
 }
@@ -32,16 +34,20 @@ pub enum LinkError {
 pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    Worker::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    App::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     Ok(linker)
 }
 
-/// Resolves a component's imports against `linker` and checks its exports,
+/// A component linked against the host, and the entry points it exports.
+pub struct Prepared {
+    pub pre: InstancePre<HostState>,
+    pub handler: Option<handler::GuestIndices>,
+    pub object: Option<object::GuestIndices>,
+}
+
+/// Resolves a component's imports against `linker` and finds its exports,
 /// naming every unsatisfied import when some are missing.
-pub fn prepare(
-    linker: &Linker<HostState>,
-    component: &Component,
-) -> Result<WorkerPre<HostState>, LinkError> {
+pub fn prepare(linker: &Linker<HostState>, component: &Component) -> Result<Prepared, LinkError> {
     let missing = unsatisfied_imports(linker, component);
     if !missing.is_empty() {
         return Err(LinkError::UnsatisfiedImports(missing));
@@ -49,7 +55,16 @@ pub fn prepare(
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| LinkError::Mismatch(format!("{e:#}")))?;
-    WorkerPre::new(pre).map_err(|e| LinkError::NotAWorker(format!("{e:#}")))
+    let handler = handler::GuestIndices::new(&pre).ok();
+    let object = object::GuestIndices::new(&pre).ok();
+    if handler.is_none() && object.is_none() {
+        return Err(LinkError::NotAWorker);
+    }
+    Ok(Prepared {
+        pre,
+        handler,
+        object,
+    })
 }
 
 /// Every import of `component` that `linker` cannot satisfy, each with the

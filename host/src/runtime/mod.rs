@@ -12,8 +12,9 @@ mod worker;
 
 pub use artifacts::{ArtifactCache, ArtifactStats, content_hash};
 pub use engine::{EPOCH_TICK, EngineOptions, new_engine};
-pub use invoke::{InvokeError, invoke, new_store};
+pub(crate) use invoke::guarded;
+pub use invoke::{InvokeError, component_classes, invoke, new_store};
 pub use limits::{CpuLimitExceeded, MemoryLimitExceeded};
-pub use linker::{LinkError, new_linker, prepare};
+pub use linker::{LinkError, Prepared, new_linker, prepare};
 pub use state::{HostState, RequestId};
 pub use worker::{LoadedWorker, WorkerContext};

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::guest_log::{GuestLog, GuestOutput};
 use super::worker::WorkerContext;
+use crate::objects::{Chain, ObjectScope};
 
 /// Identifies one inbound request in logs, error pages and the
 /// `x-verge-request-id` response header.
@@ -18,6 +19,18 @@ pub struct RequestId(u64);
 impl RequestId {
     pub fn random() -> Self {
         Self(rand::random())
+    }
+}
+
+impl From<u64> for RequestId {
+    fn from(id: u64) -> Self {
+        Self(id)
+    }
+}
+
+impl From<RequestId> for u64 {
+    fn from(id: RequestId) -> Self {
+        id.0
     }
 }
 
@@ -40,6 +53,8 @@ pub struct HostState {
     pub(crate) cpu_ticks: u64,
     /// Outbound fetches made so far.
     pub(crate) subrequests: u32,
+    /// Set when this store runs a Durable Object.
+    pub(crate) object: Option<ObjectScope>,
 }
 
 impl HostState {
@@ -65,6 +80,42 @@ impl HostState {
             guest_log,
             cpu_ticks: 0,
             subrequests: 0,
+            object: None,
+        }
+    }
+
+    /// State for a store that runs the Durable Object `scope`.
+    pub fn for_object(worker: Arc<WorkerContext>, scope: ObjectScope) -> Self {
+        Self {
+            object: Some(scope),
+            ..Self::new(worker, RequestId::random())
+        }
+    }
+
+    /// Starts the next event of a long-lived object instance: its own
+    /// request id, log budget, CPU and subrequest counters, and callers.
+    pub(crate) fn begin_event(&mut self, request_id: RequestId, callers: Chain) {
+        self.request_id = request_id;
+        self.guest_log.reset(request_id);
+        self.cpu_ticks = 0;
+        self.subrequests = 0;
+        if let Some(object) = &mut self.object {
+            object.callers = callers;
+        }
+    }
+
+    /// The objects a call from here passes through: the current object's
+    /// callers and the object itself. An object already on it cannot be
+    /// called again (that would deadlock).
+    pub(crate) fn call_chain(&self) -> Chain {
+        match &self.object {
+            Some(object) => object
+                .callers
+                .iter()
+                .cloned()
+                .chain([object.key.clone()])
+                .collect(),
+            None => Chain::default(),
         }
     }
 

@@ -4,36 +4,48 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
 
-use crate::bindings::{OutboundHttp, Worker, WorkerPre};
+use crate::bindings::OutboundHttp;
+use crate::bindings::exports::verge::platform::{handler, object};
 use crate::config::WorkerConfig;
+use crate::objects::ObjectSystem;
 
 use super::HostState;
 
 /// What every request to one worker version shares: its config, its
-/// secrets and the outbound HTTP client.
+/// secrets, the outbound HTTP client and the Durable Object system.
 pub struct WorkerContext {
     pub name: Arc<str>,
     pub version: u32,
     pub config: WorkerConfig,
     pub secrets: BTreeMap<String, String>,
     pub http: OutboundHttp,
+    pub objects: Arc<ObjectSystem>,
 }
 
 /// A worker version with its component pre-instantiated: serving a request
-/// only allocates a store and instantiates from here.
+/// only allocates a store and instantiates from here. A component exports
+/// a fetch handler, Durable Object classes, or both.
 #[derive(Clone)]
 pub struct LoadedWorker {
     pub context: Arc<WorkerContext>,
     /// SHA-256 of the component.
     pub hash: String,
-    pub(crate) pre: WorkerPre<HostState>,
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) handler: Option<handler::GuestIndices>,
+    pub(crate) object: Option<object::GuestIndices>,
 }
 
 impl LoadedWorker {
     /// Instantiates the component into `store` (see
     /// [`new_store`](super::new_store)): the per-request cold start.
-    pub async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Worker> {
+    pub async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Instance> {
         self.pre.instantiate_async(store).await
+    }
+
+    /// Whether the component has a fetch handler (a `#[verge::worker]`).
+    pub fn has_handler(&self) -> bool {
+        self.handler.is_some()
     }
 }

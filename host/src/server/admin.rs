@@ -14,13 +14,18 @@
 //! | GET | /v1/workers/{name}/secrets | secret names |
 //! | PUT | /v1/workers/{name}/secrets/{key} | body is the value |
 //! | DELETE | /v1/workers/{name}/secrets/{key} | |
+//! | GET | /v1/workers/{name}/objects/{class} | objects with data: id, name, size, last active |
+//! | GET | /v1/workers/{name}/objects/{class}/id?name=N | the id of the object named N |
+//! | GET | /v1/workers/{name}/objects/{class}/{id}/export | the object's database, as a SQLite file |
+//! | PUT | /v1/workers/{name}/objects/{class}/{id}/import | replace it with a SQLite file (the body) |
+//! | DELETE | /v1/workers/{name}/objects/{class}/{id} | delete the object and its data |
 
 use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use http::StatusCode;
 use serde::Deserialize;
@@ -28,6 +33,7 @@ use serde_json::json;
 
 use super::auth::require_token;
 use super::errors::json_error;
+use crate::objects::{Namespace, ObjectId, ObjectKey};
 use crate::platform::{DeployError, Platform};
 
 /// Uploads larger than this are refused before they are read.
@@ -50,6 +56,20 @@ pub fn router(platform: Arc<Platform>, token: Option<String>) -> Router {
             "/v1/workers/{name}/secrets/{key}",
             put(put_secret).delete(delete_secret),
         )
+        .route("/v1/workers/{name}/objects/{class}", get(list_objects))
+        .route("/v1/workers/{name}/objects/{class}/id", get(object_id))
+        .route(
+            "/v1/workers/{name}/objects/{class}/{id}",
+            delete(delete_object),
+        )
+        .route(
+            "/v1/workers/{name}/objects/{class}/{id}/export",
+            get(export_object),
+        )
+        .route(
+            "/v1/workers/{name}/objects/{class}/{id}/import",
+            put(import_object),
+        )
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(token, require_token))
         .with_state(platform)
@@ -61,9 +81,10 @@ struct AdminError(StatusCode, String);
 impl From<DeployError> for AdminError {
     fn from(error: DeployError) -> Self {
         let status = match &error {
-            DeployError::Config(_) | DeployError::Component(_) | DeployError::Link(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            DeployError::Config(_)
+            | DeployError::Component(_)
+            | DeployError::Link(_)
+            | DeployError::Classes(_) => StatusCode::BAD_REQUEST,
             DeployError::RouteConflict(_) | DeployError::NothingToRollBack(_) => {
                 StatusCode::CONFLICT
             }
@@ -269,4 +290,92 @@ async fn delete_secret(
             format!("worker `{name}` has no secret `{key}`"),
         ))
     }
+}
+
+/// The namespace of `class` in worker `name`, or a 404 naming what is
+/// missing.
+fn namespace(platform: &Platform, name: &str, class: &str) -> Result<Namespace, AdminError> {
+    platform.worker(name)?;
+    platform.objects().namespace(name, class).ok_or_else(|| {
+        AdminError(
+            StatusCode::NOT_FOUND,
+            format!("worker `{name}` has no Durable Object class `{class}`"),
+        )
+    })
+}
+
+fn object_key(
+    platform: &Platform,
+    name: &str,
+    class: &str,
+    id: &str,
+) -> Result<ObjectKey, AdminError> {
+    Ok(ObjectKey {
+        namespace: namespace(platform, name, class)?.id,
+        id: ObjectId::parse(id).map_err(|e| AdminError(StatusCode::BAD_REQUEST, e))?,
+    })
+}
+
+async fn list_objects(
+    State(platform): Shared,
+    Path((name, class)): Path<(String, String)>,
+) -> AdminResult {
+    let namespace = namespace(&platform, &name, &class)?;
+    let objects = platform.objects().list(&namespace)?;
+    Ok(Json(json!({ "objects": objects })))
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: String,
+}
+
+async fn object_id(
+    State(platform): Shared,
+    Path((name, class)): Path<(String, String)>,
+    Query(query): Query<NameQuery>,
+) -> AdminResult {
+    let namespace = namespace(&platform, &name, &class)?;
+    let id = platform.objects().id_from_name(&namespace, &query.name);
+    Ok(Json(json!({ "id": id.to_string(), "name": query.name })))
+}
+
+async fn export_object(
+    State(platform): Shared,
+    Path((name, class, id)): Path<(String, String, String)>,
+) -> Result<Response, AdminError> {
+    let key = object_key(&platform, &name, &class, &id)?;
+    let bytes = platform
+        .objects()
+        .export(&key)
+        .await
+        .map_err(|e| AdminError(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/vnd.sqlite3")],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn import_object(
+    State(platform): Shared,
+    Path((name, class, id)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> AdminResult {
+    let key = object_key(&platform, &name, &class, &id)?;
+    platform
+        .objects()
+        .import(&key, body.to_vec())
+        .await
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    Ok(Json(json!({ "imported": id })))
+}
+
+async fn delete_object(
+    State(platform): Shared,
+    Path((name, class, id)): Path<(String, String, String)>,
+) -> AdminResult {
+    let key = object_key(&platform, &name, &class, &id)?;
+    platform.objects().delete(&key).await?;
+    Ok(Json(json!({ "deleted": id })))
 }

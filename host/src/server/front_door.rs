@@ -1,12 +1,13 @@
 //! The front door: every inbound request is routed to a worker and served
 //! by a fresh instance of it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
@@ -93,7 +94,13 @@ async fn to_wire(
             format!("Request body larger than this worker's limit of {limit} bytes\n"),
         )
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // The client's address, as Cloudflare gives it in CF-Connecting-IP;
+    // whatever the client sent under this name is replaced.
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        let ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header");
+        parts.headers.insert("x-real-ip", ip);
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 /// Schema changes, applied in order; `PRAGMA user_version` records how many
 /// ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE workers (
         name           TEXT PRIMARY KEY,
         active_version INTEGER,
@@ -39,7 +40,36 @@ const MIGRATIONS: &[&str] = &[r#"
         value  TEXT NOT NULL,
         PRIMARY KEY (worker, name)
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- A Durable Object namespace: one class of one worker. Its id is stable
+    -- across class renames, so object ids and files stay put.
+    CREATE TABLE namespaces (
+        id         TEXT PRIMARY KEY,
+        worker     TEXT NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+        class      TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (worker, class)
+    );
+    CREATE TABLE applied_migrations (
+        worker     TEXT NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+        tag        TEXT NOT NULL,
+        applied_at INTEGER NOT NULL,
+        PRIMARY KEY (worker, tag)
+    );
+    CREATE TABLE objects (
+        namespace   TEXT NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
+        id          TEXT NOT NULL,
+        name        TEXT,
+        last_active INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+"#,
+];
 
 /// Access to the control database. Calls are short, indexed statements;
 /// they run on the caller's thread under a mutex.
@@ -52,6 +82,22 @@ pub struct WorkerRecord {
     pub name: String,
     pub active_version: Option<u32>,
     pub created_at: i64,
+}
+
+/// A Durable Object namespace: one class of one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceRecord {
+    pub id: String,
+    pub worker: String,
+    pub class: String,
+}
+
+/// What the host remembers about one object between activations.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub last_active: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -262,6 +308,146 @@ impl ControlStore {
     }
 }
 
+impl ControlStore {
+    /// The setting `key`, created with `init()` on first use.
+    pub fn setting_or_init(&self, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+        let conn = self.conn();
+        if let Some(value) = conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?
+        {
+            return Ok(value);
+        }
+        let value = init();
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(value)
+    }
+
+    pub fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, worker, class FROM namespaces ORDER BY worker, class")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NamespaceRecord {
+                id: r.get(0)?,
+                worker: r.get(1)?,
+                class: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Tags of the migrations already applied for `worker`.
+    pub fn applied_migrations(&self, worker: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT tag FROM applied_migrations WHERE worker = ?1")?;
+        let rows = stmt.query_map([worker], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Applies one `[[migrations]]` entry atomically: records the tag and
+    /// creates, renames or deletes namespaces. Returns the ids of deleted
+    /// namespaces, whose files the caller removes.
+    pub fn apply_migration(
+        &self,
+        worker: &str,
+        migration: &crate::config::Migration,
+    ) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now();
+        for class in &migration.new_sqlite_classes {
+            tx.execute(
+                "INSERT INTO namespaces (id, worker, class, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![hex::encode(rand::random::<[u8; 16]>()), worker, class, now],
+            )?;
+        }
+        for rename in &migration.renamed_classes {
+            tx.execute(
+                "UPDATE namespaces SET class = ?3 WHERE worker = ?1 AND class = ?2",
+                params![worker, rename.from, rename.to],
+            )?;
+        }
+        let mut deleted = Vec::new();
+        for class in &migration.deleted_classes {
+            if let Some(id) = tx
+                .query_row(
+                    "DELETE FROM namespaces WHERE worker = ?1 AND class = ?2 RETURNING id",
+                    params![worker, class],
+                    |r| r.get(0),
+                )
+                .optional()?
+            {
+                deleted.push(id);
+            }
+        }
+        tx.execute(
+            "INSERT INTO applied_migrations (worker, tag, applied_at) VALUES (?1, ?2, ?3)",
+            params![worker, migration.tag, now],
+        )?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    /// Records objects' names and activity, in one transaction.
+    pub fn record_objects(&self, records: &[(String, ObjectRecord)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO objects (namespace, id, name, last_active) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, id) DO UPDATE SET
+                   name = COALESCE(excluded.name, objects.name),
+                   last_active = MAX(excluded.last_active, objects.last_active)",
+            )?;
+            for (namespace, record) in records {
+                // A namespace deleted meanwhile has no rows to keep.
+                match upsert.execute(params![
+                    namespace,
+                    record.id,
+                    record.name,
+                    record.last_active
+                ]) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn objects(&self, namespace: &str) -> Result<Vec<ObjectRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, name, last_active FROM objects WHERE namespace = ?1 ORDER BY last_active DESC",
+        )?;
+        let rows = stmt.query_map([namespace], |r| {
+            Ok(ObjectRecord {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                last_active: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn forget_object(&self, namespace: &str, id: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM objects WHERE namespace = ?1 AND id = ?2",
+            params![namespace, id],
+        )?;
+        Ok(())
+    }
+}
+
 fn worker_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRecord> {
     Ok(WorkerRecord {
         name: row.get(0)?,
@@ -280,7 +466,7 @@ fn version_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use verge_host::objects::ObjectOptions;
 use verge_host::platform::{Platform, PlatformOptions};
 use verge_host::runtime::EngineOptions;
 use verge_host::server::{Server, ServerOptions};
@@ -79,8 +80,10 @@ impl TestHost {
             data_dir: data.path().to_path_buf(),
             engine: EngineOptions {
                 max_instances: 64,
+                max_objects: 64,
                 max_memory_mb: 256,
             },
+            objects: ObjectOptions::default(),
             dev,
         })
         .await
@@ -216,7 +219,7 @@ impl VergeProcess {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
-            .args(["--max-instances", "64"])
+            .args(["--max-instances", "64", "--max-objects", "256"])
             .arg("--data")
             .arg(data)
             .env("VERGE_ADMIN_TOKEN", TOKEN)

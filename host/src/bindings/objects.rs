@@ -1,0 +1,103 @@
+//! `verge:platform/objects`: reaching Durable Objects through a binding.
+//! Calls carry the chain of objects they pass through, so a call that would
+//! re-enter one of them fails at once instead of deadlocking.
+
+use std::time::Duration;
+
+use super::verge::platform::objects::{Error, Host};
+use super::{Request, Response};
+use crate::objects::{Event, ObjectError, ObjectId, ObjectKey, Reply};
+use crate::runtime::HostState;
+
+impl From<ObjectError> for Error {
+    fn from(error: ObjectError) -> Self {
+        match error {
+            ObjectError::UnknownBinding(binding) => Error::UnknownBinding(binding),
+            ObjectError::InvalidId(why) => Error::InvalidId(why),
+            ObjectError::Cycle(object) => Error::Cycle(object),
+            ObjectError::Timeout => Error::Timeout,
+            ObjectError::Failed(why) => Error::Failed(why),
+        }
+    }
+}
+
+impl HostState {
+    /// The object `id` names in the namespace bound as `binding`.
+    fn object_key(&self, binding: &str, id: &str) -> Result<ObjectKey, ObjectError> {
+        let namespace = self.worker().objects.resolve(self.worker(), binding)?;
+        Ok(ObjectKey {
+            namespace: namespace.id,
+            id: ObjectId::parse(id).map_err(ObjectError::InvalidId)?,
+        })
+    }
+
+    /// Sends an event and waits for its reply, for at most this worker's
+    /// wall-clock limit. The returned future borrows nothing from `self`.
+    fn call_object(
+        &self,
+        binding: &str,
+        id: &str,
+        name: Option<String>,
+        event: Event,
+    ) -> Result<impl Future<Output = Result<Reply, ObjectError>> + Send + 'static, ObjectError>
+    {
+        let key = self.object_key(binding, id)?;
+        let timeout = Duration::from_millis(self.worker().config.limits.wall_ms);
+        let (objects, chain) = (self.worker().objects.clone(), self.call_chain());
+        Ok(async move { objects.call(key, name, event, chain, timeout).await })
+    }
+}
+
+impl Host for HostState {
+    fn id_from_name(&mut self, binding: String, name: String) -> Result<String, Error> {
+        let objects = &self.worker().objects;
+        let namespace = objects.resolve(self.worker(), &binding)?;
+        Ok(objects.id_from_name(&namespace, &name).to_string())
+    }
+
+    fn new_unique_id(&mut self, binding: String) -> Result<String, Error> {
+        self.worker().objects.resolve(self.worker(), &binding)?;
+        Ok(ObjectId::unique().to_string())
+    }
+
+    fn id_from_string(&mut self, binding: String, id: String) -> Result<String, Error> {
+        Ok(self.object_key(&binding, &id)?.id.to_string())
+    }
+
+    async fn fetch(
+        &mut self,
+        binding: String,
+        id: String,
+        name: Option<String>,
+        request: Request,
+    ) -> Result<Response, Error> {
+        match self
+            .call_object(&binding, &id, name, Event::Fetch(request))?
+            .await?
+        {
+            Reply::Fetch(response) => Ok(response),
+            Reply::Rpc(_) => Err(Error::Failed(
+                "the object answered a fetch with an RPC result".into(),
+            )),
+        }
+    }
+
+    async fn rpc(
+        &mut self,
+        binding: String,
+        id: String,
+        name: Option<String>,
+        method: String,
+        args: Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
+        match self
+            .call_object(&binding, &id, name, Event::Rpc { method, args })?
+            .await?
+        {
+            Reply::Rpc(bytes) => Ok(bytes),
+            Reply::Fetch(_) => Err(Error::Failed(
+                "the object answered an RPC with a response".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The actor behind one Durable Object.
+//!
+//! It owns the object's database and, while active, one warm instance. Its
+//! loop gives the object the guarantees Cloudflare's do:
+//!
+//! - **Input gate.** Events run one at a time, in arrival order; an event
+//!   never sees another's half-done work.
+//! - **Atomic events.** Each event runs inside a savepoint. If it traps or
+//!   returns an error, its writes roll back; a trap also discards the
+//!   instance, and the next event gets a fresh one.
+//! - **Output gate.** A reply leaves only after the transaction holding the
+//!   event's writes has committed with `synchronous=FULL`: a client never
+//!   sees success for writes a crash could lose.
+//! - **Group commit.** Every event already waiting when a batch starts joins
+//!   it, and the whole batch shares one commit (one fsync). Under load the
+//!   batch grows by itself, which is what lets one object go past the
+//!   one-commit-per-request ceiling.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::Store;
+
+use super::{
+    Chain, Event, Message, Namespace, ObjectError, ObjectKey, ObjectScope, ObjectSystem, Reply,
+};
+use crate::bindings::exports::verge::platform::object;
+use crate::runtime::{HostState, InvokeError, LoadedWorker, RequestId, guarded, new_store};
+use crate::storage::ObjectDb;
+
+/// One queued event and where its answer goes.
+struct Pending {
+    event: Event,
+    name: Option<String>,
+    callers: Chain,
+    reply: oneshot::Sender<Result<Reply, ObjectError>>,
+}
+
+/// An instance of the object's class, kept between events.
+struct Warm {
+    worker: Arc<LoadedWorker>,
+    store: Store<HostState>,
+    exports: object::Guest,
+}
+
+impl Warm {
+    /// Instantiates the class and constructs the object.
+    async fn start(
+        worker: Arc<LoadedWorker>,
+        scope: ObjectScope,
+        class: String,
+        name: Option<String>,
+    ) -> Result<Self, ObjectError> {
+        let Some(indices) = worker.object.clone() else {
+            return Err(ObjectError::Failed(format!(
+                "worker `{}` defines no Durable Object classes",
+                worker.context.name
+            )));
+        };
+        let id = scope.key.id.to_string();
+        let mut store = new_store(
+            &worker,
+            HostState::for_object(worker.context.clone(), scope),
+        );
+        let exports = guarded(worker.context.config.limits.wall_ms, async {
+            let instance = worker.instantiate(&mut store).await?;
+            let exports = indices.load(&mut store, &instance)?;
+            Ok(exports
+                .call_construct(&mut store, &class, &id, name.as_deref())
+                .await?
+                .map(|()| exports))
+        })
+        .await
+        .map_err(|e| ObjectError::Failed(format!("constructing {class} {id}: {e}")))?;
+        Ok(Self {
+            worker,
+            store,
+            exports,
+        })
+    }
+}
+
+struct Actor {
+    system: Weak<ObjectSystem>,
+    key: ObjectKey,
+    namespace: Namespace,
+    path: PathBuf,
+    db: Option<Arc<Mutex<ObjectDb>>>,
+    warm: Option<Warm>,
+    /// The object's name, once it has been reached by name.
+    name: Option<String>,
+}
+
+/// Runs the object until it is idle long enough to retire, or deleted.
+pub(super) async fn run(
+    system: Weak<ObjectSystem>,
+    key: ObjectKey,
+    namespace: Namespace,
+    path: PathBuf,
+    mut inbox: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut actor = Actor {
+        system,
+        key,
+        namespace,
+        path,
+        db: None,
+        warm: None,
+        name: None,
+    };
+    let mut held: Option<Message> = None;
+    loop {
+        let Some(system) = actor.system.upgrade() else {
+            break;
+        };
+        let (idle, max_batch) = (system.options().idle_timeout, system.options().max_batch);
+        drop(system);
+        let message = match held.take() {
+            Some(message) => message,
+            None => match tokio::time::timeout(idle, inbox.recv()).await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(_idle) => {
+                    if actor.retire(&inbox) {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
+        match message {
+            Message::Event {
+                event,
+                name,
+                callers,
+                reply,
+            } => {
+                let mut batch = vec![Pending {
+                    event,
+                    name,
+                    callers,
+                    reply,
+                }];
+                // Everything already waiting joins this batch and its commit.
+                while batch.len() < max_batch {
+                    match inbox.try_recv() {
+                        Ok(Message::Event {
+                            event,
+                            name,
+                            callers,
+                            reply,
+                        }) => batch.push(Pending {
+                            event,
+                            name,
+                            callers,
+                            reply,
+                        }),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                actor.process(batch).await;
+            }
+            Message::Export(reply) => {
+                let _ = reply.send(actor.export());
+            }
+            Message::Import(bytes, reply) => {
+                let _ = reply.send(actor.import(&bytes));
+            }
+            Message::Evict(done) => {
+                actor.close();
+                let _ = done.send(());
+                if actor.retire(&inbox) {
+                    break;
+                }
+            }
+            Message::Delete(reply) => {
+                let result = actor.delete();
+                let _ = reply.send(result);
+                actor.leave(inbox);
+                return;
+            }
+        }
+    }
+    actor.close();
+}
+
+impl Actor {
+    /// The database, opened on first use.
+    fn db(&mut self) -> Result<Arc<Mutex<ObjectDb>>> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let system = self.system.upgrade().context("the host is shutting down")?;
+        let limit = system
+            .platform()
+            .and_then(|p| p.active(&self.namespace.worker))
+            .map_or(
+                crate::config::Limits::default().object_storage_bytes(),
+                |w| w.context.config.limits.object_storage_bytes(),
+            );
+        let mut db = ObjectDb::open(&self.path, limit)?;
+        self.name = db.meta("name")?;
+        let db = Arc::new(Mutex::new(db));
+        self.db = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Runs a batch of events in one transaction and releases the replies
+    /// only once it has committed.
+    async fn process(&mut self, batch: Vec<Pending>) {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return fail_all(batch, format!("cannot open the object's database: {e:#}")),
+        };
+        if let Err(e) = lock(&db).begin_batch() {
+            return fail_all(batch, format!("cannot start a transaction: {e}"));
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for pending in batch {
+            if let Err(e) = self.learn_name(&db, pending.name.as_deref()) {
+                outcomes.push((pending.reply, Err(ObjectError::Failed(e.to_string()))));
+                continue;
+            }
+            let began = lock(&db).begin_event();
+            let result = match began {
+                Ok(()) => self.deliver(&db, pending.event, pending.callers).await,
+                Err(e) => Err(ObjectError::Failed(e.to_string())),
+            };
+            if let Err(e) = lock(&db).end_event(result.is_ok()) {
+                tracing::error!(object = %self.key, "closing an event's savepoint failed: {e}");
+            }
+            outcomes.push((pending.reply, result));
+        }
+        let system = self.system.upgrade();
+        let committed = match &system {
+            Some(system) if system.faults.take_commit_failure() => {
+                Err("injected commit failure".to_owned())
+            }
+            _ => lock(&db).commit_batch().map_err(|e| e.to_string()),
+        };
+        match committed {
+            Ok(()) => {
+                for (reply, result) in outcomes {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                lock(&db).rollback_batch();
+                // The instance may hold state from writes that are gone.
+                self.warm = None;
+                tracing::error!(object = %self.key, "commit failed: {e}");
+                for (reply, _) in outcomes {
+                    let _ = reply.send(Err(ObjectError::Failed(format!(
+                        "the object's writes could not be committed ({e}); nothing was saved"
+                    ))));
+                }
+            }
+        }
+        if let Some(system) = system {
+            system.record_activity(&self.key, self.name.as_deref());
+        }
+    }
+
+    /// Stores the object's name the first time it is reached by name.
+    fn learn_name(&mut self, db: &Mutex<ObjectDb>, name: Option<&str>) -> Result<()> {
+        if let Some(name) = name
+            && self.name.as_deref() != Some(name)
+        {
+            lock(db).set_meta("name", name)?;
+            self.name = Some(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Runs one event on the warm instance, starting one if there is none or
+    /// a new version was deployed since.
+    async fn deliver(
+        &mut self,
+        db: &Arc<Mutex<ObjectDb>>,
+        event: Event,
+        callers: Chain,
+    ) -> Result<Reply, ObjectError> {
+        let worker = self
+            .system
+            .upgrade()
+            .and_then(|s| s.platform())
+            .and_then(|p| p.active(&self.namespace.worker))
+            .ok_or_else(|| {
+                ObjectError::Failed(format!(
+                    "worker `{}` is not deployed",
+                    self.namespace.worker
+                ))
+            })?;
+        if self
+            .warm
+            .as_ref()
+            .is_none_or(|w| !Arc::ptr_eq(&w.worker, &worker))
+        {
+            self.warm = None;
+            let scope = ObjectScope {
+                key: self.key.clone(),
+                db: db.clone(),
+                callers: Chain::default(),
+            };
+            let class = self.namespace.class.clone();
+            self.warm = Some(Warm::start(worker, scope, class, self.name.clone()).await?);
+        }
+        let warm = self.warm.as_mut().expect("started above");
+        let wall_ms = warm.worker.context.config.limits.wall_ms;
+        warm.store
+            .data_mut()
+            .begin_event(RequestId::random(), callers);
+        warm.store.set_epoch_deadline(1);
+        let (store, exports) = (&mut warm.store, &warm.exports);
+        let result = match event {
+            Event::Fetch(request) => guarded(wall_ms, exports.call_fetch(&mut *store, &request))
+                .await
+                .map(Reply::Fetch),
+            Event::Rpc { method, args } => {
+                guarded(wall_ms, exports.call_rpc(&mut *store, &method, &args))
+                    .await
+                    .map(Reply::Rpc)
+            }
+        };
+        result.map_err(|error| {
+            if !matches!(error, InvokeError::Handler(_)) {
+                // A trap or a breached limit leaves the instance unusable.
+                tracing::error!(object = %self.key, "event failed: {error}");
+                self.warm = None;
+            }
+            ObjectError::Failed(error.to_string())
+        })
+    }
+
+    /// A consistent copy of the database file.
+    fn export(&mut self) -> Result<Vec<u8>> {
+        if self.db.is_none() && !self.path.exists() {
+            bail!("object {} has no data", self.key.id);
+        }
+        let db = self.db()?;
+        let copy = self.path.with_extension("export.tmp");
+        let _ = std::fs::remove_file(&copy);
+        lock(&db).export_to(&copy)?;
+        let bytes = std::fs::read(&copy).with_context(|| format!("reading {}", copy.display()))?;
+        let _ = std::fs::remove_file(&copy);
+        Ok(bytes)
+    }
+
+    /// Replaces the database with an uploaded SQLite file, checked first.
+    fn import(&mut self, bytes: &[u8]) -> Result<()> {
+        if !bytes.starts_with(b"SQLite format 3\0") {
+            bail!("not a SQLite database file");
+        }
+        let incoming = self.path.with_extension("import.tmp");
+        if let Some(dir) = incoming.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&incoming, bytes)
+            .with_context(|| format!("writing {}", incoming.display()))?;
+        let check: Result<String> = (|| {
+            let conn = rusqlite::Connection::open(&incoming)?;
+            Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+        })();
+        match check {
+            Ok(verdict) if verdict == "ok" => {}
+            Ok(verdict) => {
+                let _ = std::fs::remove_file(&incoming);
+                bail!("the database failed its integrity check: {verdict}");
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&incoming);
+                return Err(e.context("the file is not a usable SQLite database"));
+            }
+        }
+        self.close();
+        remove_database_files(&self.path)?;
+        std::fs::rename(&incoming, &self.path)
+            .with_context(|| format!("installing {}", self.path.display()))?;
+        // Opening adds Verge's internal tables if the file lacks them.
+        self.db()?;
+        Ok(())
+    }
+
+    /// Removes the object's data and its record.
+    fn delete(&mut self) -> Result<()> {
+        self.close();
+        remove_database_files(&self.path)?;
+        if let Some(system) = self.system.upgrade() {
+            system
+                .activity
+                .lock()
+                .expect("activity lock")
+                .remove(&self.key);
+            system
+                .control()
+                .forget_object(&self.key.namespace, &self.key.id.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Drops the instance and closes the database.
+    fn close(&mut self) {
+        self.warm = None;
+        self.db = None;
+    }
+
+    /// Leaves the directory if nothing is waiting.
+    fn retire(&self, inbox: &mpsc::UnboundedReceiver<Message>) -> bool {
+        self.system
+            .upgrade()
+            .is_none_or(|system| system.retire(&self.key, inbox))
+    }
+
+    /// Leaves the directory for good (the object was deleted), handing
+    /// anything still queued to a fresh actor.
+    fn leave(self, mut inbox: mpsc::UnboundedReceiver<Message>) {
+        let Some(system) = self.system.upgrade() else {
+            return;
+        };
+        system
+            .actors
+            .lock()
+            .expect("directory lock")
+            .remove(&self.key);
+        inbox.close();
+        while let Ok(message) = inbox.try_recv() {
+            let _ = system.send(&self.key, message);
+        }
+    }
+}
+
+fn lock(db: &Mutex<ObjectDb>) -> std::sync::MutexGuard<'_, ObjectDb> {
+    // Only this actor and its instance use the database, one at a time.
+    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn fail_all(batch: Vec<Pending>, reason: String) {
+    for pending in batch {
+        let _ = pending.reply.send(Err(ObjectError::Failed(reason.clone())));
+    }
+}
+
+/// Removes a database and its WAL and shared-memory files.
+fn remove_database_files(path: &std::path::Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", file.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
