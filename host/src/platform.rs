@@ -84,6 +84,7 @@ pub struct Platform {
     control: Arc<ControlStore>,
     http: OutboundHttp,
     objects: Arc<ObjectSystem>,
+    request_slots: Arc<tokio::sync::Semaphore>,
     options: PlatformOptions,
     serving: ArcSwap<Serving>,
     /// Serializes deploys, activations and deletions.
@@ -100,8 +101,12 @@ impl Platform {
         let linker = runtime::new_linker(&engine)?;
         let artifacts = ArtifactCache::open(&engine, &options.data_dir)?;
         let control = Arc::new(ControlStore::open(&options.data_dir.join("control.db"))?);
-        let objects =
-            ObjectSystem::new(control.clone(), &options.data_dir, options.objects.clone())?;
+        let objects = ObjectSystem::new(
+            control.clone(),
+            &options.data_dir,
+            options.objects.clone(),
+            options.engine.max_objects as usize,
+        )?;
         let platform = Arc::new(Self {
             engine,
             linker,
@@ -109,6 +114,9 @@ impl Platform {
             control,
             http: OutboundHttp::default(),
             objects,
+            request_slots: Arc::new(tokio::sync::Semaphore::new(
+                options.engine.max_instances as usize,
+            )),
             options,
             serving: ArcSwap::default(),
             changes: tokio::sync::Mutex::new(()),
@@ -397,6 +405,7 @@ impl Platform {
             secrets: self.control.secrets(name)?,
             http: self.http.clone(),
             objects: self.objects.clone(),
+            request_slots: self.request_slots.clone(),
         })
     }
 

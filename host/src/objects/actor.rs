@@ -174,8 +174,9 @@ pub(super) async fn run(
             }
             Message::Evict(done) => {
                 actor.close();
+                let retired = actor.retire(&inbox);
                 let _ = done.send(());
-                if actor.retire(&inbox) {
+                if retired {
                     break;
                 }
             }

@@ -133,6 +133,13 @@ pub struct ObjectSummary {
     pub last_active: i64,
 }
 
+/// An actor's inbox, and when it was last sent anything (for evicting the
+/// least recently used object when too many are active).
+struct Mailbox {
+    sender: mpsc::UnboundedSender<Message>,
+    last_used: std::time::Instant,
+}
+
 /// A namespace as the host resolved it.
 #[derive(Debug, Clone)]
 pub struct Namespace {
@@ -151,8 +158,11 @@ pub struct ObjectSystem {
     root: PathBuf,
     id_key: Vec<u8>,
     options: ObjectOptions,
+    /// Active objects past which the least recently used one is evicted
+    /// to make room (the host's `--max-objects`).
+    max_active: usize,
     runtime: Option<tokio::runtime::Runtime>,
-    actors: Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<Message>>>,
+    actors: Mutex<HashMap<ObjectKey, Mailbox>>,
     namespaces: ArcSwap<Vec<NamespaceRecord>>,
     /// Names and activity not yet written to the control database, one
     /// entry per object however busy it was.
@@ -165,6 +175,7 @@ impl ObjectSystem {
         control: Arc<ControlStore>,
         data_dir: &std::path::Path,
         options: ObjectOptions,
+        max_active: usize,
     ) -> Result<Arc<Self>> {
         let id_key =
             control.setting_or_init("object_id_key", || hex::encode(rand::random::<[u8; 32]>()))?;
@@ -183,6 +194,7 @@ impl ObjectSystem {
             root: data_dir.join("objects"),
             id_key,
             options,
+            max_active,
             runtime: Some(runtime),
             actors: Mutex::default(),
             activity: Mutex::default(),
@@ -302,8 +314,9 @@ impl ObjectSystem {
     /// to an actor that has decided to stop.
     fn send(&self, key: &ObjectKey, message: Message) -> Result<(), ObjectError> {
         let mut actors = self.actors.lock().expect("directory lock");
-        if let Some(mailbox) = actors.get(key) {
-            match mailbox.send(message) {
+        if let Some(mailbox) = actors.get_mut(key) {
+            mailbox.last_used = std::time::Instant::now();
+            match mailbox.sender.send(message) {
                 Ok(()) => return Ok(()),
                 // The actor died (a panic in the host): start over.
                 Err(mpsc::error::SendError(message)) => {
@@ -317,16 +330,29 @@ impl ObjectSystem {
 
     fn start_actor(
         &self,
-        actors: &mut HashMap<ObjectKey, mpsc::UnboundedSender<Message>>,
+        actors: &mut HashMap<ObjectKey, Mailbox>,
         key: &ObjectKey,
         first: Message,
     ) -> Result<(), ObjectError> {
+        if actors.len() >= self.max_active
+            && let Some(oldest) = actors.values().min_by_key(|m| m.last_used)
+        {
+            // It leaves once its queued events are done.
+            let (done, _) = oneshot::channel();
+            let _ = oldest.sender.send(Message::Evict(done));
+        }
         let namespace = self.namespace_by_id(&key.namespace).ok_or_else(|| {
             ObjectError::Failed(format!("namespace {} no longer exists", key.namespace))
         })?;
-        let (mailbox, inbox) = mpsc::unbounded_channel();
-        mailbox.send(first).expect("the inbox is alive");
-        actors.insert(key.clone(), mailbox);
+        let (sender, inbox) = mpsc::unbounded_channel();
+        sender.send(first).expect("the inbox is alive");
+        actors.insert(
+            key.clone(),
+            Mailbox {
+                sender,
+                last_used: std::time::Instant::now(),
+            },
+        );
         let path = self.object_path(key);
         self.spawn(actor::run(
             self.me.clone(),
@@ -384,7 +410,7 @@ impl ObjectSystem {
         let actors = self.actors.lock().expect("directory lock");
         actors
             .get(key)
-            .is_some_and(|mailbox| mailbox.send(message).is_ok())
+            .is_some_and(|mailbox| mailbox.sender.send(message).is_ok())
     }
 
     /// Runs an administrative operation through the object's actor, so it

@@ -26,7 +26,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_instances: 1000,
-            max_objects: 4096,
+            max_objects: 1000,
             max_memory_mb: 1024,
         }
     }
@@ -34,8 +34,8 @@ impl Default for EngineOptions {
 
 /// Builds the engine and starts the thread that advances its epoch.
 pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
-    // Warm objects hold an instance (and its memory) between events; a
-    // fiber stack is only needed while a call runs.
+    // Warm objects hold an instance (and its memory) between events, and
+    // each may be in the middle of a call, as may each request.
     let n = options.max_instances.saturating_add(options.max_objects);
     let mut pool = PoolingAllocationConfig::new();
     // A component built by rustc holds its own core module plus a few small
@@ -44,7 +44,7 @@ pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
         .total_core_instances(n.saturating_mul(4))
         .total_memories(n)
         .total_tables(n.saturating_mul(4))
-        .total_stacks(options.max_instances)
+        .total_stacks(n)
         .max_memory_size((options.max_memory_mb as usize) << 20)
         // A recycled slot keeps up to this much of its memory resident, and
         // PAGEMAP_SCAN (Linux 6.7+) resets only the pages a request

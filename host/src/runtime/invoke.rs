@@ -30,6 +30,9 @@ pub enum InvokeError {
     Handler(String),
 }
 
+/// The longest a request waits for a free instance slot.
+const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs `request` through a fresh instance of `worker`.
 ///
 /// Nothing survives the call: the store, the instance and its memory are
@@ -46,8 +49,16 @@ pub async fn invoke(
                 .into(),
         ));
     };
+    // A burst beyond the instance pool waits for a slot (within the wall
+    // clock) instead of failing at once.
+    let wall_ms = worker.context.config.limits.wall_ms;
+    let wait = Duration::from_millis(wall_ms).min(MAX_SLOT_WAIT);
+    let _slot = match tokio::time::timeout(wait, worker.context.request_slots.acquire()).await {
+        Ok(Ok(slot)) => slot,
+        _ => return Err(InvokeError::AtCapacity),
+    };
     let mut store = new_store(worker, HostState::new(worker.context.clone(), request_id));
-    guarded(worker.context.config.limits.wall_ms, async {
+    guarded(wall_ms, async {
         let instance = worker.instantiate(&mut store).await?;
         handler
             .load(&mut store, &instance)?

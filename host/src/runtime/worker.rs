@@ -22,6 +22,8 @@ pub struct WorkerContext {
     pub secrets: BTreeMap<String, String>,
     pub http: OutboundHttp,
     pub objects: Arc<ObjectSystem>,
+    /// Host-wide permits for requests in flight, one per instance slot.
+    pub request_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A worker version with its component pre-instantiated: serving a request

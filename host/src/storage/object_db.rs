@@ -101,6 +101,12 @@ pub struct ObjectDb {
     limit_bytes: u64,
     /// Open `transaction-begin`s of the current event.
     transaction_depth: u32,
+    /// Whether a batch transaction is open.
+    in_batch: bool,
+    /// Set when SQLite rolled the whole batch back on its own (it does on
+    /// a full disk, some I/O errors): why. Nothing more may run in the
+    /// batch, and its commit fails with this reason.
+    lost: Option<String>,
 }
 
 impl ObjectDb {
@@ -137,6 +143,8 @@ impl ObjectDb {
             path: path.to_owned(),
             limit_bytes,
             transaction_depth: 0,
+            in_batch: false,
+            lost: None,
         })
     }
 
@@ -149,26 +157,44 @@ impl ObjectDb {
         &mut self,
         run: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, SqlError> {
+        self.refuse_if_lost()?;
         self.guard.internal.store(true, Ordering::Relaxed);
         let result = run(&mut self.conn);
         self.guard.internal.store(false, Ordering::Relaxed);
         result.map_err(|e| self.error(e))
     }
 
+    fn refuse_if_lost(&self) -> Result<(), SqlError> {
+        match &self.lost {
+            Some(why) => Err(SqlError::new(
+                SqlErrorKind::Other,
+                format!("this batch's transaction was rolled back by SQLite after: {why}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Starts the transaction of a batch of events.
     pub fn begin_batch(&mut self) -> Result<(), SqlError> {
-        self.internal(|c| c.execute_batch("BEGIN IMMEDIATE"))
+        self.lost = None;
+        self.internal(|c| c.execute_batch("BEGIN IMMEDIATE"))?;
+        self.in_batch = true;
+        Ok(())
     }
 
     /// Makes the batch durable: when this returns `Ok`, the writes survive a
     /// crash.
     pub fn commit_batch(&mut self) -> Result<(), SqlError> {
-        self.internal(|c| c.execute_batch("COMMIT"))
+        let result = self.internal(|c| c.execute_batch("COMMIT"));
+        self.in_batch = false;
+        result
     }
 
     /// Abandons the batch, after a failed commit.
     pub fn rollback_batch(&mut self) {
+        self.lost = None;
         let _ = self.internal(|c| c.execute_batch("ROLLBACK"));
+        self.in_batch = false;
     }
 
     /// Opens the savepoint around one event.
@@ -181,6 +207,10 @@ impl ObjectDb {
     /// transaction the guest left open.
     pub fn end_event(&mut self, keep: bool) -> Result<(), SqlError> {
         self.transaction_depth = 0;
+        if self.lost.is_some() {
+            // SQLite already undid everything: nothing to keep or discard.
+            return Ok(());
+        }
         self.internal(|c| {
             if !keep {
                 c.execute_batch("ROLLBACK TO verge_event")?;
@@ -214,6 +244,7 @@ impl ObjectDb {
     /// Runs guest SQL: every statement of `query`, `params` bound to the
     /// last one, whose rows are returned.
     pub fn exec(&mut self, query: &str, params: &[Value]) -> Result<Rows, SqlError> {
+        self.refuse_if_lost()?;
         self.guard.internal.store(false, Ordering::Relaxed);
         *self.guard.denial.lock().expect("denial lock") = None;
         let result = self.exec_unguarded(query, params);
@@ -342,9 +373,19 @@ impl ObjectDb {
         self.internal(|c| c.execute("VACUUM INTO ?1", [target]).map(|_| ()))
     }
 
-    /// Translates SQLite's error into the interface's terms, with the
-    /// authorizer's reason when it refused the statement.
-    fn error(&self, error: rusqlite::Error) -> SqlError {
+    /// Translates SQLite's error into the interface's terms, and notes when
+    /// SQLite rolled the batch back on its own.
+    fn error(&mut self, error: rusqlite::Error) -> SqlError {
+        let error = self.describe(error);
+        if self.in_batch && self.conn.is_autocommit() && self.lost.is_none() {
+            self.lost = Some(error.message.clone());
+        }
+        error
+    }
+
+    /// The error in the interface's terms, with the authorizer's reason
+    /// when it refused the statement.
+    fn describe(&self, error: rusqlite::Error) -> SqlError {
         use rusqlite::Error as E;
         if let Some(reason) = self.guard.denial.lock().expect("denial lock").take() {
             return SqlError::new(SqlErrorKind::Denied, reason);
