@@ -260,3 +260,85 @@ async fn up_builds_and_serves_every_example_with_an_index() {
         "fetch-proxy reaches hello through the front door"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_commands_list_export_import_and_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let host = VergeProcess::serve(data.path());
+    let client = reqwest::Client::new();
+    let counters = support::guest("counter-rpc");
+    let deployed = support::upload(
+        &client,
+        &host.admin_url,
+        "counter-rpc",
+        counters.wasm,
+        &counters.config,
+    )
+    .await;
+    assert_eq!(deployed.status(), 201);
+    client
+        .post(format!("{}/counter/a?by=41", host.url))
+        .send()
+        .await
+        .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let objects = |args: &[&str]| {
+        let output = verge(work.path())
+            .arg("objects")
+            .args(args)
+            .args([
+                "--worker",
+                "counter-rpc",
+                "--class",
+                "Counter",
+                "--host",
+                &host.admin_url,
+            ])
+            .env("VERGE_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    // Activity is recorded in batches; give the host a moment.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        objects(&["list"]).contains(" a"),
+        "the named object is listed"
+    );
+
+    let file = work.path().join("a.sqlite");
+    objects(&["export", "--name", "a", "-o", file.to_str().unwrap()]);
+    assert!(
+        std::fs::read(&file)
+            .unwrap()
+            .starts_with(b"SQLite format 3\0")
+    );
+    objects(&["import", "--name", "b", "-i", file.to_str().unwrap()]);
+    let b: serde_json::Value = client
+        .get(format!("{}/counter/b", host.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["value"], 41, "the import carried the data over");
+
+    objects(&["delete", "--name", "a"]);
+    let a: serde_json::Value = client
+        .get(format!("{}/counter/a", host.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["value"], 0);
+}

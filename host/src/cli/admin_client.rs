@@ -72,9 +72,25 @@ impl AdminClient {
         self.send(self.request(reqwest::Method::POST, path)).await
     }
 
-    pub async fn put_text(&self, path: &str, body: String) -> Result<Value> {
+    pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Value> {
         self.send(self.request(reqwest::Method::PUT, path).body(body))
             .await
+    }
+
+    /// A raw body, for downloads.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let message = body["error"].as_str().unwrap_or("no details");
+            bail!("the host refused ({status}): {message}");
+        }
+        Ok(response.bytes().await?.to_vec())
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value> {

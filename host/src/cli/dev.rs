@@ -32,8 +32,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let dir = project.dir.clone();
     let platform = Platform::open(PlatformOptions {
         data_dir: dir.join(".verge"),
-        engine: args.engine.into(),
-        objects: Default::default(),
+        engine: args.engine.engine(),
+        objects: args.engine.objects(),
         dev: true,
     })
     .await?;

@@ -4,6 +4,7 @@ mod admin_client;
 mod deploy;
 mod dev;
 mod new;
+mod objects;
 mod project;
 mod secret;
 mod serve;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::objects::ObjectOptions;
 use crate::runtime::EngineOptions;
 use crate::server::{IndexPage, ServerOptions};
 
@@ -46,6 +48,9 @@ enum Command {
     Secret(secret::SecretCommand),
     /// List the workers on a host.
     Workers(admin_client::HostArgs),
+    /// List, export, import and delete Durable Objects.
+    #[command(subcommand)]
+    Objects(objects::ObjectsCommand),
     /// Serve the previously active version of a worker again.
     Rollback(deploy::RollbackArgs),
 }
@@ -87,14 +92,25 @@ struct EngineArgs {
     /// The most memory a worker may configure, in MiB.
     #[arg(long, default_value_t = EngineOptions::default().max_memory_mb)]
     max_memory_mb: u64,
+    /// Seconds without events after which an object is evicted (its
+    /// WebSockets and data stay).
+    #[arg(long, default_value_t = ObjectOptions::default().idle_timeout.as_secs_f64())]
+    object_idle_secs: f64,
 }
 
-impl From<EngineArgs> for EngineOptions {
-    fn from(args: EngineArgs) -> Self {
-        Self {
-            max_instances: args.max_instances,
-            max_objects: args.max_objects,
-            max_memory_mb: args.max_memory_mb,
+impl EngineArgs {
+    fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            max_instances: self.max_instances,
+            max_objects: self.max_objects,
+            max_memory_mb: self.max_memory_mb,
+        }
+    }
+
+    fn objects(&self) -> ObjectOptions {
+        ObjectOptions {
+            idle_timeout: std::time::Duration::from_secs_f64(self.object_idle_secs.max(0.001)),
+            ..ObjectOptions::default()
         }
     }
 }
@@ -109,6 +125,7 @@ pub async fn run() -> Result<()> {
         Command::New(args) => new::run(args),
         Command::Secret(command) => secret::run(command).await,
         Command::Workers(args) => admin_client::list_workers(args).await,
+        Command::Objects(command) => objects::run(command).await,
         Command::Rollback(args) => deploy::rollback(args).await,
     }
 }

@@ -52,7 +52,7 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             let (client, worker) = target.resolve()?;
             let value = read_value()?;
             client
-                .put_text(&format!("/v1/workers/{worker}/secrets/{key}"), value)
+                .put(&format!("/v1/workers/{worker}/secrets/{key}"), value)
                 .await?;
             println!("set secret `{key}` on `{worker}`");
         }

@@ -21,8 +21,8 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
-        engine: args.engine.into(),
-        objects: Default::default(),
+        engine: args.engine.engine(),
+        objects: args.engine.objects(),
         dev: false,
     })
     .await?;

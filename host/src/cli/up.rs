@@ -33,8 +33,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
-        engine: args.engine.into(),
-        objects: Default::default(),
+        engine: args.engine.engine(),
+        objects: args.engine.objects(),
         dev: true,
     })
     .await?;

@@ -1,0 +1,155 @@
+//! `verge objects`: list, export, import and delete a worker's Durable
+//! Objects on a running host.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::admin_client::{AdminClient, HostArgs};
+use super::project::Project;
+
+#[derive(Subcommand)]
+pub enum ObjectsCommand {
+    /// The objects of a class that hold data: id, name, size, last active.
+    List {
+        #[command(flatten)]
+        class: ClassArgs,
+    },
+    /// Writes an object's database to a SQLite file.
+    Export {
+        #[command(flatten)]
+        object: ObjectArgs,
+        /// Where to write it.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Replaces an object's database with a SQLite file.
+    Import {
+        #[command(flatten)]
+        object: ObjectArgs,
+        /// The SQLite file.
+        #[arg(short, long)]
+        input: PathBuf,
+    },
+    /// Deletes an object and all its data.
+    Delete {
+        #[command(flatten)]
+        object: ObjectArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct ClassArgs {
+    /// The class, e.g. `Inventory`.
+    #[arg(long)]
+    class: String,
+    /// The worker; by default the one in ./verge.toml.
+    #[arg(long)]
+    worker: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+#[derive(Args)]
+pub struct ObjectArgs {
+    #[command(flatten)]
+    class: ClassArgs,
+    /// The object's id (64 hexadecimal characters).
+    #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+    id: Option<String>,
+    /// The name the object is reached by.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+impl ClassArgs {
+    /// The admin client and the class's API path.
+    fn resolve(&self) -> Result<(AdminClient, String)> {
+        let worker = match &self.worker {
+            Some(worker) => worker.clone(),
+            None => Project::open(std::path::Path::new("."))?.config.name,
+        };
+        Ok((
+            AdminClient::new(&self.host),
+            format!("/v1/workers/{worker}/objects/{}", self.class),
+        ))
+    }
+}
+
+impl ObjectArgs {
+    /// The admin client and the object's API path.
+    async fn resolve(&self) -> Result<(AdminClient, String)> {
+        let (client, base) = self.class.resolve()?;
+        let id = match (&self.id, &self.name) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => {
+                let found = client
+                    .get(&format!("{base}/id?name={}", encode(name)))
+                    .await?;
+                found["id"]
+                    .as_str()
+                    .context("the host returned no id")?
+                    .to_owned()
+            }
+            (None, None) => bail!("pass --id or --name"),
+        };
+        Ok((client, format!("{base}/{id}")))
+    }
+}
+
+pub async fn run(command: ObjectsCommand) -> Result<()> {
+    match command {
+        ObjectsCommand::List { class } => {
+            let (client, base) = class.resolve()?;
+            let listing = client.get(&base).await?;
+            let objects = listing["objects"].as_array().cloned().unwrap_or_default();
+            if objects.is_empty() {
+                println!("no objects hold data");
+            }
+            for object in objects {
+                println!(
+                    "{}  {:>10} B  active {}  {}",
+                    object["id"].as_str().unwrap_or("?"),
+                    object["size_bytes"],
+                    object["last_active"],
+                    object["name"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ObjectsCommand::Export { object, output } => {
+            let (client, path) = object.resolve().await?;
+            let bytes = client.get_bytes(&format!("{path}/export")).await?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} ({} bytes)", output.display(), bytes.len());
+        }
+        ObjectsCommand::Import { object, input } => {
+            let bytes =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let (client, path) = object.resolve().await?;
+            let done: Value = client.put(&format!("{path}/import"), bytes).await?;
+            println!("imported into {}", done["imported"].as_str().unwrap_or("?"));
+        }
+        ObjectsCommand::Delete { object } => {
+            let (client, path) = object.resolve().await?;
+            let done = client.delete(&path).await?;
+            println!("deleted {}", done["deleted"].as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
