@@ -1,8 +1,9 @@
 //! The seed article's rate limiter: a sliding window of 100 requests a
 //! minute per client, one Durable Object per client, the window in SQL.
 //!
-//! Clients are told apart by their `x-api-key` header when they send one,
-//! else by their address (`x-real-ip`, which the host sets).
+//! Each limit has a key: the path segment after `/limited/` when there is
+//! one (a limit per resource), else the `x-api-key` header, else the
+//! client's address (`x-real-ip`, which the host sets).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -63,12 +64,15 @@ fn now_ms() -> i64 {
 
 #[verge::worker]
 fn fetch(req: Request, env: Env) -> Result<Response> {
-    let client = req
-        .header("x-api-key")
+    let key = req
+        .path()
+        .strip_prefix("/limited/")
+        .filter(|k| !k.is_empty())
+        .or_else(|| req.header("x-api-key"))
         .or_else(|| req.header("x-real-ip"))
         .unwrap_or("anonymous")
         .to_owned();
     env.durable_object("RATE_LIMITER")?
-        .get_by_name(&client)?
+        .get_by_name(&key)?
         .fetch(req)
 }

@@ -167,10 +167,10 @@ pub(super) async fn run(
                 actor.process(batch).await;
             }
             Message::Export(reply) => {
-                let _ = reply.send(actor.export());
+                let _ = reply.send(actor.export().await);
             }
             Message::Import(bytes, reply) => {
-                let _ = reply.send(actor.import(&bytes));
+                let _ = reply.send(actor.import(&bytes).await);
             }
             Message::Evict(done) => {
                 actor.close();
@@ -192,8 +192,9 @@ pub(super) async fn run(
 }
 
 impl Actor {
-    /// The database, opened on first use.
-    fn db(&mut self) -> Result<Arc<Mutex<ObjectDb>>> {
+    /// The database, opened on first use (off the runtime's workers:
+    /// creating a file and setting up its journal syncs the disk).
+    async fn db(&mut self) -> Result<Arc<Mutex<ObjectDb>>> {
         if let Some(db) = &self.db {
             return Ok(db.clone());
         }
@@ -205,8 +206,15 @@ impl Actor {
                 crate::config::Limits::default().object_storage_bytes(),
                 |w| w.context.config.limits.object_storage_bytes(),
             );
-        let mut db = ObjectDb::open(&self.path, limit)?;
-        self.name = db.meta("name")?;
+        let path = self.path.clone();
+        let (db, name) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut db = ObjectDb::open(&path, limit)?;
+            let name = db.meta("name")?;
+            Ok((db, name))
+        })
+        .await
+        .context("the task opening the database failed")??;
+        self.name = name;
         let db = Arc::new(Mutex::new(db));
         self.db = Some(db.clone());
         Ok(db)
@@ -215,7 +223,7 @@ impl Actor {
     /// Runs a batch of events in one transaction and releases the replies
     /// only once it has committed.
     async fn process(&mut self, batch: Vec<Pending>) {
-        let db = match self.db() {
+        let db = match self.db().await {
             Ok(db) => db,
             Err(e) => return fail_all(batch, format!("cannot open the object's database: {e:#}")),
         };
@@ -243,7 +251,16 @@ impl Actor {
             Some(system) if system.faults.take_commit_failure() => {
                 Err("injected commit failure".to_owned())
             }
-            _ => lock(&db).commit_batch().map_err(|e| e.to_string()),
+            // The commit waits for fsync, and other objects commit in
+            // parallel meanwhile (each has its own file): the wait belongs on
+            // the blocking pool, not on one of the runtime's workers.
+            _ => {
+                let db = db.clone();
+                match tokio::task::spawn_blocking(move || lock(&db).commit_batch()).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the commit task failed: {e}")),
+                }
+            }
         };
         match committed {
             Ok(()) => {
@@ -340,11 +357,11 @@ impl Actor {
     }
 
     /// A consistent copy of the database file.
-    fn export(&mut self) -> Result<Vec<u8>> {
+    async fn export(&mut self) -> Result<Vec<u8>> {
         if self.db.is_none() && !self.path.exists() {
             bail!("object {} has no data", self.key.id);
         }
-        let db = self.db()?;
+        let db = self.db().await?;
         let copy = self.path.with_extension("export.tmp");
         let _ = std::fs::remove_file(&copy);
         lock(&db).export_to(&copy)?;
@@ -354,7 +371,7 @@ impl Actor {
     }
 
     /// Replaces the database with an uploaded SQLite file, checked first.
-    fn import(&mut self, bytes: &[u8]) -> Result<()> {
+    async fn import(&mut self, bytes: &[u8]) -> Result<()> {
         if !bytes.starts_with(b"SQLite format 3\0") {
             bail!("not a SQLite database file");
         }
@@ -383,8 +400,7 @@ impl Actor {
         remove_database_files(&self.path)?;
         std::fs::rename(&incoming, &self.path)
             .with_context(|| format!("installing {}", self.path.display()))?;
-        // Opening adds Verge's internal tables if the file lacks them.
-        self.db()?;
+        self.db().await?;
         Ok(())
     }
 

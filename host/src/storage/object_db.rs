@@ -107,6 +107,10 @@ pub struct ObjectDb {
     /// a full disk, some I/O errors): why. Nothing more may run in the
     /// batch, and its commit fails with this reason.
     lost: Option<String>,
+    /// Whether Verge's own tables are known to exist. They are created on
+    /// first write, inside the event's transaction, so a new object costs
+    /// no commit of its own.
+    internal_tables: bool,
 }
 
 impl ObjectDb {
@@ -128,10 +132,6 @@ impl ObjectDb {
             "max_page_count",
             (limit_bytes / page_size).max(16) as i64,
         )?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _verge_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS _verge_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-        )?;
         let guard = Arc::new(Guard::default());
         let hook_guard = guard.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
@@ -145,6 +145,7 @@ impl ObjectDb {
             transaction_depth: 0,
             in_batch: false,
             lost: None,
+            internal_tables: false,
         })
     }
 
@@ -193,6 +194,7 @@ impl ObjectDb {
     /// Abandons the batch, after a failed commit.
     pub fn rollback_batch(&mut self) {
         self.lost = None;
+        self.internal_tables = false;
         let _ = self.internal(|c| c.execute_batch("ROLLBACK"));
         self.in_batch = false;
     }
@@ -207,6 +209,10 @@ impl ObjectDb {
     /// transaction the guest left open.
     pub fn end_event(&mut self, keep: bool) -> Result<(), SqlError> {
         self.transaction_depth = 0;
+        if !keep {
+            // The tables may have been created by the writes undone here.
+            self.internal_tables = false;
+        }
         if self.lost.is_some() {
             // SQLite already undid everything: nothing to keep or discard.
             return Ok(());
@@ -228,6 +234,9 @@ impl ObjectDb {
 
     /// `transaction-commit` (`keep`) or `transaction-rollback`.
     pub fn transaction_end(&mut self, keep: bool) -> Result<(), SqlError> {
+        if !keep {
+            self.internal_tables = false;
+        }
         if self.transaction_depth == 0 {
             return Err(SqlError::new(SqlErrorKind::Other, "no transaction is open"));
         }
@@ -245,6 +254,14 @@ impl ObjectDb {
     /// last one, whose rows are returned.
     pub fn exec(&mut self, query: &str, params: &[Value]) -> Result<Rows, SqlError> {
         self.refuse_if_lost()?;
+        // Verge's tables may not exist yet, and SQLite reports a missing
+        // table before the authorizer sees it: refuse the names outright.
+        if query.to_ascii_lowercase().contains(INTERNAL_PREFIX) {
+            return Err(SqlError::new(
+                SqlErrorKind::Denied,
+                format!("names starting with `{INTERNAL_PREFIX}` are internal to Verge"),
+            ));
+        }
         self.guard.internal.store(false, Ordering::Relaxed);
         *self.guard.denial.lock().expect("denial lock") = None;
         let result = self.exec_unguarded(query, params);
@@ -303,7 +320,38 @@ impl ObjectDb {
         })
     }
 
+    /// Whether Verge's tables exist (reads of a new object find nothing).
+    fn has_internal_tables(&mut self) -> Result<bool, SqlError> {
+        if !self.internal_tables {
+            self.internal_tables = self.internal(|c| {
+                c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_verge_meta')",
+                    [],
+                    |r| r.get(0),
+                )
+            })?;
+        }
+        Ok(self.internal_tables)
+    }
+
+    /// Creates Verge's tables if they are missing, in the open transaction.
+    fn create_internal_tables(&mut self) -> Result<(), SqlError> {
+        if !self.has_internal_tables()? {
+            self.internal(|c| {
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS _verge_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+                     CREATE TABLE IF NOT EXISTS _verge_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+                )
+            })?;
+            self.internal_tables = true;
+        }
+        Ok(())
+    }
+
     pub fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, SqlError> {
+        if !self.has_internal_tables()? {
+            return Ok(None);
+        }
         self.internal(|c| {
             c.prepare_cached("SELECT value FROM _verge_kv WHERE key = ?1")?
                 .query_row([key], |r| r.get(0))
@@ -312,6 +360,7 @@ impl ObjectDb {
     }
 
     pub fn kv_put(&mut self, key: &str, value: &[u8]) -> Result<(), SqlError> {
+        self.create_internal_tables()?;
         self.internal(|c| {
             c.prepare_cached("INSERT INTO _verge_kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
                 .execute(rusqlite::params![key, value])
@@ -320,6 +369,9 @@ impl ObjectDb {
     }
 
     pub fn kv_delete(&mut self, key: &str) -> Result<bool, SqlError> {
+        if !self.has_internal_tables()? {
+            return Ok(false);
+        }
         self.internal(|c| {
             c.prepare_cached("DELETE FROM _verge_kv WHERE key = ?1")?
                 .execute([key])
@@ -328,6 +380,9 @@ impl ObjectDb {
     }
 
     pub fn kv_delete_all(&mut self) -> Result<(), SqlError> {
+        if !self.has_internal_tables()? {
+            return Ok(());
+        }
         self.internal(|c| c.execute("DELETE FROM _verge_kv", []).map(|_| ()))
     }
 
@@ -340,6 +395,9 @@ impl ObjectDb {
              ORDER BY key {order} LIMIT ?4"
         );
         let limit = range.limit.map_or(-1, i64::from);
+        if !self.has_internal_tables()? {
+            return Ok(Vec::new());
+        }
         self.internal(|c| {
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(
@@ -352,6 +410,9 @@ impl ObjectDb {
 
     /// Host metadata about the object (its name, for one).
     pub fn meta(&mut self, key: &str) -> Result<Option<String>, SqlError> {
+        if !self.has_internal_tables()? {
+            return Ok(None);
+        }
         self.internal(|c| {
             c.prepare_cached("SELECT value FROM _verge_meta WHERE key = ?1")?
                 .query_row([key], |r| r.get(0))
@@ -360,6 +421,7 @@ impl ObjectDb {
     }
 
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), SqlError> {
+        self.create_internal_tables()?;
         self.internal(|c| {
             c.prepare_cached("INSERT INTO _verge_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
                 .execute([key, value])
