@@ -17,24 +17,73 @@ pub struct LoadResult {
     pub error_rate: f64,
 }
 
-/// Runs `connections` concurrent keep-alive connections against `url` for
-/// `duration`.
-pub fn run(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
-    match tool.name {
-        "oha" => run_oha(tool, url, connections, duration),
-        _ => run_wrk(tool, url, connections, duration),
+/// What to request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port`.
+    pub base: String,
+    pub path: String,
+    pub post: bool,
+    /// Append 12 random characters to the path on every request (a new key,
+    /// so a new Durable Object, each time).
+    pub random_suffix: bool,
+}
+
+impl Target {
+    pub fn get(base: &str, path: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            path: path.to_owned(),
+            post: false,
+            random_suffix: false,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}{}", self.base, self.path)
     }
 }
 
-fn run_oha(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
-    let output = tool
-        .command()
+/// Runs `connections` concurrent keep-alive connections against `target`
+/// for `duration`.
+pub fn run(
+    tool: &Tool,
+    target: &Target,
+    connections: u32,
+    duration: Duration,
+) -> Result<LoadResult> {
+    match tool.name {
+        "oha" => run_oha(tool, target, connections, duration),
+        _ => run_wrk(tool, target, connections, duration),
+    }
+}
+
+fn run_oha(
+    tool: &Tool,
+    target: &Target,
+    connections: u32,
+    duration: Duration,
+) -> Result<LoadResult> {
+    let mut command = tool.command();
+    command
         .args(["--no-tui", "--output-format", "json"])
         .args(["-c", &connections.to_string()])
-        .args(["-z", &format!("{}ms", duration.as_millis())])
-        .arg(url)
-        .output()
-        .context("running oha")?;
+        .args(["-z", &format!("{}ms", duration.as_millis())]);
+    if target.post {
+        command.args(["-m", "POST"]);
+    }
+    if target.random_suffix {
+        // oha resolves the host part of the pattern as it is written, so
+        // the loopback address goes in as a name, unescaped.
+        let base = target.base.replace("127.0.0.1", "localhost");
+        let path: String = target.path.chars().flat_map(escape_regex).collect();
+        command
+            .arg("--rand-regex-url")
+            .arg(format!("{base}{path}[a-z0-9]{{12}}"));
+    } else {
+        command.arg(target.url());
+    }
+    let output = command.output().context("running oha")?;
     if !output.status.success() {
         bail!("oha failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -68,13 +117,35 @@ fn run_oha(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Resu
     })
 }
 
-fn run_wrk(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Result<LoadResult> {
+fn run_wrk(
+    tool: &Tool,
+    target: &Target,
+    connections: u32,
+    duration: Duration,
+) -> Result<LoadResult> {
+    // The method and random paths need a script.
+    let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
+    let path = if target.random_suffix {
+        format!(
+            "{:?} .. string.format(\"%06x%06x\", math.random(0, 16777215), math.random(0, 16777215))",
+            target.path
+        )
+    } else {
+        format!("{:?}", target.path)
+    };
+    let method = if target.post { "POST" } else { "GET" };
+    std::fs::write(
+        script.path(),
+        format!("request = function() return wrk.format({method:?}, {path}) end\n"),
+    )?;
     let output = tool
         .command()
         .args(["--latency", "-t", &connections.min(2).to_string()])
         .args(["-c", &connections.to_string()])
         .args(["-d", &format!("{}s", duration.as_secs().max(1))])
-        .arg(url)
+        .arg("-s")
+        .arg(script.path())
+        .arg(target.url())
         .output()
         .context("running wrk")?;
     if !output.status.success() {
@@ -107,6 +178,15 @@ fn run_wrk(tool: &Tool, url: &str, connections: u32, duration: Duration) -> Resu
             .unwrap_or(f64::NAN),
         error_rate: error_rate(total.saturating_sub(bad), total),
     })
+}
+
+/// `c` as a regex matching itself.
+fn escape_regex(c: char) -> Vec<char> {
+    if r"\.+*?()|[]{}^$".contains(c) {
+        vec!['\\', c]
+    } else {
+        vec![c]
+    }
 }
 
 fn error_rate(ok: u64, all: u64) -> f64 {

@@ -25,19 +25,13 @@ pub struct Running {
     pub start_to_first_200: Duration,
 }
 
-impl Running {
-    pub fn url(&self) -> String {
-        format!("http://{}/hello", self.addr)
-    }
-}
-
 /// Spawns `command` (already told to listen on `addr`) and times it until
-/// `GET /hello` answers 200.
-fn start(name: &'static str, command: Command, addr: String) -> Result<Running> {
+/// `GET ready_path` answers 200.
+fn start(name: &'static str, command: Command, addr: String, ready_path: &str) -> Result<Running> {
     let started = Instant::now();
     let service = Service::spawn(name, command)?;
-    wait_for_200(&addr, "/hello", START_TIMEOUT)
-        .with_context(|| format!("{name} never served /hello"))?;
+    wait_for_200(&addr, ready_path, START_TIMEOUT)
+        .with_context(|| format!("{name} never served {ready_path}"))?;
     Ok(Running {
         name,
         addr,
@@ -68,7 +62,7 @@ pub fn verge(bins: &Bins, data: &Path) -> Result<Running> {
         ])
         .arg(data)
         .env("RUST_LOG", "warn");
-    start("verge", command, addr)
+    start("verge", command, addr, "/hello")
 }
 
 /// A fresh `verge serve` with nothing deployed; returns it and its admin URL
@@ -95,6 +89,15 @@ pub fn verge_empty(bins: &Bins, data: &Path) -> Result<(Service, String, String)
     let listen = field("listen=").context("no listen address")?;
     let admin = field("admin=").context("no admin address")?;
     Ok((service, listen, format!("http://{admin}")))
+}
+
+/// `POST` to `url`, failing unless it answers 2xx.
+pub fn post(url: &str) -> Result<()> {
+    let response = reqwest::blocking::Client::new().post(url).send()?;
+    if !response.status().is_success() {
+        bail!("POST {url} answered {}", response.status());
+    }
+    Ok(())
 }
 
 /// Uploads a component and its verge.toml through the admin API.
@@ -127,7 +130,25 @@ pub fn workerd(workerd: &Tool) -> Result<Running> {
             "--socket-addr",
             &format!("http={addr}"),
         ]);
-    start("workerd", command, addr)
+    start("workerd", command, addr, "/hello")
+}
+
+/// workerd serving benches/peers/workerd/durable.js, its SQLite-backed
+/// objects stored under `storage`.
+pub fn workerd_durable(workerd: &Tool, storage: &Path) -> Result<Running> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let mut command = workerd.command();
+    command
+        .current_dir(repo().join("benches/peers/workerd"))
+        .args([
+            "serve",
+            "durable.capnp",
+            "--socket-addr",
+            &format!("http={addr}"),
+        ])
+        .arg("--directory-path")
+        .arg(format!("storage={}", storage.display()));
+    start("workerd", command, addr, "/inventory/ready")
 }
 
 /// `wasmtime serve` running the wasi:http hello component.
@@ -137,7 +158,7 @@ pub fn wasmtime_serve(wasmtime: &Tool, component: &Path) -> Result<Running> {
     command
         .args(["serve", "-Scli", "--addr", &addr])
         .arg(component);
-    start("wasmtime serve", command, addr)
+    start("wasmtime serve", command, addr, "/hello")
 }
 
 /// The same JSON from a plain axum handler.
@@ -145,7 +166,7 @@ pub fn native(bins: &Bins) -> Result<Running> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let mut command = Command::new(&bins.native_hello);
     command.arg(&addr);
-    start("native axum", command, addr)
+    start("native axum", command, addr, "/hello")
 }
 
 /// How long `command` takes from spawn to exit: the cost of a process per

@@ -2,6 +2,7 @@
 //! produces one section of the report; a new bench (Durable Objects,
 //! WebSockets) is one more function and one more line in [`run`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use verge_host::runtime::{HostState, RequestId, invoke, new_store};
 
-use crate::loadgen::{self, LoadResult};
+use crate::loadgen::{self, LoadResult, Target};
 use crate::peers::{self, Bins, Running};
 use crate::process::{rss_kib, wait_for_200};
 use crate::report::{Chart, Report, Section, Table, format_value};
@@ -67,12 +68,28 @@ struct Setup {
     workerd: Tool,
     wasmtime: Tool,
     node: Option<Tool>,
-    hello_wasm: Vec<u8>,
-    hello_config: String,
+    /// Every bundled example and the bench-only guests: (component, verge.toml).
+    guests: HashMap<String, (Vec<u8>, String)>,
     wasi_http_hello: PathBuf,
 }
 
 impl Setup {
+    /// A built guest by its library name (`hello`, `inventory_counter`).
+    fn guest(&self, name: &str) -> Result<&(Vec<u8>, String)> {
+        self.guests
+            .get(name)
+            .with_context(|| format!("no guest {name} was built"))
+    }
+
+    /// Deploys guests on a running host.
+    fn deploy(&self, admin_url: &str, guests: &[(&str, &str)]) -> Result<()> {
+        for (worker, guest) in guests {
+            let (wasm, config) = self.guest(guest)?;
+            peers::upload(admin_url, worker, wasm, config)?;
+        }
+        Ok(())
+    }
+
     fn prepare(options: &Options) -> Result<Self> {
         let bins = Bins {
             verge: options.bin_dir.join("verge"),
@@ -85,15 +102,20 @@ impl Setup {
                 binary.display()
             );
         }
-        let hello = built("guest-examples", "hello")?;
+        let mut guests = HashMap::new();
+        for workspace in ["guest-examples", "benches/guests"] {
+            for guest in verge_host::toolchain::build(&repo().join(workspace))? {
+                let config = std::fs::read_to_string(guest.package_dir.join("verge.toml"))?;
+                guests.insert(guest.name.clone(), (std::fs::read(&guest.wasm)?, config));
+            }
+        }
         let wasi_http_hello = built("benches/peers/wasi-http-hello", "wasi_http_hello")?;
         Ok(Self {
             load: tools::load_generator()?,
             workerd: tools::workerd()?,
             wasmtime: tools::wasmtime()?,
             node: tools::node(),
-            hello_wasm: std::fs::read(&hello.wasm)?,
-            hello_config: std::fs::read_to_string(hello.package_dir.join("verge.toml"))?,
+            guests,
             wasi_http_hello: wasi_http_hello.wasm,
             bins,
         })
@@ -118,6 +140,8 @@ pub fn run(options: &Options) -> Result<Report> {
     let deploy = measure_verge_deploy(&setup, &plan)?;
     let servers = measure_servers(&setup, &plan)?;
     let spawns = measure_process_per_request(&setup, &plan)?;
+    let durable = measure_durable_objects(&setup, &plan)?;
+    let sql = measure_sql_round_trip(&setup, &plan)?;
 
     let mut report = Report {
         preamble: preamble(&setup, options.smoke, &load_before),
@@ -131,6 +155,8 @@ pub fn run(options: &Options) -> Result<Report> {
     report.sections.push(startup_section(&servers, &spawns));
     report.sections.push(throughput_section(&servers));
     report.sections.push(memory_section(&servers));
+    report.sections.push(durable_section(&durable));
+    report.sections.push(sql);
     report.sections.push(pending_section());
     report.write(&options.out_dir)?;
     Ok(report)
@@ -232,7 +258,7 @@ fn measure_verge_deploy(setup: &Setup, plan: &Plan) -> Result<Section> {
         let data = tempfile::tempdir()?;
         let (_verge, listen, admin) = peers::verge_empty(&setup.bins, data.path())?;
         let started = Instant::now();
-        peers::upload(&admin, "hello", &setup.hello_wasm, &setup.hello_config)?;
+        setup.deploy(&admin, &[("hello", "hello")])?;
         wait_for_200(&listen, "/hello", Duration::from_secs(60))?;
         samples.push(started.elapsed());
     }
@@ -246,7 +272,9 @@ fn measure_verge_deploy(setup: &Setup, plan: &Plan) -> Result<Section> {
         title: "Cold start: a newly uploaded worker".into(),
         text: format!(
             "The admin API receives the component ({} KiB), validates it, compiles it with Cranelift, caches the artifact, and activates it; then the first request is served.",
-            setup.hello_wasm.len() / 1024
+            setup
+                .guest("hello")
+                .map_or(0, |(wasm, _)| wasm.len() / 1024)
         ),
         table,
         charts: Vec::new(),
@@ -277,7 +305,7 @@ fn measure_servers(setup: &Setup, plan: &Plan) -> Result<Vec<ServerFigures>> {
     let verge_data = tempfile::tempdir()?;
     {
         let (_verge, _, admin) = peers::verge_empty(&setup.bins, verge_data.path())?;
-        peers::upload(&admin, "hello", &setup.hello_wasm, &setup.hello_config)?;
+        setup.deploy(&admin, &[("hello", "hello")])?;
     }
     let starters: Vec<Box<dyn Fn() -> Result<Running> + '_>> = vec![
         Box::new(|| peers::verge(&setup.bins, verge_data.path())),
@@ -307,16 +335,12 @@ fn measure_server(
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss_kib = rss_kib(running.service.pid())?;
     let mut loads = Vec::new();
+    let target = Target::get(&format!("http://{}", running.addr), "/hello");
     for connections in CONNECTIONS {
-        if !plan.warmup.is_zero() {
-            loadgen::run(&setup.load, &running.url(), connections, plan.warmup)?;
-        }
-        let result = loadgen::run(&setup.load, &running.url(), connections, plan.load)?;
-        eprintln!(
-            "bench: {} at {connections} connections: {result:?}",
-            running.name
-        );
-        loads.push((connections, result));
+        loads.push((
+            connections,
+            load(setup, plan, running.name, &target, connections)?,
+        ));
     }
     let loaded_rss_kib = rss_kib(running.service.pid())?;
     Ok(ServerFigures {
@@ -327,6 +351,223 @@ fn measure_server(
         loads,
     })
 }
+
+/// One load run after a warm-up, logged.
+fn load(
+    setup: &Setup,
+    plan: &Plan,
+    server: &str,
+    target: &Target,
+    connections: u32,
+) -> Result<LoadResult> {
+    if !plan.warmup.is_zero() {
+        loadgen::run(&setup.load, target, connections, plan.warmup)?;
+    }
+    let result = loadgen::run(&setup.load, target, connections, plan.load)?;
+    eprintln!(
+        "bench: {server} {} at {connections} connections: {result:?}",
+        target.path
+    );
+    Ok(result)
+}
+
+/// One server's Durable Object figures.
+struct DurableFigures {
+    name: &'static str,
+    /// The inventory counter's reserve, on one object.
+    reserve: Vec<(u32, LoadResult)>,
+    /// The rate limiter with a new key (a new object) per request.
+    new_objects: LoadResult,
+}
+
+fn measure_durable_objects(setup: &Setup, plan: &Plan) -> Result<Vec<DurableFigures>> {
+    let verge_data = tempfile::tempdir()?;
+    let (verge_service, listen, admin) = peers::verge_empty(&setup.bins, verge_data.path())?;
+    setup.deploy(
+        &admin,
+        &[
+            ("inventory-counter", "inventory_counter"),
+            ("rate-limiter", "rate_limiter"),
+        ],
+    )?;
+    let verge = durable_figures(setup, plan, "verge", &format!("http://{listen}"))?;
+    drop(verge_service);
+    let workerd_storage = tempfile::tempdir()?;
+    let workerd_service = peers::workerd_durable(&setup.workerd, workerd_storage.path())?;
+    let workerd = durable_figures(
+        setup,
+        plan,
+        "workerd",
+        &format!("http://{}", workerd_service.addr),
+    )?;
+    Ok(vec![verge, workerd])
+}
+
+fn durable_figures(
+    setup: &Setup,
+    plan: &Plan,
+    name: &'static str,
+    base: &str,
+) -> Result<DurableFigures> {
+    // Enough stock that every reserve in the run writes.
+    peers::post(&format!(
+        "{base}/inventory/bench/restock?quantity=1000000000"
+    ))?;
+    let reserve_target = Target {
+        post: true,
+        ..Target::get(base, "/inventory/bench/reserve")
+    };
+    let mut reserve = Vec::new();
+    for connections in CONNECTIONS {
+        reserve.push((
+            connections,
+            load(setup, plan, name, &reserve_target, connections)?,
+        ));
+    }
+    let new_objects_target = Target {
+        random_suffix: true,
+        ..Target::get(base, "/limited/")
+    };
+    let new_objects = load(setup, plan, name, &new_objects_target, 64)?;
+    Ok(DurableFigures {
+        name,
+        reserve,
+        new_objects,
+    })
+}
+
+fn durable_section(figures: &[DurableFigures]) -> Section {
+    let mut table = Table::new(&[
+        "server",
+        "bench",
+        "connections",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+    ]);
+    let mut bars = Vec::new();
+    for server in figures {
+        let runs = server
+            .reserve
+            .iter()
+            .map(|(c, r)| ("one object: durable reserve", *c, r))
+            .chain([("a new object per request", 64, &server.new_objects)]);
+        for (bench, connections, r) in runs {
+            table.row(vec![
+                server.name.into(),
+                bench.into(),
+                connections.to_string(),
+                format!("{:.0}", r.requests_per_sec),
+                format_value(r.p50_ms),
+                format_value(r.p99_ms),
+                format!("{:.2}%", r.error_rate * 100.0),
+            ]);
+            let short = if bench.starts_with("one") {
+                "reserve"
+            } else {
+                "new object"
+            };
+            bars.push((
+                format!("{} {short} c{connections}", server.name),
+                r.requests_per_sec,
+            ));
+        }
+    }
+    Section {
+        title: "Durable Objects".into(),
+        text: "**One object, durable reserve**: the inventory-counter example's `POST /inventory/bench/reserve` on a single object with ample stock, so every request is a read and a durable write; Verge commits with `synchronous=FULL` and releases each reply only after its commit, sharing commits between the events that queue behind one. **A new object per request**: the rate-limiter example with a random key per request, so each request creates an object, its SQLite database and schema, and writes to it. workerd runs the same logic in JavaScript with SQLite-backed Durable Objects on local disk (`benches/peers/workerd/durable.js`).".into(),
+        table,
+        charts: vec![Chart {
+            file: "durable-objects.svg".into(),
+            title: "Durable Objects: requests per second".into(),
+            axis: "req/s".into(),
+            bars,
+            log_scale: false,
+        }],
+    }
+}
+
+/// One guest → SQLite round trip, measured in-process: an object runs
+/// `SELECT ?` n times in one RPC; (time(n = 1000) - time(n = 0)) / 1000.
+fn measure_sql_round_trip(setup: &Setup, plan: &Plan) -> Result<Section> {
+    use verge_host::objects::{Chain, Event, ObjectKey};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (wasm, config) = setup.guest("bench_objects")?.clone();
+    let samples = plan.spawns.max(3);
+    let (empty, loops) = runtime.block_on(async {
+        let data = tempfile::tempdir()?;
+        let platform =
+            verge_host::platform::Platform::open(verge_host::platform::PlatformOptions {
+                data_dir: data.path().to_path_buf(),
+                engine: Default::default(),
+                objects: Default::default(),
+                dev: false,
+            })
+            .await?;
+        platform
+            .deploy("bench-objects", wasm, &config, true)
+            .await?;
+        let objects = platform.objects();
+        let namespace = objects
+            .namespace("bench-objects", "SqlLoop")
+            .context("no SqlLoop namespace")?;
+        let key = ObjectKey {
+            id: objects.id_from_name(&namespace, "bench"),
+            namespace: namespace.id,
+        };
+        let call = |n: u32| {
+            let key = key.clone();
+            async move {
+                let started = Instant::now();
+                let event = Event::Rpc {
+                    method: "select".into(),
+                    args: serde_json::to_vec(&(n,))?,
+                };
+                objects
+                    .call(key, None, event, Chain::default(), Duration::from_secs(60))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                anyhow::Ok(started.elapsed())
+            }
+        };
+        call(10).await?; // activation
+        let (mut empty, mut loops) = (Samples::default(), Samples::default());
+        for _ in 0..samples {
+            empty.push(call(0).await?);
+            loops.push(call(SQL_LOOP).await?);
+        }
+        anyhow::Ok((empty, loops))
+    })?;
+    let per_call_us = (loops.p(50.0) - empty.p(50.0)) * 1e3 / f64::from(SQL_LOOP);
+    let mut table = Table::new(&["what", "p50", "samples"]);
+    table.row(vec![
+        "RPC to an active object, no SQL".into(),
+        format!("{} µs", format_value(empty.p(50.0) * 1e3)),
+        samples.to_string(),
+    ]);
+    table.row(vec![
+        format!("the same, with {SQL_LOOP} × `SELECT ?`"),
+        format!("{} ms", format_value(loops.p(50.0))),
+        samples.to_string(),
+    ]);
+    table.row(vec![
+        "one guest → SQLite round trip".into(),
+        format!("{} µs", format_value(per_call_us)),
+        "—".into(),
+    ]);
+    Ok(Section {
+        title: "Durable Objects: guest → SQL round trip".into(),
+        text: "SQLite runs in the host process, next to the guest: a query is a call across the component boundary, not a network hop. `cargo bench -p verge-benches --bench sql` measures the same with criterion.".into(),
+        table,
+        charts: Vec::new(),
+    })
+}
+
+/// Statements per RPC in the SQL round-trip bench.
+const SQL_LOOP: u32 = 1000;
 
 /// Spawn-to-exit of a process per request: the native CGI-style baseline
 /// and a Node.js process start.

@@ -38,6 +38,8 @@ fn bench_smoke_run_writes_every_section_and_chart() {
         "## Cold start: process start to first response",
         "## Throughput and latency: GET /hello",
         "## Memory",
+        "## Durable Objects",
+        "## Durable Objects: guest → SQL round trip",
         "## Not measured yet",
     ] {
         assert!(
@@ -68,5 +70,20 @@ fn bench_smoke_run_writes_every_section_and_chart() {
         let rps: f64 = row[2].parse().unwrap();
         assert!(rps > 0.0, "{row:?} served nothing");
         assert_eq!(row[5], "0.00%", "{row:?} had errors");
+    }
+    let durable = report
+        .sections
+        .iter()
+        .find(|s| s.title == "Durable Objects")
+        .unwrap();
+    assert_eq!(
+        durable.table.rows.len(),
+        6,
+        "three benches for each of Verge and workerd"
+    );
+    for row in &durable.table.rows {
+        let rps: f64 = row[3].parse().unwrap();
+        assert!(rps > 0.0, "{row:?} served nothing");
+        assert_eq!(row[6], "0.00%", "{row:?} had errors");
     }
 }
