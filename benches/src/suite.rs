@@ -791,17 +791,6 @@ fn pending_section() -> Section {
     let mut table = Table::new(&["bench", "compared with", "lands with"]);
     for (bench, peer, with) in [
         (
-            "one-object durable counter at c64",
-            "workerd SQLite-backed Durable Object",
-            "Durable Objects",
-        ),
-        (
-            "a new object per request (rate limiter, random keys) at c64",
-            "workerd",
-            "Durable Objects",
-        ),
-        ("guest → SQL round trip", "—", "Durable Objects"),
-        (
             "WebSocket broadcast fan-out, 1,000 sockets on one room",
             "workerd hibernating chat room",
             "hibernating WebSockets",

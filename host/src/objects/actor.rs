@@ -43,11 +43,14 @@ struct Warm {
     worker: Arc<LoadedWorker>,
     store: Store<HostState>,
     exports: object::Guest,
+    /// The object's share of the instance pool, returned on drop.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Warm {
     /// Instantiates the class and constructs the object.
     async fn start(
+        system: &ObjectSystem,
         worker: Arc<LoadedWorker>,
         scope: ObjectScope,
         class: String,
@@ -59,12 +62,16 @@ impl Warm {
                 worker.context.name
             )));
         };
+        let wall_ms = worker.context.config.limits.wall_ms;
+        let slot = system
+            .instance_slot(std::time::Duration::from_millis(wall_ms))
+            .await?;
         let id = scope.key.id.to_string();
         let mut store = new_store(
             &worker,
             HostState::for_object(worker.context.clone(), scope),
         );
-        let exports = guarded(worker.context.config.limits.wall_ms, async {
+        let exports = guarded(wall_ms, async {
             let instance = worker.instantiate(&mut store).await?;
             let exports = indices.load(&mut store, &instance)?;
             Ok(exports
@@ -78,6 +85,7 @@ impl Warm {
             worker,
             store,
             exports,
+            _slot: slot,
         })
     }
 }
@@ -173,7 +181,7 @@ pub(super) async fn run(
                 let _ = reply.send(actor.import(&bytes).await);
             }
             Message::Evict(done) => {
-                actor.close();
+                actor.hibernate();
                 let retired = actor.retire(&inbox);
                 let _ = done.send(());
                 if retired {
@@ -188,7 +196,7 @@ pub(super) async fn run(
             }
         }
     }
-    actor.close();
+    actor.hibernate();
 }
 
 impl Actor {
@@ -304,10 +312,12 @@ impl Actor {
         event: Event,
         callers: Chain,
     ) -> Result<Reply, ObjectError> {
-        let worker = self
+        let system = self
             .system
             .upgrade()
-            .and_then(|s| s.platform())
+            .ok_or_else(|| ObjectError::Failed("the host is shutting down".into()))?;
+        let worker = system
+            .platform()
             .and_then(|p| p.active(&self.namespace.worker))
             .ok_or_else(|| {
                 ObjectError::Failed(format!(
@@ -327,7 +337,7 @@ impl Actor {
                 callers: Chain::default(),
             };
             let class = self.namespace.class.clone();
-            self.warm = Some(Warm::start(worker, scope, class, self.name.clone()).await?);
+            self.warm = Some(Warm::start(&system, worker, scope, class, self.name.clone()).await?);
         }
         let warm = self.warm.as_mut().expect("started above");
         let wall_ms = warm.worker.context.config.limits.wall_ms;
@@ -425,6 +435,16 @@ impl Actor {
     fn close(&mut self) {
         self.warm = None;
         self.db = None;
+    }
+
+    /// Drops the instance and closes the database in the background:
+    /// closing checkpoints the WAL into the database file and syncs it,
+    /// which must not hold up this runtime's few threads.
+    fn hibernate(&mut self) {
+        self.warm = None;
+        if let Some(db) = self.db.take() {
+            tokio::task::spawn_blocking(move || drop(db));
+        }
     }
 
     /// Leaves the directory if nothing is waiting.

@@ -138,6 +138,9 @@ pub struct ObjectSummary {
 struct Mailbox {
     sender: mpsc::UnboundedSender<Message>,
     last_used: std::time::Instant,
+    /// Asked to evict and not sent an event since: it no longer counts as
+    /// active, and is not picked again.
+    evicting: bool,
 }
 
 /// A namespace as the host resolved it.
@@ -161,6 +164,9 @@ pub struct ObjectSystem {
     /// Active objects past which the least recently used one is evicted
     /// to make room (the host's `--max-objects`).
     max_active: usize,
+    /// One permit per warm instance, `max_active` in all: objects never
+    /// take the instance slots the pool keeps for stateless requests.
+    instance_slots: Arc<tokio::sync::Semaphore>,
     runtime: Option<tokio::runtime::Runtime>,
     actors: Mutex<HashMap<ObjectKey, Mailbox>>,
     namespaces: ArcSwap<Vec<NamespaceRecord>>,
@@ -195,6 +201,7 @@ impl ObjectSystem {
             id_key,
             options,
             max_active,
+            instance_slots: Arc::new(tokio::sync::Semaphore::new(max_active)),
             runtime: Some(runtime),
             actors: Mutex::default(),
             activity: Mutex::default(),
@@ -316,6 +323,7 @@ impl ObjectSystem {
         let mut actors = self.actors.lock().expect("directory lock");
         if let Some(mailbox) = actors.get_mut(key) {
             mailbox.last_used = std::time::Instant::now();
+            mailbox.evicting &= !matches!(message, Message::Event { .. });
             match mailbox.sender.send(message) {
                 Ok(()) => return Ok(()),
                 // The actor died (a panic in the host): start over.
@@ -334,12 +342,17 @@ impl ObjectSystem {
         key: &ObjectKey,
         first: Message,
     ) -> Result<(), ObjectError> {
-        if actors.len() >= self.max_active
-            && let Some(oldest) = actors.values().min_by_key(|m| m.last_used)
+        let active = actors.values().filter(|m| !m.evicting).count();
+        if active >= self.max_active
+            && let Some(oldest) = actors
+                .values_mut()
+                .filter(|m| !m.evicting)
+                .min_by_key(|m| m.last_used)
         {
             // It leaves once its queued events are done.
             let (done, _) = oneshot::channel();
             let _ = oldest.sender.send(Message::Evict(done));
+            oldest.evicting = true;
         }
         let namespace = self.namespace_by_id(&key.namespace).ok_or_else(|| {
             ObjectError::Failed(format!("namespace {} no longer exists", key.namespace))
@@ -351,6 +364,7 @@ impl ObjectSystem {
             Mailbox {
                 sender,
                 last_used: std::time::Instant::now(),
+                evicting: false,
             },
         );
         let path = self.object_path(key);
@@ -526,6 +540,20 @@ impl ObjectSystem {
 
     fn control(&self) -> &ControlStore {
         &self.control
+    }
+
+    /// Waits (up to `wait`) for one of the objects' instance slots.
+    async fn instance_slot(
+        &self,
+        wait: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ObjectError> {
+        match tokio::time::timeout(wait, self.instance_slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ObjectError::Failed(format!(
+                "all {} object instance slots stayed busy (raise --max-objects)",
+                self.max_active
+            ))),
+        }
     }
 
     fn options(&self) -> &ObjectOptions {

@@ -122,6 +122,12 @@ impl ObjectDb {
         }
         let mut conn =
             Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // Only this connection ever opens the file, so the WAL index can
+        // live in its memory: no `-shm` file to create, map and delete per
+        // object. A connection still closing in the background (an evicted
+        // actor) holds the lock for a moment: wait for it.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
