@@ -123,6 +123,7 @@ impl Platform {
         });
         platform.objects.attach(Arc::downgrade(&platform));
         platform.restore().await?;
+        platform.objects.start_alarms()?;
         Ok(platform)
     }
 
@@ -423,6 +424,7 @@ impl Platform {
             pre: prepared.pre,
             handler: prepared.handler,
             object: prepared.object,
+            events: prepared.events,
         })
     }
 

@@ -22,11 +22,14 @@ pub mod bindings {
     });
 }
 
-use bindings::exports::verge::platform::{handler, object};
+use bindings::exports::verge::platform::{handler, object, object_events};
 use bindings::verge::platform::http_types as wire;
 pub use wire::{Request as WireRequest, Response as WireResponse};
 
-use crate::{Env, Error, Headers, Method, Request, Response, Result, State, Url};
+use crate::{
+    AlarmInfo, Env, Error, Headers, Method, Request, Response, Result, State, Url, WebSocket,
+    WebSocketError, WebSocketMessage,
+};
 
 /// The worker's fetch handler, registered by `#[verge::worker]`.
 pub struct WorkerRegistration {
@@ -60,10 +63,38 @@ impl<T> Constructed<T> for Result<T> {
 
 inventory::collect!(ClassRegistration);
 
-/// What the host calls on a constructed object.
+/// What the host calls on a constructed object. The macro implements the
+/// event methods the class defines; the defaults say what is missing.
 pub trait ObjectInstance {
     fn fetch(&mut self, request: Request) -> Result<Response>;
     fn rpc(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>>;
+
+    fn websocket_message(&mut self, _ws: WebSocket, _message: WebSocketMessage) -> Result<()> {
+        Err(Error::msg(
+            "this class accepts WebSockets but defines no websocket_message",
+        ))
+    }
+
+    /// A closed socket needs no handler: by default nothing happens.
+    fn websocket_close(
+        &mut self,
+        _ws: WebSocket,
+        _code: u16,
+        _reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn websocket_error(&mut self, _ws: WebSocket, _error: String) -> Result<()> {
+        Ok(())
+    }
+
+    fn alarm(&mut self, _info: AlarmInfo) -> Result<()> {
+        Err(Error::msg(
+            "this class sets alarms but defines no alarm handler",
+        ))
+    }
 }
 
 thread_local! {
@@ -114,6 +145,55 @@ impl object::Guest for Component {
     }
 }
 
+impl object_events::Guest for Component {
+    fn websocket_message(
+        ws: u64,
+        message: bindings::verge::platform::websocket::Message,
+    ) -> std::result::Result<(), String> {
+        use bindings::verge::platform::websocket::Message;
+        let message = match message {
+            Message::Text(text) => WebSocketMessage::Text(text),
+            Message::Binary(bytes) => WebSocketMessage::Binary(bytes),
+        };
+        with_object(|object| {
+            object
+                .websocket_message(WebSocket::from_id(ws), message)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn websocket_close(
+        ws: u64,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    ) -> std::result::Result<(), String> {
+        with_object(|object| {
+            object
+                .websocket_close(WebSocket::from_id(ws), code, reason, was_clean)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn websocket_error(ws: u64, error: String) -> std::result::Result<(), String> {
+        with_object(|object| {
+            object
+                .websocket_error(WebSocket::from_id(ws), error)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn alarm(info: object_events::AlarmInfo) -> std::result::Result<(), String> {
+        let info = AlarmInfo {
+            name: info.name,
+            scheduled: info.scheduled,
+            retry_count: info.retry_count,
+            is_retry: info.is_retry,
+        };
+        with_object(|object| object.alarm(info).map_err(|e| e.to_string()))
+    }
+}
+
 fn with_object<T>(
     call: impl FnOnce(&mut dyn ObjectInstance) -> std::result::Result<T, String>,
 ) -> std::result::Result<T, String> {
@@ -135,7 +215,8 @@ pub fn handle_fetch(
 
 /// Converts a request, runs `handle`, converts the answer.
 ///
-/// `Error::BadRequest` becomes a 400 here; any other error goes back to the
+/// `Error::BadRequest` becomes a 400 here, a request that should have been
+/// a WebSocket upgrade a 426; any other error goes back to the
 /// host, which logs it under an error id and answers 500.
 fn respond(
     request: WireRequest,
@@ -144,10 +225,9 @@ fn respond(
     let request = request_from_wire(request).map_err(|e| e.to_string())?;
     match handle(request) {
         Ok(response) => Ok(response_to_wire(response)),
-        Err(error @ Error::BadRequest(_)) => Ok(response_to_wire(Response::error(
-            error.to_string(),
-            error.status(),
-        ))),
+        Err(error @ (Error::BadRequest(_) | Error::WebSocket(WebSocketError::NotAnUpgrade))) => Ok(
+            response_to_wire(Response::error(error.to_string(), error.status())),
+        ),
         Err(error) => Err(error.to_string()),
     }
 }

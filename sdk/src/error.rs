@@ -33,6 +33,9 @@ pub enum Error {
     /// A call to a Durable Object failed.
     #[error(transparent)]
     Object(#[from] crate::ObjectError),
+    /// A WebSocket call failed.
+    #[error("websocket: {0}")]
+    WebSocket(#[from] crate::WebSocketError),
     /// An RPC call could not be encoded, decoded or dispatched.
     #[error("rpc: {0}")]
     Rpc(String),
@@ -54,6 +57,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
+            Error::WebSocket(crate::WebSocketError::NotAnUpgrade) => 426,
             _ => 500,
         }
     }

@@ -32,6 +32,7 @@
 
 extern crate self as verge;
 
+mod alarm;
 mod env;
 mod error;
 mod fetch;
@@ -43,10 +44,12 @@ mod request;
 mod response;
 mod router;
 mod storage;
+mod websocket;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use alarm::{AlarmInfo, ScheduledTime};
 pub use env::Env;
 pub use error::{Error, FetchError, Result};
 pub use fetch::fetch;
@@ -60,6 +63,7 @@ pub use storage::{
     IntoParams, ListOptions, SqlCursor, SqlError, SqlErrorKind, SqlStorage, SqlValue, Storage,
 };
 pub use url::Url;
+pub use websocket::{WebSocket, WebSocketError, WebSocketMessage};
 
 /// Exports a function as the worker's fetch handler.
 ///

@@ -2,6 +2,7 @@
 //! interface, each implementing exactly that interface's generated `Host`
 //! trait for [`HostState`](crate::runtime::HostState).
 
+mod alarm;
 mod env;
 mod fetch;
 pub(crate) mod http_types;
@@ -9,6 +10,7 @@ mod kv;
 mod log;
 mod objects;
 mod sql;
+mod websocket;
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -76,7 +76,7 @@ impl Host for HostState {
             .await?
         {
             Reply::Fetch(response) => Ok(response),
-            Reply::Rpc(_) => Err(Error::Failed(
+            Reply::Rpc(_) | Reply::Done => Err(Error::Failed(
                 "the object answered a fetch with an RPC result".into(),
             )),
         }
@@ -95,7 +95,7 @@ impl Host for HostState {
             .await?
         {
             Reply::Rpc(bytes) => Ok(bytes),
-            Reply::Fetch(_) => Err(Error::Failed(
+            Reply::Fetch(_) | Reply::Done => Err(Error::Failed(
                 "the object answered an RPC with a response".into(),
             )),
         }

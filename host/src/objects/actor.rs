@@ -15,6 +15,10 @@
 //!   it, and the whole batch shares one commit (one fsync). Under load the
 //!   batch grows by itself, which is what lets one object go past the
 //!   one-commit-per-request ceiling.
+//! - **Sockets and alarms.** What an event sends on its WebSockets leaves
+//!   after the commit too, and is dropped if the event fails. An alarm
+//!   event takes the alarm out of the database in the event's transaction:
+//!   if the handler fails, the alarm comes back, rescheduled with backoff.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
@@ -24,11 +28,12 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 
 use super::{
-    Chain, Event, Message, Namespace, ObjectError, ObjectKey, ObjectScope, ObjectSystem, Reply,
+    Chain, Event, Message, Namespace, ObjectError, ObjectKey, ObjectScope, ObjectSystem, Outgoing,
+    Reply,
 };
-use crate::bindings::exports::verge::platform::object;
+use crate::bindings::exports::verge::platform::{object, object_events};
 use crate::runtime::{HostState, InvokeError, LoadedWorker, RequestId, guarded, new_store};
-use crate::storage::ObjectDb;
+use crate::storage::{DueAlarm, ObjectDb, unix_now_ms};
 
 /// One queued event and where its answer goes.
 struct Pending {
@@ -43,6 +48,8 @@ struct Warm {
     worker: Arc<LoadedWorker>,
     store: Store<HostState>,
     exports: object::Guest,
+    /// WebSocket and alarm handlers; components built before them have none.
+    events: Option<object_events::Guest>,
     /// The object's share of the instance pool, returned on drop.
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
@@ -67,17 +74,24 @@ impl Warm {
             .instance_slot(std::time::Duration::from_millis(wall_ms))
             .await?;
         let id = scope.key.id.to_string();
+        system
+            .instances_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = new_store(
             &worker,
             HostState::for_object(worker.context.clone(), scope),
         );
-        let exports = guarded(wall_ms, async {
+        let (exports, events) = guarded(wall_ms, async {
             let instance = worker.instantiate(&mut store).await?;
             let exports = indices.load(&mut store, &instance)?;
+            let events = match &worker.events {
+                Some(events) => Some(events.load(&mut store, &instance)?),
+                None => None,
+            };
             Ok(exports
                 .call_construct(&mut store, &class, &id, name.as_deref())
                 .await?
-                .map(|()| exports))
+                .map(|()| (exports, events)))
         })
         .await
         .map_err(|e| ObjectError::Failed(format!("constructing {class} {id}: {e}")))?;
@@ -85,6 +99,7 @@ impl Warm {
             worker,
             store,
             exports,
+            events,
             _slot: slot,
         })
     }
@@ -99,6 +114,8 @@ struct Actor {
     warm: Option<Warm>,
     /// The object's name, once it has been reached by name.
     name: Option<String>,
+    /// The alarm the current event is firing, to reschedule if it fails.
+    firing: Option<(String, DueAlarm)>,
 }
 
 /// Runs the object until it is idle long enough to retire, or deleted.
@@ -117,6 +134,7 @@ pub(super) async fn run(
         db: None,
         warm: None,
         name: None,
+        firing: None,
     };
     let mut held: Option<Message> = None;
     loop {
@@ -239,6 +257,7 @@ impl Actor {
             return fail_all(batch, format!("cannot start a transaction: {e}"));
         }
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut outbox = Vec::new();
         for pending in batch {
             if let Err(e) = self.learn_name(&db, pending.name.as_deref()) {
                 outcomes.push((pending.reply, Err(ObjectError::Failed(e.to_string()))));
@@ -249,9 +268,18 @@ impl Actor {
                 Ok(()) => self.deliver(&db, pending.event, pending.callers).await,
                 Err(e) => Err(ObjectError::Failed(e.to_string())),
             };
+            let sent = self.take_outbox();
             if let Err(e) = lock(&db).end_event(result.is_ok()) {
                 tracing::error!(object = %self.key, "closing an event's savepoint failed: {e}");
             }
+            let result = match result {
+                Ok(reply) => {
+                    outbox.extend(sent);
+                    self.firing = None;
+                    Ok(reply)
+                }
+                Err(e) => self.reschedule_failed_alarm(&db).ok_or(e),
+            };
             outcomes.push((pending.reply, result));
         }
         let system = self.system.upgrade();
@@ -262,22 +290,29 @@ impl Actor {
             // The commit waits for fsync, and other objects commit in
             // parallel meanwhile (each has its own file): the wait belongs on
             // the blocking pool, not on one of the runtime's workers.
-            _ => {
-                let db = db.clone();
-                match tokio::task::spawn_blocking(move || lock(&db).commit_batch()).await {
-                    Ok(result) => result.map_err(|e| e.to_string()),
+            Some(system) => {
+                let (db, system, key) = (db.clone(), system.clone(), self.key.clone());
+                match tokio::task::spawn_blocking(move || commit(&db, &system, &key)).await {
+                    Ok(result) => result.map_err(|e| format!("{e:#}")),
                     Err(e) => Err(format!("the commit task failed: {e}")),
                 }
             }
+            None => Err("the host is shutting down".to_owned()),
         };
         match committed {
             Ok(()) => {
+                if let Some(system) = &system {
+                    system.sockets.deliver(&self.key, outbox);
+                }
                 for (reply, result) in outcomes {
                     let _ = reply.send(result);
                 }
             }
             Err(e) => {
                 lock(&db).rollback_batch();
+                if let Some(system) = &system {
+                    sync_alarm_index(&db, system, &self.key);
+                }
                 // The instance may hold state from writes that are gone.
                 self.warm = None;
                 tracing::error!(object = %self.key, "commit failed: {e}");
@@ -335,6 +370,7 @@ impl Actor {
                 key: self.key.clone(),
                 db: db.clone(),
                 callers: Chain::default(),
+                outbox: Vec::new(),
             };
             let class = self.namespace.class.clone();
             self.warm = Some(Warm::start(&system, worker, scope, class, self.name.clone()).await?);
@@ -355,6 +391,67 @@ impl Actor {
                     .await
                     .map(Reply::Rpc)
             }
+            other => {
+                let Some(events) = &warm.events else {
+                    return Err(ObjectError::Failed(format!(
+                        "{} was built before WebSocket and alarm events: rebuild it with this SDK",
+                        self.namespace.class
+                    )));
+                };
+                let call = match other {
+                    Event::WebSocketMessage { socket, message } => {
+                        guarded(
+                            wall_ms,
+                            events.call_websocket_message(&mut *store, socket, &message),
+                        )
+                        .await
+                    }
+                    Event::WebSocketClose {
+                        socket,
+                        code,
+                        reason,
+                        was_clean,
+                    } => {
+                        guarded(
+                            wall_ms,
+                            events.call_websocket_close(
+                                &mut *store,
+                                socket,
+                                code,
+                                &reason,
+                                was_clean,
+                            ),
+                        )
+                        .await
+                    }
+                    Event::WebSocketError { socket, error } => {
+                        guarded(
+                            wall_ms,
+                            events.call_websocket_error(&mut *store, socket, &error),
+                        )
+                        .await
+                    }
+                    Event::Alarm { name } => {
+                        let taken = lock(db).alarm_take(&name, unix_now_ms());
+                        let due = match taken {
+                            Ok(Some(due)) => due,
+                            // Moved or deleted since it was scheduled.
+                            Ok(None) => return Ok(Reply::Done),
+                            Err(e) => return Err(ObjectError::Failed(e.to_string())),
+                        };
+                        self.firing = Some((name.clone(), due));
+                        let info = object_events::AlarmInfo {
+                            name,
+                            scheduled: due.at_ms,
+                            retry_count: due.retry,
+                            is_retry: due.retry > 0,
+                        };
+                        guarded(wall_ms, events.call_alarm(&mut *store, &info)).await
+                    }
+                    Event::Fetch(_) | Event::Rpc { .. } => unreachable!("matched above"),
+                };
+                call.map(|()| Reply::Done)
+            }
         };
         result.map_err(|error| {
             if !matches!(error, InvokeError::Handler(_)) {
@@ -364,6 +461,42 @@ impl Actor {
             }
             ObjectError::Failed(error.to_string())
         })
+    }
+
+    /// What the last event sent on its sockets.
+    fn take_outbox(&mut self) -> Vec<Outgoing> {
+        self.warm
+            .as_mut()
+            .and_then(|w| w.store.data_mut().object.as_mut())
+            .map(|scope| std::mem::take(&mut scope.outbox))
+            .unwrap_or_default()
+    }
+
+    /// After a failed alarm event (its take rolled back), schedules the
+    /// next attempt, or drops the alarm once its retries are spent. The
+    /// failure is then handled: the scheduler gets `Done`.
+    fn reschedule_failed_alarm(&mut self, db: &Mutex<ObjectDb>) -> Option<Reply> {
+        let (name, due) = self.firing.take()?;
+        let system = self.system.upgrade()?;
+        let options = system.options();
+        let result = if due.retry >= options.alarm_max_retries {
+            tracing::error!(object = %self.key, alarm = name, "alarm failed {} times; dropping it", due.retry + 1);
+            lock(db).alarm_delete(&name).map(drop)
+        } else {
+            let delay = options
+                .alarm_retry_base
+                .saturating_mul(1 << due.retry.min(20));
+            let at = unix_now_ms().saturating_add(delay.as_millis() as i64);
+            tracing::warn!(object = %self.key, alarm = name, "alarm failed; retrying in {delay:?}");
+            lock(db).alarm_retry(&name, at, due.retry + 1)
+        };
+        match result {
+            Ok(()) => Some(Reply::Done),
+            Err(e) => {
+                tracing::error!(object = %self.key, alarm = name, "cannot reschedule the alarm: {e}");
+                None
+            }
+        }
     }
 
     /// A consistent copy of the database file.
@@ -414,11 +547,16 @@ impl Actor {
         Ok(())
     }
 
-    /// Removes the object's data and its record.
+    /// Removes the object's data, its record, its alarms, and closes its
+    /// sockets.
     fn delete(&mut self) -> Result<()> {
         self.close();
         remove_database_files(&self.path)?;
         if let Some(system) = self.system.upgrade() {
+            system
+                .sockets
+                .close_object(&self.key, 1001, "the object was deleted");
+            system.alarms.forget(&self.key);
             system
                 .activity
                 .lock()
@@ -475,6 +613,47 @@ impl Actor {
 fn lock(db: &Mutex<ObjectDb>) -> std::sync::MutexGuard<'_, ObjectDb> {
     // Only this actor and its instance use the database, one at a time.
     db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Commits a batch, keeping the alarm index a superset of the object's
+/// alarms: new times go in before the commit, the exact set after.
+fn commit(db: &Mutex<ObjectDb>, system: &ObjectSystem, key: &ObjectKey) -> Result<()> {
+    let mut guard = lock(db);
+    if guard.alarms_changed() {
+        let alarms = guard.alarm_list()?;
+        system
+            .control
+            .upsert_alarms(&key.namespace, &key.id.to_string(), &alarms)
+            .context("recording alarms in the alarm index")?;
+    }
+    guard.commit_batch()?;
+    drop(guard);
+    sync_alarm_index(db, system, key);
+    Ok(())
+}
+
+/// Gives the alarm index and the scheduler the object's alarms, after a
+/// batch that changed them committed or rolled back.
+fn sync_alarm_index(db: &Mutex<ObjectDb>, system: &ObjectSystem, key: &ObjectKey) {
+    let mut guard = lock(db);
+    if !guard.take_alarms_changed() {
+        return;
+    }
+    let synced = guard
+        .alarm_list()
+        .map_err(anyhow::Error::from)
+        .and_then(|alarms| {
+            system
+                .control
+                .replace_alarms(&key.namespace, &key.id.to_string(), &alarms)?;
+            Ok(alarms)
+        });
+    match synced {
+        Ok(alarms) => system.alarms.replace(key, alarms),
+        // The index keeps the superset written before the commit: at
+        // worst an alarm event finds nothing to fire.
+        Err(e) => tracing::error!(object = %key, "updating the alarm index: {e:#}"),
+    }
 }
 
 fn fail_all(batch: Vec<Pending>, reason: String) {

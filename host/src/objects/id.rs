@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// One object's id within its namespace.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId([u8; 32]);
 
 impl ObjectId {
@@ -52,7 +52,7 @@ impl fmt::Debug for ObjectId {
 }
 
 /// An object, host-wide: its namespace and its id.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct ObjectKey {
     pub namespace: Arc<str>,
     pub id: ObjectId,

@@ -8,11 +8,13 @@
 //! gates and group commit.
 
 mod actor;
+mod alarms;
 mod id;
+mod sockets;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -21,7 +23,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 pub use id::{ObjectId, ObjectKey};
+pub use sockets::{
+    Accepted, Outgoing, SocketHub, SocketId, SocketLimits, UPGRADE_HEADER, close_frame,
+    serve_connection, validate_close,
+};
 
+use crate::bindings::verge::platform::websocket::Message as WsMessage;
 use crate::bindings::{Request, Response};
 use crate::platform::Platform;
 use crate::runtime::WorkerContext;
@@ -36,6 +43,9 @@ pub struct ObjectScope {
     pub db: Arc<Mutex<ObjectDb>>,
     /// The objects waiting on the current event.
     pub callers: Chain,
+    /// What the current event sent on its WebSockets, held until it
+    /// commits (the output gate covers sockets too).
+    pub outbox: Vec<Outgoing>,
 }
 
 /// How objects behave, host-wide.
@@ -46,6 +56,12 @@ pub struct ObjectOptions {
     pub idle_timeout: Duration,
     /// Most events one commit may cover.
     pub max_batch: usize,
+    /// The delay before the first retry of a failed alarm; each retry
+    /// doubles it.
+    pub alarm_retry_base: Duration,
+    /// Retries of a failing alarm before it is dropped.
+    pub alarm_max_retries: u32,
+    pub sockets: SocketLimits,
 }
 
 impl Default for ObjectOptions {
@@ -53,6 +69,9 @@ impl Default for ObjectOptions {
         Self {
             idle_timeout: Duration::from_secs(10),
             max_batch: 256,
+            alarm_retry_base: Duration::from_secs(2),
+            alarm_max_retries: 6,
+            sockets: SocketLimits::default(),
         }
     }
 }
@@ -95,13 +114,52 @@ pub enum ObjectError {
 #[derive(Debug)]
 pub enum Event {
     Fetch(Request),
-    Rpc { method: String, args: Vec<u8> },
+    Rpc {
+        method: String,
+        args: Vec<u8>,
+    },
+    WebSocketMessage {
+        socket: SocketId,
+        message: WsMessage,
+    },
+    WebSocketClose {
+        socket: SocketId,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    },
+    WebSocketError {
+        socket: SocketId,
+        error: String,
+    },
+    Alarm {
+        name: String,
+    },
 }
 
 #[derive(Debug)]
 pub enum Reply {
     Fetch(Response),
     Rpc(Vec<u8>),
+    /// A WebSocket or alarm event ran.
+    Done,
+}
+
+/// Where an event's reply arrives.
+pub(crate) type PendingReply = oneshot::Receiver<Result<Reply, ObjectError>>;
+
+/// Waits up to `timeout` for an event queued with `ObjectSystem::enqueue`.
+pub(crate) async fn await_reply(
+    answer: Result<PendingReply, ObjectError>,
+    timeout: Duration,
+) -> Result<Reply, ObjectError> {
+    match tokio::time::timeout(timeout, answer?).await {
+        Err(_) => Err(ObjectError::Timeout),
+        Ok(Err(_)) => Err(ObjectError::Failed(
+            "the object stopped before answering".into(),
+        )),
+        Ok(Ok(result)) => result,
+    }
 }
 
 /// What actors receive.
@@ -174,6 +232,11 @@ pub struct ObjectSystem {
     /// entry per object however busy it was.
     activity: Mutex<HashMap<ObjectKey, ObjectRecord>>,
     pub faults: FaultInjection,
+    sockets: SocketHub,
+    alarms: alarms::AlarmSchedule,
+    /// Instances started for objects since the host started (a test of
+    /// hibernation counts them).
+    instances_started: AtomicU64,
 }
 
 impl ObjectSystem {
@@ -199,13 +262,16 @@ impl ObjectSystem {
             control,
             root: data_dir.join("objects"),
             id_key,
-            options,
             max_active,
             instance_slots: Arc::new(tokio::sync::Semaphore::new(max_active)),
             runtime: Some(runtime),
             actors: Mutex::default(),
             activity: Mutex::default(),
             faults: FaultInjection::default(),
+            sockets: SocketHub::new(options.sockets),
+            alarms: alarms::AlarmSchedule::default(),
+            instances_started: AtomicU64::new(0),
+            options,
         });
         let weak = Arc::downgrade(&system);
         system.spawn(async move {
@@ -225,6 +291,38 @@ impl ObjectSystem {
     /// Connects the system to the platform it serves.
     pub fn attach(&self, platform: Weak<Platform>) {
         let _ = self.platform.set(platform);
+    }
+
+    /// Starts firing alarms, those that fell due while the host was down
+    /// first. Called once the deployed workers are back.
+    pub fn start_alarms(&self) -> Result<()> {
+        for record in self.control.alarms()? {
+            let Ok(id) = ObjectId::parse(&record.object_id) else {
+                tracing::warn!(
+                    object = record.object_id,
+                    "skipping an alarm with a bad object id"
+                );
+                continue;
+            };
+            let key = ObjectKey {
+                namespace: record.namespace.into(),
+                id,
+            };
+            self.alarms.add(&key, record.name, record.at_ms);
+        }
+        self.spawn(alarms::run(self.me.clone()));
+        Ok(())
+    }
+
+    /// The WebSockets objects have accepted.
+    pub fn sockets(&self) -> &SocketHub {
+        &self.sockets
+    }
+
+    /// How many object instances have been started (each wake-up of an
+    /// evicted object is one).
+    pub fn instances_started(&self) -> u64 {
+        self.instances_started.load(Ordering::Relaxed)
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -292,12 +390,25 @@ impl ObjectSystem {
         callers: Chain,
         timeout: Duration,
     ) -> Result<Reply, ObjectError> {
-        if callers.contains(&key) {
+        let answer = self.enqueue(&key, name, event, callers);
+        await_reply(answer, timeout).await
+    }
+
+    /// Queues `event` for an object now, in order with what was queued
+    /// before; the reply comes on the returned channel.
+    pub(crate) fn enqueue(
+        &self,
+        key: &ObjectKey,
+        name: Option<String>,
+        event: Event,
+        callers: Chain,
+    ) -> Result<PendingReply, ObjectError> {
+        if callers.contains(key) {
             return Err(ObjectError::Cycle(key.to_string()));
         }
         let (reply, answer) = oneshot::channel();
         self.send(
-            &key,
+            key,
             Message::Event {
                 event,
                 name,
@@ -305,13 +416,7 @@ impl ObjectSystem {
                 reply,
             },
         )?;
-        match tokio::time::timeout(timeout, answer).await {
-            Err(_) => Err(ObjectError::Timeout),
-            Ok(Err(_)) => Err(ObjectError::Failed(
-                "the object stopped before answering".into(),
-            )),
-            Ok(Ok(result)) => result,
-        }
+        Ok(answer)
     }
 
     /// Hands `message` to the object's actor, starting one if it has none.
@@ -576,6 +681,9 @@ impl ObjectSystem {
                 let _ = wait.await;
             }
         }
+        self.sockets
+            .close_namespace(namespace, 1001, "the object was deleted");
+        self.alarms.forget_namespace(namespace);
         let dir = self.root.join(namespace);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -7,7 +7,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, LinkerInstance, ResourceType};
 
 use crate::bindings::App;
-use crate::bindings::exports::verge::platform::{handler, object};
+use crate::bindings::exports::verge::platform::{handler, object, object_events};
 
 use super::HostState;
 
@@ -43,6 +43,7 @@ pub struct Prepared {
     pub pre: InstancePre<HostState>,
     pub handler: Option<handler::GuestIndices>,
     pub object: Option<object::GuestIndices>,
+    pub events: Option<object_events::GuestIndices>,
 }
 
 /// Resolves a component's imports against `linker` and finds its exports,
@@ -57,6 +58,7 @@ pub fn prepare(linker: &Linker<HostState>, component: &Component) -> Result<Prep
         .map_err(|e| LinkError::Mismatch(format!("{e:#}")))?;
     let handler = handler::GuestIndices::new(&pre).ok();
     let object = object::GuestIndices::new(&pre).ok();
+    let events = object_events::GuestIndices::new(&pre).ok();
     if handler.is_none() && object.is_none() {
         return Err(LinkError::NotAWorker);
     }
@@ -64,6 +66,7 @@ pub fn prepare(linker: &Linker<HostState>, component: &Component) -> Result<Prep
         pre,
         handler,
         object,
+        events,
     })
 }
 

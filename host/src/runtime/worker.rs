@@ -7,7 +7,7 @@ use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 use crate::bindings::OutboundHttp;
-use crate::bindings::exports::verge::platform::{handler, object};
+use crate::bindings::exports::verge::platform::{handler, object, object_events};
 use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
 
@@ -37,6 +37,7 @@ pub struct LoadedWorker {
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) handler: Option<handler::GuestIndices>,
     pub(crate) object: Option<object::GuestIndices>,
+    pub(crate) events: Option<object_events::GuestIndices>,
 }
 
 impl LoadedWorker {

@@ -1,5 +1,10 @@
 //! The front door: every inbound request is routed to a worker and served
 //! by a fresh instance of it.
+//!
+//! A WebSocket upgrade goes through the worker like any request, carrying a
+//! token in the `verge-websocket` header; the handshake completes only if
+//! an object accepted that token and the answer is 101 with it (see
+//! `objects/sockets.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +12,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
@@ -16,6 +22,7 @@ use http_body_util::BodyExt;
 use super::IndexPage;
 use super::errors::{invoke_error, text};
 use crate::bindings::{self, http_types};
+use crate::objects::{SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
 use crate::runtime::{self, LoadedWorker, RequestId};
 
@@ -66,19 +73,107 @@ async fn serve_with(
 ) -> Response {
     let name = &*worker.context.name;
     let limit = worker.context.config.limits.body_bytes();
+    let (mut parts, body) = request.into_parts();
+    // Only the front door sets this header.
+    parts.headers.remove(UPGRADE_HEADER);
+    let upgrade = websocket_upgrade(platform, &mut parts).await;
+    let request = Request::from_parts(parts, body);
     let wire = match to_wire(request, host, limit).await {
         Ok(wire) => wire,
-        Err(response) => return response,
+        Err(response) => {
+            if let Some((_, token)) = upgrade {
+                platform.objects().sockets().abandon_upgrade(token);
+            }
+            return response;
+        }
     };
-    match runtime::invoke(worker, wire, request_id).await {
-        Ok(response) => http_types::response_from_wire(response).unwrap_or_else(|e| {
-            let error = runtime::InvokeError::Handler(format!(
-                "the worker returned an invalid response: {e:#}"
-            ));
+    let result = runtime::invoke(worker, wire, request_id).await;
+    let invalid = |e: anyhow::Error| {
+        let error = runtime::InvokeError::Handler(format!(
+            "the worker returned an invalid response: {e:#}"
+        ));
+        invoke_error(&error, name, request_id, platform.options().dev)
+    };
+    let hub = platform.objects().sockets();
+    match (result, upgrade) {
+        // However the worker answered.
+        (_, Some((upgrade, token))) if hub.over_limit(token) => {
+            hub.abandon_upgrade(token);
+            refuse_over_limit(upgrade)
+        }
+        (Ok(response), Some((upgrade, token))) => {
+            complete_upgrade(platform, upgrade, token, response).unwrap_or_else(invalid)
+        }
+        (Ok(response), None) => http_types::response_from_wire(response).unwrap_or_else(invalid),
+        (Err(error), upgrade) => {
+            if let Some((_, token)) = upgrade {
+                hub.abandon_upgrade(token);
+            }
             invoke_error(&error, name, request_id, platform.options().dev)
-        }),
-        Err(error) => invoke_error(&error, name, request_id, platform.options().dev),
+        }
     }
+}
+
+/// Completes the handshake only to close with 1013 (try again later): the
+/// object holds the most sockets allowed. A WebSocket client understands
+/// the code where it would see a failed handshake.
+fn refuse_over_limit(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(|mut socket| async move {
+        use futures::SinkExt;
+        let frame = close_frame(1013, "this object holds the most WebSockets allowed");
+        let _ = socket.send(frame).await;
+        let _ = socket.close().await;
+    })
+}
+
+/// A WebSocket upgrade request, registered with the hub and its token
+/// added to the request for the worker; `None` for any other request.
+async fn websocket_upgrade(
+    platform: &Platform,
+    parts: &mut http::request::Parts,
+) -> Option<(WebSocketUpgrade, SocketId)> {
+    let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
+        .await
+        .ok()?;
+    let token = platform.objects().sockets().register_upgrade();
+    let value = HeaderValue::from_str(&token.to_string()).expect("digits are a valid header");
+    parts.headers.insert(UPGRADE_HEADER, value);
+    Some((upgrade, token))
+}
+
+/// Completes the handshake when an object accepted the upgrade and the
+/// worker answered 101 with its token; otherwise the worker's answer goes
+/// back as a plain response.
+fn complete_upgrade(
+    platform: &Platform,
+    upgrade: WebSocketUpgrade,
+    token: SocketId,
+    response: bindings::Response,
+) -> anyhow::Result<Response> {
+    let hub = platform.objects().sockets();
+    let answered_token = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(UPGRADE_HEADER))
+        .and_then(|(_, value)| value.parse::<SocketId>().ok());
+    if response.status != 101 || answered_token != Some(token) {
+        hub.abandon_upgrade(token);
+        return http_types::response_from_wire(response);
+    }
+    let Some(accepted) = hub.finish_upgrade(token) else {
+        anyhow::bail!("it answered 101 without accepting the WebSocket (state.accept_websocket)");
+    };
+    let limit = hub.limits().max_message_bytes;
+    let system = platform.objects().clone();
+    let (failed_system, key, id) = (system.clone(), accepted.key.clone(), accepted.id);
+    Ok(upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(move |error| {
+            tracing::debug!("a WebSocket handshake failed: {error}");
+            failed_system.sockets().remove(&key, id);
+        })
+        .on_upgrade(move |socket| serve_connection(system, socket, accepted)))
 }
 
 /// Reads the body (up to `limit` bytes) and builds the guest's view of the

@@ -69,6 +69,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, id)
     );
 "#,
+    r#"
+    -- Every object's alarms, so they fire for objects not in memory and
+    -- after a restart. The object's own database is the truth; this index
+    -- is kept a superset of it (see storage/alarm_index.rs).
+    CREATE TABLE alarms (
+        namespace TEXT NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
+        object_id TEXT NOT NULL,
+        name      TEXT NOT NULL,
+        at_ms     INTEGER NOT NULL,
+        PRIMARY KEY (namespace, object_id, name)
+    );
+"#,
 ];
 
 /// Access to the control database. Calls are short, indexed statements;
@@ -138,7 +150,7 @@ impl ControlStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done write:
         // every multi-statement change runs in a transaction.
         self.conn
@@ -439,11 +451,19 @@ impl ControlStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Forgets a deleted object: its record and its alarms.
     pub fn forget_object(&self, namespace: &str, id: &str) -> Result<()> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "DELETE FROM objects WHERE namespace = ?1 AND id = ?2",
             params![namespace, id],
         )?;
+        tx.execute(
+            "DELETE FROM alarms WHERE namespace = ?1 AND object_id = ?2",
+            params![namespace, id],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 }
@@ -467,9 +487,14 @@ fn version_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
 }
 
 pub(crate) fn now() -> i64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch, the unit of alarms.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

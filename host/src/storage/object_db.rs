@@ -111,6 +111,9 @@ pub struct ObjectDb {
     /// first write, inside the event's transaction, so a new object costs
     /// no commit of its own.
     internal_tables: bool,
+    /// Whether the current batch wrote alarms (the alarm index then needs
+    /// the object's new set).
+    pub(super) alarms_changed: bool,
 }
 
 impl ObjectDb {
@@ -152,6 +155,7 @@ impl ObjectDb {
             in_batch: false,
             lost: None,
             internal_tables: false,
+            alarms_changed: false,
         })
     }
 
@@ -160,7 +164,7 @@ impl ObjectDb {
     }
 
     /// Runs host statements with the authorizer standing aside.
-    fn internal<T>(
+    pub(super) fn internal<T>(
         &mut self,
         run: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, SqlError> {

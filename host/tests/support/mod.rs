@@ -75,6 +75,15 @@ impl TestHost {
 
     /// `dev` shows trap messages in error responses.
     pub async fn start_with(dev: bool) -> Self {
+        Self::start_full(dev, ObjectOptions::default()).await
+    }
+
+    /// A host whose Durable Objects behave as `objects` says.
+    pub async fn start_with_objects(objects: ObjectOptions) -> Self {
+        Self::start_full(false, objects).await
+    }
+
+    async fn start_full(dev: bool, objects: ObjectOptions) -> Self {
         let data = tempfile::tempdir().unwrap();
         let platform = Platform::open(PlatformOptions {
             data_dir: data.path().to_path_buf(),
@@ -83,7 +92,7 @@ impl TestHost {
                 max_objects: 64,
                 max_memory_mb: 256,
             },
-            objects: ObjectOptions::default(),
+            objects,
             dev,
         })
         .await

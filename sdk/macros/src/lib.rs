@@ -67,6 +67,7 @@ pub fn durable_object(attr: TokenStream, item: TokenStream) -> TokenStream {
 
     let mut has_new = false;
     let mut has_fetch = false;
+    let mut events = Vec::new();
     let mut rpcs: Vec<ImplItemFn> = Vec::new();
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
@@ -81,6 +82,9 @@ pub fn durable_object(attr: TokenStream, item: TokenStream) -> TokenStream {
         match method.sig.ident.to_string().as_str() {
             "new" => has_new = true,
             "fetch" => has_fetch = true,
+            name @ ("websocket_message" | "websocket_close" | "websocket_error" | "alarm") => {
+                events.push(event_forward(name))
+            }
             _ => {}
         }
     }
@@ -154,6 +158,8 @@ pub fn durable_object(attr: TokenStream, item: TokenStream) -> TokenStream {
                     )),
                 }
             }
+
+            #(#events)*
         }
 
         #[doc(hidden)]
@@ -189,6 +195,47 @@ pub fn durable_object(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
     .into()
+}
+
+/// Forwards an event of the object interface to the class's method of the
+/// same name (an inherent method wins over the trait's default).
+fn event_forward(name: &str) -> proc_macro2::TokenStream {
+    match name {
+        "websocket_message" => quote! {
+            fn websocket_message(
+                &mut self,
+                ws: ::verge::WebSocket,
+                message: ::verge::WebSocketMessage,
+            ) -> ::verge::Result<()> {
+                self.websocket_message(ws, message)
+            }
+        },
+        "websocket_close" => quote! {
+            fn websocket_close(
+                &mut self,
+                ws: ::verge::WebSocket,
+                code: u16,
+                reason: ::std::string::String,
+                was_clean: bool,
+            ) -> ::verge::Result<()> {
+                self.websocket_close(ws, code, reason, was_clean)
+            }
+        },
+        "websocket_error" => quote! {
+            fn websocket_error(
+                &mut self,
+                ws: ::verge::WebSocket,
+                error: ::std::string::String,
+            ) -> ::verge::Result<()> {
+                self.websocket_error(ws, error)
+            }
+        },
+        _ => quote! {
+            fn alarm(&mut self, info: ::verge::AlarmInfo) -> ::verge::Result<()> {
+                self.alarm(info)
+            }
+        },
+    }
 }
 
 fn error(span: Span, message: &str) -> TokenStream {

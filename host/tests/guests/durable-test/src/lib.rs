@@ -1,9 +1,15 @@
 //! Durable Objects for the host's tests: a ledger that appends rows (and
 //! can trap mid-write, run arbitrary SQL, or fill its database), and
-//! pingers that call each other along a path (to make cycles).
+//! pingers that call each other along a path (to make cycles), and alarms
+//! that record each firing and fail on demand (to see retries). A ledger
+//! also takes WebSockets: it echoes, broadcasts and filters by tag, each
+//! answer prefixed with the VERSION var (to see a deploy take over).
 
 use serde_json::json;
-use verge::{Env, Error, Request, Response, Result, RouteContext, Router, SqlValue, State};
+use verge::{
+    AlarmInfo, Env, Error, Request, Response, Result, RouteContext, Router, SqlValue, State,
+    WebSocket, WebSocketMessage,
+};
 
 /// Rows appended one per event.
 pub struct Ledger {
@@ -48,6 +54,167 @@ impl Ledger {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Accepts a WebSocket with the tags in `?tags=a,b`.
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        let ws = WebSocket::upgrade(&req)?;
+        let tags = req.query_param("tags").unwrap_or_default();
+        let tags: Vec<&str> = tags.split(',').filter(|t| !t.is_empty()).collect();
+        self.state.accept_websocket(&ws, &tags)?;
+        if let Some(note) = req.query_param("note") {
+            ws.serialize_attachment(&note)?;
+        }
+        self.state.set_websocket_auto_response("ping", "pong");
+        Ok(Response::websocket(&ws))
+    }
+
+    /// `all:<text>` goes to every socket, `tag:<tag>:<text>` to those
+    /// tagged, `note` answers the socket's attachment, `count` the number
+    /// of sockets, `close` closes with 4001; anything else is echoed.
+    fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+        let WebSocketMessage::Text(text) = message else {
+            return ws.send_binary(b"binary");
+        };
+        let version = self.env.var("VERSION")?;
+        if let Some(rest) = text.strip_prefix("all:") {
+            for socket in self.state.get_websockets(None) {
+                socket.send_text(&format!("{version}:{rest}"))?;
+            }
+        } else if let Some(rest) = text.strip_prefix("tag:") {
+            let (tag, rest) = rest.split_once(':').unwrap_or((rest, ""));
+            for socket in self.state.get_websockets(Some(tag)) {
+                socket.send_text(&format!("{version}:{rest}"))?;
+            }
+        } else if text == "note" {
+            let note: Option<String> = ws.deserialize_attachment()?;
+            ws.send_text(&format!("{version}:note={}", note.unwrap_or_default()))?;
+        } else if text == "count" {
+            let count = self.state.get_websockets(None).len();
+            ws.send_text(&format!("{version}:count={count}"))?;
+        } else if text == "close" {
+            ws.close(4001, "asked to")?;
+        } else {
+            ws.send_text(&format!("{version}:{text}"))?;
+        }
+        Ok(())
+    }
+
+    /// Records closes, for the test to read through `fired`.
+    fn websocket_close(
+        &mut self,
+        _ws: WebSocket,
+        code: u16,
+        reason: String,
+        clean: bool,
+    ) -> Result<()> {
+        self.state.storage().put(
+            &format!("closed:{}", now_ms()),
+            &json!({ "code": code, "reason": reason, "clean": clean }),
+        )
+    }
+
+    /// Records errors (an oversized message).
+    fn websocket_error(&mut self, _ws: WebSocket, error: String) -> Result<()> {
+        self.state
+            .storage()
+            .put(&format!("error:{}", now_ms()), &error)
+    }
+
+    /// What websocket_close and websocket_error recorded.
+    #[rpc]
+    fn socket_log(&self) -> Result<Vec<serde_json::Value>> {
+        let storage = self.state.storage();
+        let mut log = Vec::new();
+        for prefix in ["closed:", "error:"] {
+            log.extend(
+                storage
+                    .list::<serde_json::Value>(verge::ListOptions {
+                        prefix: Some(prefix.into()),
+                        ..Default::default()
+                    })?
+                    .into_iter()
+                    .map(|(_, v)| v),
+            );
+        }
+        Ok(log)
+    }
+
+    /// Sets alarm `name` (or the default alarm, for "") to fire in
+    /// `in_ms`; its handler fails its first `fail_times` attempts.
+    #[rpc]
+    fn schedule(&mut self, name: String, in_ms: i64, fail_times: u32) -> Result<()> {
+        let storage = self.state.storage();
+        storage.put(&format!("fail:{name}"), &fail_times)?;
+        let at = now_ms() + in_ms;
+        if name.is_empty() {
+            storage.set_alarm(at)
+        } else {
+            storage.set_alarm_named(&name, at)
+        }
+    }
+
+    /// Cancels alarm `name`.
+    #[rpc]
+    fn cancel(&mut self, name: String) -> Result<bool> {
+        if name.is_empty() {
+            self.state.storage().delete_alarm()
+        } else {
+            self.state.storage().delete_alarm_named(&name)
+        }
+    }
+
+    /// The scheduled alarms.
+    #[rpc]
+    fn alarms(&self) -> Result<Vec<(String, i64)>> {
+        self.state.storage().list_alarms()
+    }
+
+    /// Every attempt of every alarm: name, retry count, is-retry, when.
+    #[rpc]
+    fn fired(&self) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .state
+            .storage()
+            .list::<serde_json::Value>(verge::ListOptions {
+                prefix: Some("fired:".into()),
+                ..Default::default()
+            })?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let storage = self.state.storage();
+        let attempts = storage
+            .list::<serde_json::Value>(verge::ListOptions {
+                prefix: Some("fired:".into()),
+                ..Default::default()
+            })?
+            .len();
+        // A failing attempt's writes roll back, so only the attempt that
+        // succeeds is recorded; its retry count tells how many failed.
+        let fail_times: u32 = storage.get(&format!("fail:{}", info.name))?.unwrap_or(0);
+        if info.retry_count < fail_times {
+            verge::warn!(
+                "alarm {:?} failing on purpose (attempt {})",
+                info.name,
+                info.retry_count + 1
+            );
+            return Err(Error::msg("failing on purpose"));
+        }
+        storage.put(
+            &format!("fired:{attempts:04}"),
+            &json!({
+                "name": info.name,
+                "retry_count": info.retry_count,
+                "is_retry": info.is_retry,
+                "scheduled": info.scheduled,
+                "at": now_ms(),
+            }),
+        )?;
+        Ok(())
     }
 
     /// Writes, then panics: the write must not survive.
@@ -169,6 +336,36 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
             Response::json(&ledger(&ctx)?.sql(req.text()?.to_owned())?)
         })
         .post("/ledger/:name/fill", |_, ctx| answer(ledger(&ctx)?.fill()))
+        .post("/ledger/:name/schedule", |req, ctx| {
+            let in_ms = req
+                .query_param("in_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let fail = req
+                .query_param("fail")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            answer(ledger(&ctx)?.schedule(value(&req), in_ms, fail))
+        })
+        .post("/ledger/:name/cancel", |req, ctx| {
+            answer(ledger(&ctx)?.cancel(value(&req)))
+        })
+        .get("/ledger/:name/alarms", |_, ctx| {
+            answer(ledger(&ctx)?.alarms())
+        })
+        .get("/ledger/:name/fired", |_, ctx| {
+            answer(ledger(&ctx)?.fired())
+        })
+        .get("/ledger/:name/socket-log", |_, ctx| {
+            answer(ledger(&ctx)?.socket_log())
+        })
+        .get("/ledger/:name/ws", |req, ctx| {
+            let name = ctx.param("name").unwrap_or_default();
+            ctx.env
+                .durable_object("LEDGER")?
+                .get_by_name(name)?
+                .fetch(req)
+        })
         .get("/ledger/:name/describe", |_, ctx| {
             answer(ledger(&ctx)?.describe())
         })
@@ -196,6 +393,10 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
             )
         })
         .run(req, env)
+}
+
+fn now_ms() -> i64 {
+    verge::ScheduledTime::from(std::time::SystemTime::now()).as_millis()
 }
 
 fn ledger(ctx: &RouteContext) -> Result<LedgerClient> {

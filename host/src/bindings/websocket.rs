@@ -1,0 +1,76 @@
+//! `verge:platform/websocket`: the hibernation API. The sockets themselves
+//! live in the host-wide hub (`objects/sockets.rs`); sends and closes wait
+//! in the event's outbox until it commits.
+
+use std::sync::Arc;
+
+use super::verge::platform::websocket::{Error, Host, Message, Socket};
+use crate::objects::{ObjectKey, ObjectSystem, close_frame, validate_close};
+use crate::runtime::HostState;
+
+impl HostState {
+    /// The object system and the current object, or `unavailable` outside
+    /// an object.
+    fn socket_owner(&self) -> Result<(Arc<ObjectSystem>, ObjectKey), Error> {
+        let scope = self.object.as_ref().ok_or(Error::Unavailable)?;
+        Ok((self.worker().objects.clone(), scope.key.clone()))
+    }
+
+    /// Holds a frame until the event commits.
+    fn stage(&mut self, ws: Socket, frame: axum::extract::ws::Message) -> Result<(), Error> {
+        let scope = self.object.as_mut().ok_or(Error::Unavailable)?;
+        scope.outbox.push((ws, frame));
+        Ok(())
+    }
+}
+
+impl Host for HostState {
+    fn accept(&mut self, upgrade: Socket, tags: Vec<String>) -> Result<(), Error> {
+        let (system, key) = self.socket_owner()?;
+        system.sockets().accept(&key, upgrade, tags)
+    }
+
+    fn sockets(&mut self, tag: Option<String>) -> Vec<Socket> {
+        match self.socket_owner() {
+            Ok((system, key)) => system.sockets().sockets(&key, tag.as_deref()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn tags(&mut self, ws: Socket) -> Result<Vec<String>, Error> {
+        let (system, key) = self.socket_owner()?;
+        system.sockets().tags(&key, ws)
+    }
+
+    fn send(&mut self, ws: Socket, message: Message) -> Result<(), Error> {
+        let (system, key) = self.socket_owner()?;
+        let frame = system.sockets().frame(&key, ws, message)?;
+        self.stage(ws, frame)
+    }
+
+    fn close(&mut self, ws: Socket, code: u16, reason: String) -> Result<(), Error> {
+        validate_close(code, &reason)?;
+        self.stage(ws, close_frame(code, &reason))
+    }
+
+    fn set_attachment(&mut self, ws: Socket, attachment: Vec<u8>) -> Result<(), Error> {
+        let (system, key) = self.socket_owner()?;
+        system.sockets().set_attachment(&key, ws, attachment)
+    }
+
+    fn attachment(&mut self, ws: Socket) -> Result<Option<Vec<u8>>, Error> {
+        let (system, key) = self.socket_owner()?;
+        system.sockets().attachment(&key, ws)
+    }
+
+    fn set_auto_response(&mut self, pair: Option<(String, String)>) {
+        if let Ok((system, key)) = self.socket_owner() {
+            system.sockets().set_auto_response(&key, pair);
+        }
+    }
+
+    fn auto_response_timestamp(&mut self, ws: Socket) -> Result<Option<i64>, Error> {
+        let (system, key) = self.socket_owner()?;
+        system.sockets().auto_response_timestamp(&key, ws)
+    }
+}

@@ -1,0 +1,150 @@
+//! The alarm scheduler: one task for the whole host that wakes objects when
+//! their alarms fall due, whether or not they are in memory.
+//!
+//! It holds every alarm of the index in memory, soonest first, loaded from
+//! the control database when the host starts (so an alarm that fell due
+//! while the host was down fires at once). Firing sends the object an alarm
+//! event and forgets the entry; the actor then tells the schedule the
+//! object's new set (empty, a retry, or whatever the handler set). The
+//! actor's event checks the object's own database, so a stale entry fires
+//! nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{Chain, Event, ObjectKey, ObjectSystem};
+use crate::storage::unix_now_ms;
+
+/// How long an alarm event may take before the scheduler tries again.
+const ALARM_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub(super) struct AlarmSchedule {
+    state: Mutex<Schedule>,
+    changed: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Schedule {
+    due: BTreeSet<(i64, ObjectKey, String)>,
+    by_object: HashMap<ObjectKey, Vec<(String, i64)>>,
+}
+
+impl AlarmSchedule {
+    fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `alarms` the whole set of `key`'s alarms.
+    pub(super) fn replace(&self, key: &ObjectKey, alarms: Vec<(String, i64)>) {
+        let mut schedule = self.schedule();
+        let schedule = &mut *schedule;
+        for (name, at) in schedule.by_object.remove(key).unwrap_or_default() {
+            schedule.due.remove(&(at, key.clone(), name));
+        }
+        for (name, at) in &alarms {
+            schedule.due.insert((*at, key.clone(), name.clone()));
+        }
+        if !alarms.is_empty() {
+            schedule.by_object.insert(key.clone(), alarms);
+        }
+        self.changed.notify_one();
+    }
+
+    /// Adds alarms (read from the index) to the schedule.
+    pub(super) fn add(&self, key: &ObjectKey, name: String, at: i64) {
+        let mut schedule = self.schedule();
+        let entry = schedule.by_object.entry(key.clone()).or_default();
+        entry.retain(|(n, _)| *n != name);
+        entry.push((name.clone(), at));
+        schedule.due.insert((at, key.clone(), name));
+        self.changed.notify_one();
+    }
+
+    /// Removes and returns what is due by `now`, and when the next one is.
+    fn take_due(&self, now: i64) -> (Vec<(ObjectKey, String)>, Option<i64>) {
+        let mut schedule = self.schedule();
+        let mut fired = Vec::new();
+        while let Some((at, _, _)) = schedule.due.first() {
+            if *at > now {
+                break;
+            }
+            let (_, key, name) = schedule.due.pop_first().expect("peeked");
+            if let Some(alarms) = schedule.by_object.get_mut(&key) {
+                alarms.retain(|(n, _)| *n != name);
+                if alarms.is_empty() {
+                    schedule.by_object.remove(&key);
+                }
+            }
+            fired.push((key, name));
+        }
+        let next = schedule.due.first().map(|(at, _, _)| *at);
+        (fired, next)
+    }
+
+    /// Forgets every alarm of `key` (the object was deleted).
+    pub(super) fn forget(&self, key: &ObjectKey) {
+        self.replace(key, Vec::new());
+    }
+
+    /// Forgets every alarm of a deleted namespace.
+    pub(super) fn forget_namespace(&self, namespace: &str) {
+        let keys: Vec<ObjectKey> = self
+            .schedule()
+            .by_object
+            .keys()
+            .filter(|k| &*k.namespace == namespace)
+            .cloned()
+            .collect();
+        for key in keys {
+            self.forget(&key);
+        }
+    }
+}
+
+/// Fires alarms as they fall due, until the system is gone.
+pub(super) async fn run(system: Weak<ObjectSystem>) {
+    loop {
+        let Some(strong) = system.upgrade() else {
+            return;
+        };
+        let schedule = &strong.alarms;
+        let (fired, next) = schedule.take_due(unix_now_ms());
+        for (key, name) in fired {
+            fire(&strong, key, name);
+        }
+        let wait = next.map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis(at.saturating_sub(unix_now_ms()).max(0) as u64)
+        });
+        let changed = strong.alarms.changed.clone();
+        drop(strong);
+        tokio::select! {
+            // A change made since the look above left a permit: no wake-up
+            // is lost.
+            () = changed.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Sends the alarm event. If the object cannot take it (its worker is not
+/// deployed, it timed out), the alarm goes back on the schedule after the
+/// retry delay; the object's database still has it, so nothing is lost.
+fn fire(system: &Arc<ObjectSystem>, key: ObjectKey, name: String) {
+    let event = Event::Alarm { name: name.clone() };
+    let answer = system.enqueue(&key, None, event, Chain::default());
+    let retry_after = system.options().alarm_retry_base;
+    let system = Arc::downgrade(system);
+    tokio::spawn(async move {
+        if let Err(e) = super::await_reply(answer, ALARM_EVENT_TIMEOUT).await {
+            tracing::warn!(object = %key, alarm = name, "alarm event failed: {e}");
+            if let Some(system) = system.upgrade() {
+                let at = unix_now_ms() + retry_after.as_millis() as i64;
+                system.alarms.add(&key, name, at);
+            }
+        }
+    });
+}

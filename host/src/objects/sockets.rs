@@ -1,0 +1,577 @@
+//! WebSockets accepted through the hibernation API.
+//!
+//! The host, not the object's instance, owns every accepted socket: the
+//! [`SocketHub`] keeps each one's tags, attachment and outbound queue, and a
+//! task per connection reads the client. So an object can be evicted (its
+//! instance dropped, its database closed) or redeployed while its sockets
+//! stay open; a message from a client is an event like any other, which
+//! wakes the object with a fresh instance of the active version.
+//!
+//! How a socket gets here: the front door sees an upgrade request, registers
+//! it under a random token and passes the token to the worker in the
+//! `verge-websocket` header. The worker forwards the request to an object,
+//! which claims the token with `accept` and answers 101 with the same
+//! header. Only then does the front door complete the handshake and hand the
+//! connection to [`serve_connection`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{Chain, Event, ObjectKey, ObjectSystem};
+use crate::bindings::verge::platform::websocket::{Error as WsError, Message as WsMessage};
+use crate::storage::unix_now_ms;
+
+/// The header carrying an upgrade's token from the front door to the object
+/// and back.
+pub const UPGRADE_HEADER: &str = "verge-websocket";
+
+/// A socket's id, also its upgrade token: random, so one object cannot
+/// guess its way to another's connection.
+pub type SocketId = u64;
+
+/// Per-socket limits Cloudflare documents, kept here too.
+const MAX_TAGS: usize = 10;
+const MAX_TAG_BYTES: usize = 256;
+const MAX_ATTACHMENT_BYTES: usize = 16 * 1024;
+/// Messages of one connection waiting for the object at once; past this
+/// the host stops reading the client (TCP pushes back on it).
+const IN_FLIGHT_PER_SOCKET: usize = 64;
+/// How long a socket event may wait for the object.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Limits on sockets, host-wide.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// Largest message a client may send (bigger ones close with 1009) or
+    /// an object may send.
+    pub max_message_bytes: usize,
+    pub max_per_object: usize,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1 << 20,
+            max_per_object: 32_768,
+        }
+    }
+}
+
+/// Every accepted socket of every object, and the upgrades in flight.
+pub struct SocketHub {
+    limits: SocketLimits,
+    state: Mutex<Hub>,
+}
+
+#[derive(Default)]
+struct Hub {
+    upgrades: HashMap<SocketId, Upgrade>,
+    objects: HashMap<ObjectKey, ObjectSockets>,
+    /// Accept order, so sockets list oldest first.
+    accepted: u64,
+}
+
+/// An upgrade request on its way through the worker to an object.
+#[derive(Default)]
+struct Upgrade {
+    accepted_by: Option<ObjectKey>,
+    /// What the object sent before the client was connected.
+    outbound: Option<mpsc::UnboundedReceiver<Frame>>,
+    /// An object refused it for holding too many sockets already.
+    over_limit: bool,
+}
+
+#[derive(Default)]
+struct ObjectSockets {
+    sockets: HashMap<SocketId, Socket>,
+    /// A request text and the response the host sends back by itself.
+    auto_response: Option<(String, Utf8Bytes)>,
+}
+
+struct Socket {
+    seq: u64,
+    tags: Vec<String>,
+    attachment: Option<Vec<u8>>,
+    outbound: mpsc::UnboundedSender<Frame>,
+    /// False once the client closed or the object closed it: it no longer
+    /// lists or receives, but its tags and attachment stay readable until
+    /// the close event has run.
+    open: bool,
+    auto_response_at: Option<i64>,
+}
+
+/// A frame the object sent, held until its event commits.
+pub type Outgoing = (SocketId, Frame);
+
+/// A connection the front door may complete.
+pub struct Accepted {
+    pub key: ObjectKey,
+    pub id: SocketId,
+    outbound: mpsc::UnboundedReceiver<Frame>,
+}
+
+impl SocketHub {
+    pub fn new(limits: SocketLimits) -> Self {
+        Self {
+            limits,
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn limits(&self) -> SocketLimits {
+        self.limits
+    }
+
+    fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {
+        // Every change below is a single map operation: a panic cannot
+        // leave the hub half-updated.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers an upgrade request; returns its token.
+    pub fn register_upgrade(&self) -> SocketId {
+        let mut hub = self.hub();
+        loop {
+            let id = rand::random();
+            if let std::collections::hash_map::Entry::Vacant(slot) = hub.upgrades.entry(id) {
+                slot.insert(Upgrade::default());
+                return id;
+            }
+        }
+    }
+
+    /// The object `key` takes over upgrade `id`.
+    pub fn accept(&self, key: &ObjectKey, id: SocketId, tags: Vec<String>) -> Result<(), WsError> {
+        if tags.len() > MAX_TAGS {
+            return Err(WsError::Invalid(format!(
+                "a socket takes at most {MAX_TAGS} tags"
+            )));
+        }
+        if let Some(tag) = tags.iter().find(|t| t.len() > MAX_TAG_BYTES) {
+            return Err(WsError::Invalid(format!(
+                "tag {tag:?} is longer than {MAX_TAG_BYTES} bytes"
+            )));
+        }
+        let mut hub = self.hub();
+        let hub = &mut *hub;
+        let upgrade = hub
+            .upgrades
+            .get_mut(&id)
+            .filter(|u| u.accepted_by.is_none())
+            .ok_or(WsError::NotAnUpgrade)?;
+        let sockets = hub.objects.entry(key.clone()).or_default();
+        let open = sockets.sockets.values().filter(|s| s.open).count();
+        if open >= self.limits.max_per_object {
+            upgrade.over_limit = true;
+            return Err(WsError::TooMany(self.limits.max_per_object as u32));
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        upgrade.accepted_by = Some(key.clone());
+        upgrade.outbound = Some(receiver);
+        hub.accepted += 1;
+        sockets.sockets.insert(
+            id,
+            Socket {
+                seq: hub.accepted,
+                tags,
+                attachment: None,
+                outbound: sender,
+                open: true,
+                auto_response_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Ends upgrade `id`: the connection to serve when an object accepted
+    /// it, `None` (and nothing left behind) when none did.
+    pub fn finish_upgrade(&self, id: SocketId) -> Option<Accepted> {
+        let upgrade = self.hub().upgrades.remove(&id)?;
+        Some(Accepted {
+            key: upgrade.accepted_by?,
+            id,
+            outbound: upgrade.outbound?,
+        })
+    }
+
+    /// Whether an object refused upgrade `id` for its socket limit.
+    pub fn over_limit(&self, id: SocketId) -> bool {
+        self.hub().upgrades.get(&id).is_some_and(|u| u.over_limit)
+    }
+
+    /// Forgets an upgrade that will not complete, and the socket an object
+    /// may have accepted for it.
+    pub fn abandon_upgrade(&self, id: SocketId) {
+        let mut hub = self.hub();
+        if let Some(key) = hub.upgrades.remove(&id).and_then(|u| u.accepted_by) {
+            remove_socket(&mut hub, &key, id);
+        }
+    }
+
+    /// The object's open sockets (with `tag`, when given), oldest first.
+    pub fn sockets(&self, key: &ObjectKey, tag: Option<&str>) -> Vec<SocketId> {
+        let hub = self.hub();
+        let Some(sockets) = hub.objects.get(key) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(u64, SocketId)> = sockets
+            .sockets
+            .iter()
+            .filter(|(_, s)| s.open && tag.is_none_or(|tag| s.tags.iter().any(|t| t == tag)))
+            .map(|(id, s)| (s.seq, *id))
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Runs `read` on one of the object's sockets.
+    fn with_socket<T>(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+        read: impl FnOnce(&mut Socket) -> Result<T, WsError>,
+    ) -> Result<T, WsError> {
+        let mut hub = self.hub();
+        let socket = hub
+            .objects
+            .get_mut(key)
+            .and_then(|o| o.sockets.get_mut(&id))
+            .ok_or(WsError::Closed)?;
+        read(socket)
+    }
+
+    pub fn tags(&self, key: &ObjectKey, id: SocketId) -> Result<Vec<String>, WsError> {
+        self.with_socket(key, id, |s| Ok(s.tags.clone()))
+    }
+
+    pub fn set_attachment(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+        attachment: Vec<u8>,
+    ) -> Result<(), WsError> {
+        if attachment.len() > MAX_ATTACHMENT_BYTES {
+            return Err(WsError::Invalid(format!(
+                "an attachment is at most {MAX_ATTACHMENT_BYTES} bytes, this one is {}",
+                attachment.len()
+            )));
+        }
+        self.with_socket(key, id, |s| {
+            s.attachment = Some(attachment);
+            Ok(())
+        })
+    }
+
+    pub fn attachment(&self, key: &ObjectKey, id: SocketId) -> Result<Option<Vec<u8>>, WsError> {
+        self.with_socket(key, id, |s| Ok(s.attachment.clone()))
+    }
+
+    pub fn auto_response_timestamp(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+    ) -> Result<Option<i64>, WsError> {
+        self.with_socket(key, id, |s| Ok(s.auto_response_at))
+    }
+
+    pub fn set_auto_response(&self, key: &ObjectKey, pair: Option<(String, String)>) {
+        let mut hub = self.hub();
+        let sockets = hub.objects.entry(key.clone()).or_default();
+        sockets.auto_response = pair.map(|(request, response)| (request, response.into()));
+    }
+
+    /// Checks that the object may send `message` on `id`, as a frame.
+    pub fn frame(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+        message: WsMessage,
+    ) -> Result<Frame, WsError> {
+        let size = match &message {
+            WsMessage::Text(text) => text.len(),
+            WsMessage::Binary(bytes) => bytes.len(),
+        };
+        if size > self.limits.max_message_bytes {
+            return Err(WsError::TooLarge(self.limits.max_message_bytes as u32));
+        }
+        self.with_socket(key, id, |_| Ok(()))?;
+        Ok(match message {
+            WsMessage::Text(text) => Frame::Text(text.into()),
+            WsMessage::Binary(bytes) => Frame::Binary(bytes.into()),
+        })
+    }
+
+    /// Sends what an object's committed events sent, in order. A close
+    /// ends the socket.
+    pub fn deliver(&self, key: &ObjectKey, outgoing: Vec<Outgoing>) {
+        let mut hub = self.hub();
+        for (id, frame) in outgoing {
+            let closing = matches!(frame, Frame::Close(_));
+            let Some(socket) = hub
+                .objects
+                .get_mut(key)
+                .and_then(|o| o.sockets.get_mut(&id))
+            else {
+                continue;
+            };
+            if socket.open {
+                let _ = socket.outbound.send(frame);
+            }
+            if closing {
+                remove_socket(&mut hub, key, id);
+            }
+        }
+    }
+
+    /// The response to `text` when it is the object's auto-response
+    /// request (noting when it was sent).
+    fn auto_response(&self, key: &ObjectKey, id: SocketId, text: &str) -> Option<Utf8Bytes> {
+        let mut hub = self.hub();
+        let sockets = hub.objects.get_mut(key)?;
+        let response = match &sockets.auto_response {
+            Some((request, response)) if request == text => response.clone(),
+            _ => return None,
+        };
+        if let Some(socket) = sockets.sockets.get_mut(&id) {
+            socket.auto_response_at = Some(unix_now_ms());
+        }
+        Some(response)
+    }
+
+    fn mark_closed(&self, key: &ObjectKey, id: SocketId) {
+        if let Some(socket) = self
+            .hub()
+            .objects
+            .get_mut(key)
+            .and_then(|o| o.sockets.get_mut(&id))
+        {
+            socket.open = false;
+        }
+    }
+
+    /// Forgets a socket (its connection is over).
+    pub fn remove(&self, key: &ObjectKey, id: SocketId) {
+        remove_socket(&mut self.hub(), key, id);
+    }
+
+    /// Closes every socket of an object (it was deleted).
+    pub fn close_object(&self, key: &ObjectKey, code: u16, reason: &str) {
+        let Some(sockets) = self.hub().objects.remove(key) else {
+            return;
+        };
+        for socket in sockets.sockets.into_values() {
+            let _ = socket.outbound.send(close_frame(code, reason));
+        }
+    }
+
+    /// Closes every socket of every object in `namespace`.
+    pub fn close_namespace(&self, namespace: &str, code: u16, reason: &str) {
+        let keys: Vec<ObjectKey> = self
+            .hub()
+            .objects
+            .keys()
+            .filter(|k| &*k.namespace == namespace)
+            .cloned()
+            .collect();
+        for key in keys {
+            self.close_object(&key, code, reason);
+        }
+    }
+
+    /// How many sockets are open, host-wide.
+    pub fn open_count(&self) -> usize {
+        self.hub()
+            .objects
+            .values()
+            .map(|o| o.sockets.values().filter(|s| s.open).count())
+            .sum()
+    }
+}
+
+fn remove_socket(hub: &mut Hub, key: &ObjectKey, id: SocketId) {
+    if let Some(sockets) = hub.objects.get_mut(key) {
+        sockets.sockets.remove(&id);
+        if sockets.sockets.is_empty() && sockets.auto_response.is_none() {
+            hub.objects.remove(key);
+        }
+    }
+}
+
+pub fn close_frame(code: u16, reason: &str) -> Frame {
+    Frame::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Checks a close code and reason an object gave, as browsers do.
+pub fn validate_close(code: u16, reason: &str) -> Result<(), WsError> {
+    if code != 1000 && !(3000..=4999).contains(&code) {
+        return Err(WsError::Invalid(format!(
+            "close code {code} is not allowed: use 1000 or 3000-4999"
+        )));
+    }
+    if reason.len() > 123 {
+        return Err(WsError::Invalid(
+            "a close reason is at most 123 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How a connection ended.
+enum Ending {
+    /// The client sent a close frame.
+    ClientClosed { code: u16, reason: String },
+    /// The object closed it, or it was deleted.
+    ObjectClosed,
+    /// The connection dropped without a close frame.
+    Dropped,
+    /// A message over the limit, or a protocol error.
+    Failed {
+        error: String,
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+/// Serves one accepted connection until it ends: client messages become
+/// the object's events (answered by the host itself when they match the
+/// auto-response), and what the object sends goes out.
+pub async fn serve_connection(system: Arc<ObjectSystem>, socket: WebSocket, accepted: Accepted) {
+    let Accepted {
+        key,
+        id,
+        mut outbound,
+    } = accepted;
+    let hub = system.sockets();
+    let (mut sink, mut stream) = socket.split();
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_SOCKET));
+    let ending = loop {
+        tokio::select! {
+            frame = outbound.recv() => {
+                let Some(frame) = frame else { break Ending::ObjectClosed };
+                let mut closing = matches!(frame, Frame::Close(_));
+                let mut sent = sink.feed(frame).await;
+                // Everything else already queued goes out with one flush.
+                while sent.is_ok() && !closing {
+                    let Ok(frame) = outbound.try_recv() else { break };
+                    closing = matches!(frame, Frame::Close(_));
+                    sent = sink.feed(frame).await;
+                }
+                if sent.is_err() || sink.flush().await.is_err() {
+                    break Ending::Dropped;
+                }
+                if closing {
+                    break Ending::ObjectClosed;
+                }
+            }
+            incoming = stream.next() => {
+                let message = match incoming {
+                    Some(Ok(Frame::Text(text))) => {
+                        if let Some(response) = hub.auto_response(&key, id, &text) {
+                            if sink.send(Frame::Text(response)).await.is_err() {
+                                break Ending::Dropped;
+                            }
+                            continue;
+                        }
+                        WsMessage::Text(text.as_str().to_owned())
+                    }
+                    Some(Ok(Frame::Binary(bytes))) => WsMessage::Binary(bytes.to_vec()),
+                    // Pings are answered by the protocol layer.
+                    Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                    Some(Ok(Frame::Close(frame))) => {
+                        let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                            (f.code, f.reason.as_str().to_owned())
+                        });
+                        break Ending::ClientClosed { code, reason };
+                    }
+                    Some(Err(error)) => break failure(error),
+                    None => break Ending::Dropped,
+                };
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break Ending::Dropped;
+                };
+                // Queued now, so messages reach the object in order; the
+                // answer is awaited aside, holding a place in the window.
+                let event = Event::WebSocketMessage { socket: id, message };
+                let answer = system.enqueue(&key, None, event, Chain::default());
+                tokio::spawn(async move {
+                    if let Err(e) = super::await_reply(answer, EVENT_TIMEOUT).await {
+                        tracing::warn!(socket = id, "websocket-message failed: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    };
+    let event = match ending {
+        Ending::ObjectClosed => {
+            hub.remove(&key, id);
+            let _ = sink.close().await;
+            return;
+        }
+        Ending::ClientClosed { code, reason } => {
+            // Answer the client's close (the protocol layer queued the reply).
+            let _ = sink.close().await;
+            Event::WebSocketClose {
+                socket: id,
+                code,
+                reason,
+                was_clean: true,
+            }
+        }
+        Ending::Dropped => Event::WebSocketClose {
+            socket: id,
+            code: 1006,
+            reason: String::new(),
+            was_clean: false,
+        },
+        Ending::Failed {
+            error,
+            code,
+            reason,
+        } => {
+            let _ = sink.send(close_frame(code, reason)).await;
+            let _ = sink.close().await;
+            Event::WebSocketError { socket: id, error }
+        }
+    };
+    hub.mark_closed(&key, id);
+    // Messages still on their way run before the close event.
+    let _ = in_flight.acquire_many(IN_FLIGHT_PER_SOCKET as u32).await;
+    if let Err(e) = system
+        .call(key.clone(), None, event, Chain::default(), EVENT_TIMEOUT)
+        .await
+    {
+        tracing::warn!(socket = id, "websocket close event failed: {e}");
+    }
+    hub.remove(&key, id);
+}
+
+/// What a read error means for the client and the object.
+fn failure(error: axum::Error) -> Ending {
+    use tungstenite::error::{CapacityError, Error};
+    let inner = error.into_inner();
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Capacity(CapacityError::MessageTooLong { size, max_size })) => Ending::Failed {
+            error: format!("message of {size} bytes is over the limit of {max_size}"),
+            code: 1009,
+            reason: "message too big",
+        },
+        Some(Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_)) => Ending::Dropped,
+        Some(Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+            Ending::Dropped
+        }
+        _ => Ending::Failed {
+            error: format!("protocol error: {inner}"),
+            code: 1002,
+            reason: "protocol error",
+        },
+    }
+}
