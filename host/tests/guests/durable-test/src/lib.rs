@@ -141,11 +141,13 @@ impl Ledger {
     }
 
     /// Sets alarm `name` (or the default alarm, for "") to fire in
-    /// `in_ms`; its handler fails its first `fail_times` attempts.
+    /// `in_ms`; its handler fails its first `fail_times` attempts, and sets
+    /// it again (50 ms on) `repeat` times.
     #[rpc]
-    fn schedule(&mut self, name: String, in_ms: i64, fail_times: u32) -> Result<()> {
+    fn schedule(&mut self, name: String, in_ms: i64, fail_times: u32, repeat: u32) -> Result<()> {
         let storage = self.state.storage();
         storage.put(&format!("fail:{name}"), &fail_times)?;
+        storage.put(&format!("repeat:{name}"), &repeat)?;
         let at = now_ms() + in_ms;
         if name.is_empty() {
             storage.set_alarm(at)
@@ -214,6 +216,12 @@ impl Ledger {
                 "at": now_ms(),
             }),
         )?;
+        let repeat_key = format!("repeat:{}", info.name);
+        let repeat: u32 = storage.get(&repeat_key)?.unwrap_or(0);
+        if repeat > 0 {
+            storage.put(&repeat_key, &(repeat - 1))?;
+            storage.set_alarm_named(&info.name, now_ms() + 50)?;
+        }
         Ok(())
     }
 
@@ -337,15 +345,13 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
         })
         .post("/ledger/:name/fill", |_, ctx| answer(ledger(&ctx)?.fill()))
         .post("/ledger/:name/schedule", |req, ctx| {
-            let in_ms = req
-                .query_param("in_ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let fail = req
-                .query_param("fail")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            answer(ledger(&ctx)?.schedule(value(&req), in_ms, fail))
+            let number = |name: &str| req.query_param(name).and_then(|v| v.parse().ok());
+            let (in_ms, fail, repeat) = (
+                number("in_ms").unwrap_or(0),
+                number("fail").unwrap_or(0) as u32,
+                number("repeat").unwrap_or(0) as u32,
+            );
+            answer(ledger(&ctx)?.schedule(value(&req), in_ms, fail, repeat))
         })
         .post("/ledger/:name/cancel", |req, ctx| {
             answer(ledger(&ctx)?.cancel(value(&req)))
