@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::objects::ObjectOptions;
+use crate::objects::{ObjectOptions, SocketLimits};
 use crate::runtime::EngineOptions;
 use crate::server::{IndexPage, ServerOptions};
 
@@ -96,6 +96,13 @@ struct EngineArgs {
     /// WebSockets and data stay).
     #[arg(long, default_value_t = ObjectOptions::default().idle_timeout.as_secs_f64())]
     object_idle_secs: f64,
+    /// The largest WebSocket message a client may send, in bytes (bigger
+    /// ones close the socket with 1009).
+    #[arg(long, default_value_t = SocketLimits::default().max_message_bytes)]
+    max_websocket_message: usize,
+    /// WebSockets one object may hold; more are closed with 1013.
+    #[arg(long, default_value_t = SocketLimits::default().max_per_object)]
+    max_websockets_per_object: usize,
 }
 
 impl EngineArgs {
@@ -110,6 +117,10 @@ impl EngineArgs {
     fn objects(&self) -> ObjectOptions {
         ObjectOptions {
             idle_timeout: std::time::Duration::from_secs_f64(self.object_idle_secs.max(0.001)),
+            sockets: SocketLimits {
+                max_message_bytes: self.max_websocket_message.max(1),
+                max_per_object: self.max_websockets_per_object,
+            },
             ..ObjectOptions::default()
         }
     }
