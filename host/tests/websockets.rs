@@ -246,6 +246,17 @@ async fn auto_response_does_not_wake_the_object() {
         say(&mut alice, "ping").await;
         assert_eq!(next_text(&mut alice).await, "pong");
     }
+    // Protocol pings are the host's to answer too.
+    alice
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(WAIT, alice.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong, Message::Pong(b"are you there".to_vec().into()));
     assert_eq!(host.platform.objects().instances_started(), started);
     assert_eq!(host.platform.objects().active_count(), 0);
     // Anything else does wake it.
@@ -337,6 +348,16 @@ async fn a_thousand_sockets_on_one_object() {
         assert_eq!(next_text(client).await, "1:to the crowd");
     }
     host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_shutdown_closes_sockets_as_going_away() {
+    let host = host_with(&["durable-test"], ObjectOptions::default()).await;
+    let mut client = connect(&host, "/ledger/bye/ws").await;
+    say(&mut client, "hi").await;
+    assert_eq!(next_text(&mut client).await, "1:hi");
+    let (_, frame) = tokio::join!(host.shutdown(), close_frame(&mut client));
+    assert_eq!(u16::from(frame.unwrap().code), 1001);
 }
 
 /// The ledger's record of socket closes and errors, once `done` says it

@@ -15,6 +15,7 @@
 //! connection to [`serve_connection`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ impl Default for SocketLimits {
 pub struct SocketHub {
     limits: SocketLimits,
     state: Mutex<Hub>,
+    /// Connection tasks running, so a shutdown can wait for their close
+    /// frames to go out.
+    connections: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -120,6 +124,7 @@ impl SocketHub {
         Self {
             limits,
             state: Mutex::default(),
+            connections: AtomicUsize::new(0),
         }
     }
 
@@ -383,13 +388,18 @@ impl SocketHub {
         }
     }
 
-    /// How many sockets are open, host-wide.
-    pub fn open_count(&self) -> usize {
-        self.hub()
-            .objects
-            .values()
-            .map(|o| o.sockets.values().filter(|s| s.open).count())
-            .sum()
+    /// Closes every socket with 1001 (going away) and waits, up to
+    /// `grace`, for the close frames to go out: the host is stopping.
+    pub async fn close_all(&self, grace: Duration) {
+        let keys: Vec<ObjectKey> = self.hub().objects.keys().cloned().collect();
+        for key in keys {
+            self.close_object(&key, 1001, "the host is shutting down");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -450,6 +460,7 @@ pub async fn serve_connection(system: Arc<ObjectSystem>, socket: WebSocket, acce
         mut outbound,
     } = accepted;
     let hub = system.sockets();
+    let _counted = Counted::new(&hub.connections);
     let (mut sink, mut stream) = socket.split();
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_SOCKET));
     let ending = loop {
@@ -552,6 +563,22 @@ pub async fn serve_connection(system: Arc<ObjectSystem>, socket: WebSocket, acce
         tracing::warn!(socket = id, "websocket close event failed: {e}");
     }
     hub.remove(&key, id);
+}
+
+/// Counts a running connection task for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What a read error means for the client and the object.

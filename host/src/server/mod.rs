@@ -38,7 +38,11 @@ pub struct Server {
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<std::io::Result<()>>,
+    platform: Arc<Platform>,
 }
+
+/// How long a shutdown waits for WebSocket close frames to go out.
+const SOCKET_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Server {
     /// Binds the listeners and starts serving.
@@ -64,7 +68,7 @@ impl Server {
             Some(admin_listen) => {
                 let listener = bind(admin_listen).await?;
                 let admin_addr = listener.local_addr()?;
-                let admin = admin::router(platform, options.admin_token);
+                let admin = admin::router(platform.clone(), options.admin_token);
                 tasks.spawn(run(listener, admin, stopped));
                 Some(admin_addr)
             }
@@ -75,6 +79,7 @@ impl Server {
             admin_addr,
             stop,
             tasks,
+            platform,
         })
     }
 
@@ -87,10 +92,16 @@ impl Server {
         self.admin_addr
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, and
-    /// returns once both listeners are closed.
+    /// Stops accepting connections, lets in-flight requests finish, closes
+    /// every WebSocket with 1001 (going away), and returns once both
+    /// listeners are closed.
     pub async fn shutdown(mut self) -> Result<()> {
         let _ = self.stop.send(true);
+        self.platform
+            .objects()
+            .sockets()
+            .close_all(SOCKET_CLOSE_GRACE)
+            .await;
         self.join().await
     }
 
