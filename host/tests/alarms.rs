@@ -14,7 +14,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use verge_host::objects::ObjectOptions;
 
-use support::{TestHost, VergeProcess, guest, upload};
+use support::{TestHost, VergeProcess, guest};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -42,15 +42,21 @@ async fn ok(host: &TestHost, path: &str) -> Value {
         .unwrap_or_else(|| panic!("{path}: {answer}"))
 }
 
-/// Polls `path` until `done` holds for its answer.
+/// Polls the ledger's `path` until `done` holds for its answer.
 async fn wait_until(host: &TestHost, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let url = format!("{}{path}", host.url);
+    poll(&host.client, &url, |answer| done(&answer["ok"])).await["ok"].clone()
+}
+
+/// Polls `url` until `done` holds for its JSON.
+async fn poll(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let value = ok(host, path).await;
+        let value: Value = client.get(url).send().await.unwrap().json().await.unwrap();
         if done(&value) {
             return value;
         }
-        assert!(Instant::now() < deadline, "{path} stayed {value}");
+        assert!(Instant::now() < deadline, "{url} stayed {value}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -150,12 +156,7 @@ async fn deleting_an_object_deletes_its_alarms() {
     let host = host(ObjectOptions::default()).await;
     schedule(&host, "gone", "value=never&in_ms=500").await;
     let base = "/v1/workers/durable-test/objects/Ledger";
-    let id = host
-        .admin_json(Method::GET, &format!("{base}/id?name=gone"))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = host.object_id("durable-test", "Ledger", "gone").await;
     let deleted = host
         .admin(Method::DELETE, &format!("{base}/{id}"))
         .send()
@@ -178,14 +179,8 @@ async fn deleting_an_object_deletes_its_alarms() {
 async fn alarms_fire_after_a_restart_and_reach_sockets() {
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let g = guest("reminders");
     let first = VergeProcess::serve(data.path());
-    assert_eq!(
-        upload(&client, &first.admin_url, "reminders", g.wasm, &g.config)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(first.deploy(&client, &guest("reminders")).await, 201);
     let created: Value = client
         .post(format!("{}/reminders/ada", first.url))
         .body(r#"{"message": "while down", "in_ms": 600}"#)
@@ -200,23 +195,9 @@ async fn alarms_fire_after_a_restart_and_reach_sockets() {
     tokio::time::sleep(Duration::from_millis(900)).await;
 
     let second = VergeProcess::serve(data.path());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let delivered: Value = client
-            .get(format!("{}/reminders/ada/delivered", second.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if len(&delivered) == 1 {
-            assert_eq!(delivered[0]["message"], "while down");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the missed reminder never fired");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let delivered = format!("{}/reminders/ada/delivered", second.url);
+    let delivered = poll(&client, &delivered, |d| len(d) == 1).await;
+    assert_eq!(delivered[0]["message"], "while down");
 
     let url = format!("{}/reminders/ada", second.url.replace("http://", "ws://"));
     let (mut socket, _) = connect_async(&url).await.unwrap();

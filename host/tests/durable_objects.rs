@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{TestHost, VergeProcess, guest, upload};
+use support::{TestHost, VergeProcess, guest};
 
 async fn host_with(example: &str) -> TestHost {
     let host = TestHost::start().await;
@@ -244,11 +244,7 @@ async fn objects_are_listed_exported_imported_and_deleted() {
     assert!(orig["size_bytes"].as_u64().unwrap() > 0);
     assert!(orig["last_active"].as_i64().unwrap() > 0);
     let id = orig["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        host.admin_json(Method::GET, &format!("{base}/id?name=orig"))
-            .await["id"],
-        id
-    );
+    assert_eq!(host.object_id("durable-test", "Ledger", "orig").await, id);
 
     let export = host
         .admin(Method::GET, &format!("{base}/{id}/export"))
@@ -259,12 +255,7 @@ async fn objects_are_listed_exported_imported_and_deleted() {
     let bytes = export.bytes().await.unwrap();
     assert!(bytes.starts_with(b"SQLite format 3\0"));
 
-    let copy_id = host
-        .admin_json(Method::GET, &format!("{base}/id?name=copy"))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let copy_id = host.object_id("durable-test", "Ledger", "copy").await;
     let imported = host
         .admin(Method::PUT, &format!("{base}/{copy_id}/import"))
         .body(bytes.to_vec())
@@ -365,14 +356,8 @@ async fn classes_must_match_the_component_and_migrations() {
 async fn the_same_name_reaches_the_same_object_across_restarts() {
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let g = guest("durable-test");
     let first = VergeProcess::serve(data.path());
-    assert_eq!(
-        upload(&client, &first.admin_url, "durable-test", g.wasm, &g.config)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(first.deploy(&client, &guest("durable-test")).await, 201);
     for value in ["a", "b"] {
         client
             .post(format!("{}/ledger/r/append?value={value}", first.url))
@@ -432,18 +417,8 @@ async fn acknowledged_writes_survive_sigkill() {
     for round in 0..iterations {
         let host = VergeProcess::serve(data.path());
         if round == 0 {
-            assert_eq!(
-                upload(
-                    &client,
-                    &host.admin_url,
-                    "durable-test",
-                    g.wasm.clone(),
-                    &g.config
-                )
-                .await
-                .status(),
-                201
-            );
+            // Without the writers' timeout: the upload compiles.
+            assert_eq!(host.deploy(&reqwest::Client::new(), &g).await, 201);
         }
         // Everything acknowledged so far is there.
         for (ledger, expected) in acknowledged.iter().enumerate() {

@@ -145,6 +145,15 @@ impl TestHost {
         self.get(path).await.text().await.unwrap()
     }
 
+    /// The id of object `name` of `worker`'s `class`, asked of the admin API.
+    pub async fn object_id(&self, worker: &str, class: &str, name: &str) -> String {
+        let path = format!("/v1/workers/{worker}/objects/{class}/id?name={name}");
+        self.admin_json(reqwest::Method::GET, &path).await["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id for {worker}/{class}/{name}"))
+            .to_owned()
+    }
+
     /// An admin API call without a body, answered with JSON.
     pub async fn admin_json(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
         admin_json(&self.client, &self.admin_url, method, path).await
@@ -263,6 +272,20 @@ impl VergeProcess {
     }
 
     /// Everything the process logged so far.
+    /// Deploys a guest through this host's admin API.
+    pub async fn deploy(&self, client: &reqwest::Client, guest: &Guest) -> reqwest::StatusCode {
+        let name = config_name(&guest.config);
+        upload(
+            client,
+            &self.admin_url,
+            &name,
+            guest.wasm.clone(),
+            &guest.config,
+        )
+        .await
+        .status()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
