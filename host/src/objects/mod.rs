@@ -491,6 +491,7 @@ impl ObjectSystem {
             return false;
         }
         actors.remove(key);
+        self.sockets.forget_if_idle(key);
         true
     }
 

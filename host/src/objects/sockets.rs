@@ -364,6 +364,16 @@ impl SocketHub {
         remove_socket(&mut self.hub(), key, id);
     }
 
+    /// Forgets the auto-response of an object that left memory without
+    /// sockets: its constructor or its next accept sets it again, and
+    /// objects that once had one do not pile up here.
+    pub(super) fn forget_if_idle(&self, key: &ObjectKey) {
+        let mut hub = self.hub();
+        if hub.objects.get(key).is_some_and(|o| o.sockets.is_empty()) {
+            hub.objects.remove(key);
+        }
+    }
+
     /// Closes every socket of an object (it was deleted).
     pub fn close_object(&self, key: &ObjectKey, code: u16, reason: &str) {
         let Some(sockets) = self.hub().objects.remove(key) else {
