@@ -10,10 +10,12 @@ use verge_host::platform::{Platform, PlatformOptions};
 use verge_host::runtime::{EngineOptions, LoadedWorker};
 use verge_host::toolchain;
 
+pub mod fanout;
 pub mod loadgen;
 pub mod peers;
 pub mod process;
 pub mod report;
+pub mod samples;
 pub mod suite;
 pub mod tools;
 

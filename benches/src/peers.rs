@@ -46,23 +46,19 @@ pub struct Bins {
     pub native_hello: PathBuf,
 }
 
-/// `verge serve` on `data` and a fixed port, timed to its first 200 (so the
-/// hello worker must already be deployed there).
-pub fn verge(bins: &Bins, data: &Path) -> Result<Running> {
+/// `verge serve` on `data` and a fixed port, given `flags` besides those,
+/// timed to its first 200 for `ready_path` (so a worker serving it must
+/// already be deployed there).
+pub fn verge(bins: &Bins, data: &Path, flags: &[&str], ready_path: &str) -> Result<Running> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let mut command = Command::new(&bins.verge);
     command
-        .args([
-            "serve",
-            "--listen",
-            &addr,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
+        .args(["serve", "--listen", &addr, "--admin-listen", "127.0.0.1:0"])
+        .args(flags)
+        .arg("--data")
         .arg(data)
         .env("RUST_LOG", "warn");
-    start("verge", command, addr, "/hello")
+    start("verge", command, addr, ready_path)
 }
 
 /// A fresh `verge serve` with nothing deployed; returns it and its admin URL
@@ -136,19 +132,31 @@ pub fn workerd(workerd: &Tool) -> Result<Running> {
 /// workerd serving benches/peers/workerd/durable.js, its SQLite-backed
 /// objects stored under `storage`.
 pub fn workerd_durable(workerd: &Tool, storage: &Path) -> Result<Running> {
+    workerd_with_storage(workerd, "durable.capnp", storage, "/inventory/ready")
+}
+
+/// workerd serving benches/peers/workerd/chat.js, the chat room on
+/// hibernatable WebSockets, its SQLite-backed rooms stored under `storage`.
+pub fn workerd_chat(workerd: &Tool, storage: &Path, ready_path: &str) -> Result<Running> {
+    workerd_with_storage(workerd, "chat.capnp", storage, ready_path)
+}
+
+/// workerd serving `config` from benches/peers/workerd, with the config's
+/// `storage` disk service at `storage`.
+fn workerd_with_storage(
+    workerd: &Tool,
+    config: &str,
+    storage: &Path,
+    ready_path: &str,
+) -> Result<Running> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let mut command = workerd.command();
     command
         .current_dir(repo().join("benches/peers/workerd"))
-        .args([
-            "serve",
-            "durable.capnp",
-            "--socket-addr",
-            &format!("http={addr}"),
-        ])
+        .args(["serve", config, "--socket-addr", &format!("http={addr}")])
         .arg("--directory-path")
         .arg(format!("storage={}", storage.display()));
-    start("workerd", command, addr, "/inventory/ready")
+    start("workerd", command, addr, ready_path)
 }
 
 /// `wasmtime serve` running the wasi:http hello component.

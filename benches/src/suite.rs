@@ -1,6 +1,8 @@
 //! The whole comparison, section by section. Each `measure_*` function
-//! produces one section of the report; a new bench (Durable Objects,
-//! WebSockets) is one more function and one more line in [`run`].
+//! produces one section of the report; a new bench is one more function
+//! (or module, like [`websockets`]) and one more line in [`run`].
+
+mod websockets;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use crate::loadgen::{self, LoadResult, Target};
 use crate::peers::{self, Bins, Running};
 use crate::process::{rss_kib, wait_for_200};
 use crate::report::{Chart, Report, Section, Table, format_value};
+use crate::samples::Samples;
 use crate::tools::{self, Tool};
 
 use crate::{hello_request, hello_worker, repo};
@@ -35,6 +38,12 @@ struct Plan {
     starts: usize,
     spawns: usize,
     instantiations: usize,
+    /// Sockets joined to the chat room, for fan-out and for memory.
+    sockets: usize,
+    /// Messages broadcast to every socket of the room.
+    broadcasts: usize,
+    /// How long the room's sockets stay idle before their memory is read.
+    hibernation_wait: Duration,
 }
 
 impl Plan {
@@ -46,6 +55,9 @@ impl Plan {
                 starts: 1,
                 spawns: 3,
                 instantiations: 300,
+                sockets: 20,
+                broadcasts: 20,
+                hibernation_wait: Duration::from_millis(1500),
             }
         } else {
             Self {
@@ -54,6 +66,10 @@ impl Plan {
                 starts: 5,
                 spawns: 30,
                 instantiations: 50_000,
+                sockets: 1000,
+                broadcasts: 1000,
+                // workerd evicts an object after 10 s without events.
+                hibernation_wait: Duration::from_secs(15),
             }
         }
     }
@@ -142,14 +158,15 @@ pub fn run(options: &Options) -> Result<Report> {
     let spawns = measure_process_per_request(&setup, &plan)?;
     let durable = measure_durable_objects(&setup, &plan)?;
     let sql = measure_sql_round_trip(&setup, &plan)?;
+    let chat = websockets::measure(&setup, &plan)?;
 
     let mut report = Report {
         preamble: preamble(&setup, options.smoke, &load_before),
         ..Report::default()
     };
-    report
-        .sections
-        .push(targets_section(&instantiation, &servers));
+    let mut goals = hello_goals(&instantiation, &servers);
+    goals.extend(websockets::goals(&chat));
+    report.sections.push(targets_section(&goals));
     report.sections.push(instantiation.section());
     report.sections.push(deploy);
     report.sections.push(startup_section(&servers, &spawns));
@@ -157,7 +174,7 @@ pub fn run(options: &Options) -> Result<Report> {
     report.sections.push(memory_section(&servers));
     report.sections.push(durable_section(&durable));
     report.sections.push(sql);
-    report.sections.push(pending_section());
+    report.sections.push(websockets::section(&chat));
     report.write(&options.out_dir)?;
     Ok(report)
 }
@@ -205,7 +222,7 @@ impl Instantiation {
                 what.into(),
                 format_value(samples.p(50.0) * 1e3),
                 format_value(samples.p(99.0) * 1e3),
-                samples.values.len().to_string(),
+                samples.len().to_string(),
             ]);
         }
         Section {
@@ -266,7 +283,7 @@ fn measure_verge_deploy(setup: &Setup, plan: &Plan) -> Result<Section> {
     table.row(vec![
         "upload hello to a running verge serve → first 200 (compile included)".into(),
         format_value(samples.p(50.0)),
-        samples.values.len().to_string(),
+        samples.len().to_string(),
     ]);
     Ok(Section {
         title: "Cold start: a newly uploaded worker".into(),
@@ -308,7 +325,7 @@ fn measure_servers(setup: &Setup, plan: &Plan) -> Result<Vec<ServerFigures>> {
         setup.deploy(&admin, &[("hello", "hello")])?;
     }
     let starters: Vec<Box<dyn Fn() -> Result<Running> + '_>> = vec![
-        Box::new(|| peers::verge(&setup.bins, verge_data.path())),
+        Box::new(|| peers::verge(&setup.bins, verge_data.path(), &[], "/hello")),
         Box::new(|| peers::workerd(&setup.workerd)),
         Box::new(|| peers::wasmtime_serve(&setup.wasmtime, &setup.wasi_http_hello)),
         Box::new(|| peers::native(&setup.bins)),
@@ -603,7 +620,7 @@ fn startup_section(servers: &[ServerFigures], spawns: &[(&'static str, Samples)]
         table.row(vec![
             label.clone(),
             format_value(server.start.p(50.0)),
-            server.start.values.len().to_string(),
+            server.start.len().to_string(),
         ]);
         bars.push((server.name.to_string(), server.start.p(50.0)));
     }
@@ -611,7 +628,7 @@ fn startup_section(servers: &[ServerFigures], spawns: &[(&'static str, Samples)]
         table.row(vec![
             format!("{name}: spawn → exit"),
             format_value(samples.p(50.0)),
-            samples.values.len().to_string(),
+            samples.len().to_string(),
         ]);
         bars.push((name.to_string(), samples.p(50.0)));
     }
@@ -712,125 +729,116 @@ fn memory_section(servers: &[ServerFigures]) -> Section {
     }
 }
 
-fn targets_section(instantiation: &Instantiation, servers: &[ServerFigures]) -> Section {
+/// A goal the benchmark issues set, checked against one run.
+struct Goal {
+    what: String,
+    measured: String,
+    met: bool,
+}
+
+impl Goal {
+    /// Verge's figure at least `times` the other's.
+    fn times(what: &str, verge: f64, other: f64, times: f64) -> Self {
+        let ratio = verge / other;
+        Self {
+            what: what.into(),
+            measured: format!("{ratio:.2}×"),
+            met: ratio >= times,
+        }
+    }
+
+    /// Verge's figure at most `1/denominator` of the other's.
+    fn fraction(what: &str, verge: f64, other: f64, unit: &str, denominator: f64) -> Self {
+        let ratio = verge / other;
+        Self {
+            what: what.into(),
+            measured: format!(
+                "{} {unit} vs {} {unit} (1/{:.1})",
+                format_value(verge),
+                format_value(other),
+                1.0 / ratio
+            ),
+            met: ratio <= 1.0 / denominator,
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        if self.met { "yes" } else { "**no**" }
+    }
+
+    /// The goal as a sentence of a section's text.
+    fn sentence(&self) -> String {
+        format!("{}: {}, met: {}.", self.what, self.measured, self.verdict())
+    }
+}
+
+/// The goals for serving `GET /hello`.
+fn hello_goals(instantiation: &Instantiation, servers: &[ServerFigures]) -> Vec<Goal> {
     let by_name = |name: &str| servers.iter().find(|s| s.name == name);
     let (Some(verge), Some(workerd), Some(native)) =
         (by_name("verge"), by_name("workerd"), by_name("native axum"))
     else {
-        return Section::default();
+        return Vec::new();
     };
     let rps = |s: &ServerFigures| s.load(64).map_or(0.0, |r| r.requests_per_sec);
     let p99 = |s: &ServerFigures| s.load(64).map_or(f64::NAN, |r| r.p99_ms);
-    let mut table = Table::new(&["target", "measured", "met"]);
-    let mut target = |what: &str, measured: String, met: bool| {
-        table.row(vec![
-            what.into(),
-            measured,
-            if met { "yes" } else { "**no**" }.into(),
-        ]);
-    };
-    let ratio = rps(verge) / rps(workerd);
-    target(
-        "Verge req/s at c64 ≥ 2× workerd",
-        format!("{ratio:.2}×"),
-        ratio >= 2.0,
-    );
-    target(
-        "Verge p99 at c64 no worse than workerd",
-        format!(
-            "{} ms vs {} ms",
-            format_value(p99(verge)),
-            format_value(p99(workerd))
-        ),
-        p99(verge) <= p99(workerd),
-    );
     let p50_us = instantiation.instantiate.p(50.0) * 1e3;
-    target(
-        "instantiation p50 ≤ 10 µs",
-        format!("{} µs", format_value(p50_us)),
-        p50_us <= 10.0,
-    );
-    let start_ratio = verge.start.p(50.0) / workerd.start.p(50.0);
-    target(
-        "verge serve start → first 200 ≤ 1/8 of workerd's",
-        format!(
-            "{} ms vs {} ms (1/{:.1})",
-            format_value(verge.start.p(50.0)),
-            format_value(workerd.start.p(50.0)),
-            1.0 / start_ratio
+    vec![
+        Goal::times(
+            "Verge req/s at c64 ≥ 2× workerd",
+            rps(verge),
+            rps(workerd),
+            2.0,
         ),
-        start_ratio <= 1.0 / 8.0,
-    );
-    let rss_ratio = verge.idle_rss_kib as f64 / workerd.idle_rss_kib as f64;
-    target(
-        "idle RSS ≤ 1/3 of workerd's",
-        format!(
-            "{} MiB vs {} MiB (1/{:.1})",
-            format_value(verge.idle_rss_kib as f64 / 1024.0),
-            format_value(workerd.idle_rss_kib as f64 / 1024.0),
-            1.0 / rss_ratio
+        Goal::fraction(
+            "Verge p99 at c64 no worse than workerd",
+            p99(verge),
+            p99(workerd),
+            "ms",
+            1.0,
         ),
-        rss_ratio <= 1.0 / 3.0,
-    );
-    let native_ratio = rps(verge) / rps(native);
-    target(
-        "Verge req/s at c64 ≥ 0.5× native axum",
-        format!("{native_ratio:.2}×"),
-        native_ratio >= 0.5,
-    );
+        Goal {
+            what: "instantiation p50 ≤ 10 µs".into(),
+            measured: format!("{} µs", format_value(p50_us)),
+            met: p50_us <= 10.0,
+        },
+        Goal::fraction(
+            "verge serve start → first 200 ≤ 1/8 of workerd's",
+            verge.start.p(50.0),
+            workerd.start.p(50.0),
+            "ms",
+            8.0,
+        ),
+        Goal::fraction(
+            "idle RSS ≤ 1/3 of workerd's",
+            verge.idle_rss_kib as f64 / 1024.0,
+            workerd.idle_rss_kib as f64 / 1024.0,
+            "MiB",
+            3.0,
+        ),
+        Goal::times(
+            "Verge req/s at c64 ≥ 0.5× native axum",
+            rps(verge),
+            rps(native),
+            0.5,
+        ),
+    ]
+}
+
+fn targets_section(goals: &[Goal]) -> Section {
+    let mut table = Table::new(&["target", "measured", "met"]);
+    for goal in goals {
+        table.row(vec![
+            goal.what.clone(),
+            goal.measured.clone(),
+            goal.verdict().into(),
+        ]);
+    }
     Section {
         title: "Targets".into(),
         text: "The goals the benchmark issues set, against this run's figures.".into(),
         table,
         charts: Vec::new(),
-    }
-}
-
-/// Benches that join this report when their features land.
-fn pending_section() -> Section {
-    let mut table = Table::new(&["bench", "compared with", "lands with"]);
-    for (bench, peer, with) in [
-        (
-            "WebSocket broadcast fan-out, 1,000 sockets on one room",
-            "workerd hibernating chat room",
-            "hibernating WebSockets",
-        ),
-        (
-            "RSS with 1,000 idle hibernated sockets",
-            "workerd",
-            "hibernating WebSockets",
-        ),
-    ] {
-        table.row(vec![bench.into(), peer.into(), with.into()]);
-    }
-    Section {
-        title: "Not measured yet".into(),
-        text: "Each is one more `measure_*` function in benches/src/suite.rs and one more section here.".into(),
-        table,
-        charts: Vec::new(),
-    }
-}
-
-/// Durations in milliseconds, for percentiles.
-#[derive(Default)]
-pub struct Samples {
-    values: Vec<f64>,
-}
-
-impl Samples {
-    fn push(&mut self, duration: Duration) {
-        self.values.push(duration.as_secs_f64() * 1e3);
-    }
-
-    /// The `q`th percentile (nearest rank), in milliseconds.
-    pub fn p(&self, q: f64) -> f64 {
-        let mut sorted = self.values.clone();
-        sorted.sort_by(f64::total_cmp);
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1]
     }
 }
 

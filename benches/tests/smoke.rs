@@ -40,7 +40,7 @@ fn bench_smoke_run_writes_every_section_and_chart() {
         "## Memory",
         "## Durable Objects",
         "## Durable Objects: guest → SQL round trip",
-        "## Not measured yet",
+        "## WebSockets: chat-room fan-out and hibernated sockets",
     ] {
         assert!(
             markdown.contains(heading),
@@ -85,5 +85,22 @@ fn bench_smoke_run_writes_every_section_and_chart() {
         let rps: f64 = row[3].parse().unwrap();
         assert!(rps > 0.0, "{row:?} served nothing");
         assert_eq!(row[6], "0.00%", "{row:?} had errors");
+    }
+    let websockets = report
+        .sections
+        .iter()
+        .find(|s| s.title.starts_with("WebSockets"))
+        .unwrap();
+    let row = |label: &str| {
+        websockets
+            .table
+            .rows
+            .iter()
+            .find(|r| r[0] == label)
+            .unwrap_or_else(|| panic!("no {label} row"))
+    };
+    assert_eq!(row("lost deliveries")[1..], ["0", "0"], "verge, workerd");
+    for rps in &row("deliveries/s")[1..] {
+        assert!(rps.parse::<f64>().unwrap() > 0.0, "no deliveries");
     }
 }
