@@ -141,6 +141,11 @@ async fn websocket_upgrade(
     Some((upgrade, token))
 }
 
+/// Read and write buffer of one WebSocket connection: enough for the
+/// usual message in one read, small enough for tens of thousands of idle
+/// sockets.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Completes the handshake when an object accepted the upgrade and the
 /// worker answered 101 with its token; otherwise the worker's answer goes
 /// back as a plain response.
@@ -169,6 +174,10 @@ fn complete_upgrade(
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite's defaults (128 KiB each, the read buffer kept
+        // resident) would cost a hibernated socket over 300 KiB.
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_failed_upgrade(move |error| {
             tracing::debug!("a WebSocket handshake failed: {error}");
             failed_system.sockets().remove(&key, id);
