@@ -139,12 +139,19 @@ fn fire(system: &Arc<ObjectSystem>, key: ObjectKey, name: String) {
     let retry_after = system.options().alarm_retry_base;
     let system = Arc::downgrade(system);
     tokio::spawn(async move {
-        if let Err(e) = super::await_reply(answer, ALARM_EVENT_TIMEOUT).await {
-            tracing::warn!(object = %key, alarm = name, "alarm event failed: {e}");
-            if let Some(system) = system.upgrade() {
-                let at = unix_now_ms() + retry_after.as_millis() as i64;
-                system.alarms.add(&key, name, at);
-            }
+        let Err(e) = super::await_reply(answer, ALARM_EVENT_TIMEOUT).await else {
+            return;
+        };
+        let Some(system) = system.upgrade() else {
+            return;
+        };
+        if system.namespace_by_id(&key.namespace).is_none() {
+            // Its class was deleted: the alarm has nothing left to wake.
+            tracing::info!(object = %key, alarm = name, "dropping the alarm of a deleted class");
+            return;
         }
+        tracing::warn!(object = %key, alarm = name, "alarm event failed: {e}");
+        let at = unix_now_ms() + retry_after.as_millis() as i64;
+        system.alarms.add(&key, name, at);
     });
 }
