@@ -347,6 +347,15 @@ impl Actor {
         event: Event,
         callers: Chain,
     ) -> Result<Reply, ObjectError> {
+        // Taken first, so that whatever fails from here on (no deployed
+        // version, a constructor that traps) counts as a failed attempt.
+        let alarm = match &event {
+            Event::Alarm { name } => match self.take_alarm(db, name)? {
+                Some(info) => Some(info),
+                None => return Ok(Reply::Done),
+            },
+            _ => None,
+        };
         let system = self
             .system
             .upgrade()
@@ -431,22 +440,9 @@ impl Actor {
                         )
                         .await
                     }
-                    Event::Alarm { name } => {
-                        let taken = lock(db).alarm_take(&name, unix_now_ms());
-                        let due = match taken {
-                            Ok(Some(due)) => due,
-                            // Moved or deleted since it was scheduled.
-                            Ok(None) => return Ok(Reply::Done),
-                            Err(e) => return Err(ObjectError::Failed(e.to_string())),
-                        };
-                        self.firing = Some((name.clone(), due));
-                        let info = object_events::AlarmInfo {
-                            name,
-                            scheduled: due.at_ms,
-                            retry_count: due.retry,
-                            is_retry: due.retry > 0,
-                        };
-                        guarded(wall_ms, events.call_alarm(&mut *store, &info)).await
+                    Event::Alarm { .. } => {
+                        let info = alarm.as_ref().expect("taken above");
+                        guarded(wall_ms, events.call_alarm(&mut *store, info)).await
                     }
                     Event::Fetch(_) | Event::Rpc { .. } => unreachable!("matched above"),
                 };
@@ -461,6 +457,28 @@ impl Actor {
             }
             ObjectError::Failed(error.to_string())
         })
+    }
+
+    /// Takes alarm `name` out of the database to fire it, remembering it
+    /// for a retry; `None` when it is no longer due (moved or deleted since
+    /// it was scheduled).
+    fn take_alarm(
+        &mut self,
+        db: &Mutex<ObjectDb>,
+        name: &str,
+    ) -> Result<Option<object_events::AlarmInfo>, ObjectError> {
+        let due = lock(db)
+            .alarm_take(name, unix_now_ms())
+            .map_err(|e| ObjectError::Failed(e.to_string()))?;
+        Ok(due.map(|due| {
+            self.firing = Some((name.to_owned(), due));
+            object_events::AlarmInfo {
+                name: name.to_owned(),
+                scheduled: due.at_ms,
+                retry_count: due.retry,
+                is_retry: due.retry > 0,
+            }
+        }))
     }
 
     /// What the last event sent on its sockets.
