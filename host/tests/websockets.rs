@@ -223,6 +223,11 @@ async fn sockets_survive_hibernation_and_deploys_with_tags_and_attachments() {
     say(&mut red, "note").await;
     assert_eq!(next_text(&mut red).await, "2:note=first");
 
+    // What a failed event sent never leaves (the output gate).
+    say(&mut red, "send-then-fail").await;
+    say(&mut red, "after").await;
+    assert_eq!(next_text(&mut red).await, "2:after");
+
     // An object may close a socket itself.
     say(&mut blue, "close").await;
     let frame = close_frame(&mut blue).await.unwrap();

@@ -71,7 +71,8 @@ impl Ledger {
 
     /// `all:<text>` goes to every socket, `tag:<tag>:<text>` to those
     /// tagged, `note` answers the socket's attachment, `count` the number
-    /// of sockets, `close` closes with 4001; anything else is echoed.
+    /// of sockets, `close` closes with 4001, `send-then-fail` sends and
+    /// fails; anything else is echoed.
     fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
         let WebSocketMessage::Text(text) = message else {
             return ws.send_binary(b"binary");
@@ -94,6 +95,9 @@ impl Ledger {
             ws.send_text(&format!("{version}:count={count}"))?;
         } else if text == "close" {
             ws.close(4001, "asked to")?;
+        } else if text == "send-then-fail" {
+            ws.send_text(&format!("{version}:sent by a failed event"))?;
+            return Err(Error::msg("failing after a send"));
         } else {
             ws.send_text(&format!("{version}:{text}"))?;
         }
