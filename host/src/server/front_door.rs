@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use super::IndexPage;
 use super::errors::{invoke_error, text};
 use crate::bindings::{self, http_types};
-use crate::objects::{SocketId, UPGRADE_HEADER, close_frame, serve_connection};
+use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
 use crate::runtime::{self, LoadedWorker, RequestId};
 
@@ -80,12 +80,7 @@ async fn serve_with(
     let request = Request::from_parts(parts, body);
     let wire = match to_wire(request, host, limit).await {
         Ok(wire) => wire,
-        Err(response) => {
-            if let Some((_, token)) = upgrade {
-                platform.objects().sockets().abandon_upgrade(token);
-            }
-            return response;
-        }
+        Err(response) => return response,
     };
     let result = runtime::invoke(worker, wire, request_id).await;
     let invalid = |e: anyhow::Error| {
@@ -97,20 +92,29 @@ async fn serve_with(
     let hub = platform.objects().sockets();
     match (result, upgrade) {
         // However the worker answered.
-        (_, Some((upgrade, token))) if hub.over_limit(token) => {
-            hub.abandon_upgrade(token);
+        (_, Some((upgrade, pending))) if hub.over_limit(pending.token) => {
             refuse_over_limit(upgrade)
         }
-        (Ok(response), Some((upgrade, token))) => {
-            complete_upgrade(platform, upgrade, token, response).unwrap_or_else(invalid)
+        (Ok(response), Some((upgrade, pending))) => {
+            complete_upgrade(platform, upgrade, &pending, response).unwrap_or_else(invalid)
         }
         (Ok(response), None) => http_types::response_from_wire(response).unwrap_or_else(invalid),
-        (Err(error), upgrade) => {
-            if let Some((_, token)) = upgrade {
-                hub.abandon_upgrade(token);
-            }
-            invoke_error(&error, name, request_id, platform.options().dev)
-        }
+        (Err(error), _) => invoke_error(&error, name, request_id, platform.options().dev),
+    }
+}
+
+/// An upgrade registered with the socket hub. Dropping it forgets the
+/// upgrade (and any socket an object accepted for it) unless the handshake
+/// took it over: on every early return, and when the client leaves while
+/// the worker runs.
+struct PendingUpgrade {
+    system: Arc<ObjectSystem>,
+    token: SocketId,
+}
+
+impl Drop for PendingUpgrade {
+    fn drop(&mut self) {
+        self.system.sockets().abandon_upgrade(self.token);
     }
 }
 
@@ -131,14 +135,15 @@ fn refuse_over_limit(upgrade: WebSocketUpgrade) -> Response {
 async fn websocket_upgrade(
     platform: &Platform,
     parts: &mut http::request::Parts,
-) -> Option<(WebSocketUpgrade, SocketId)> {
+) -> Option<(WebSocketUpgrade, PendingUpgrade)> {
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .ok()?;
-    let token = platform.objects().sockets().register_upgrade();
+    let system = platform.objects().clone();
+    let token = system.sockets().register_upgrade();
     let value = HeaderValue::from_str(&token.to_string()).expect("digits are a valid header");
     parts.headers.insert(UPGRADE_HEADER, value);
-    Some((upgrade, token))
+    Some((upgrade, PendingUpgrade { system, token }))
 }
 
 /// Read and write buffer of one WebSocket connection: enough for the
@@ -152,17 +157,16 @@ const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
 fn complete_upgrade(
     platform: &Platform,
     upgrade: WebSocketUpgrade,
-    token: SocketId,
+    pending: &PendingUpgrade,
     response: bindings::Response,
 ) -> anyhow::Result<Response> {
-    let hub = platform.objects().sockets();
+    let (hub, token) = (platform.objects().sockets(), pending.token);
     let answered_token = response
         .headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(UPGRADE_HEADER))
         .and_then(|(_, value)| value.parse::<SocketId>().ok());
     if response.status != 101 || answered_token != Some(token) {
-        hub.abandon_upgrade(token);
         return http_types::response_from_wire(response);
     }
     let Some(accepted) = hub.finish_upgrade(token) else {
