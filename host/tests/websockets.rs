@@ -356,6 +356,23 @@ async fn a_thousand_sockets_on_one_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_not_buffered_for() {
+    let host = host_with(&["durable-test"], ObjectOptions::default()).await;
+    let _stalled = connect(&host, "/ledger/slow/ws").await;
+    let mut reader = connect(&host, "/ledger/slow/ws").await;
+    // 40 MiB of broadcasts: more than the stalled client's TCP buffers and
+    // its 16 MiB backlog together.
+    let chunk = "x".repeat(512 * 1024);
+    for _ in 0..80 {
+        say(&mut reader, &format!("all:{chunk}")).await;
+        assert_eq!(next_text(&mut reader).await.len(), chunk.len() + 2);
+    }
+    say(&mut reader, "count").await;
+    assert_eq!(next_text(&mut reader).await, "1:count=1");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_shutdown_closes_sockets_as_going_away() {
     let host = host_with(&["durable-test"], ObjectOptions::default()).await;
     let mut client = connect(&host, "/ledger/bye/ws").await;

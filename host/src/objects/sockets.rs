@@ -42,6 +42,10 @@ const MAX_ATTACHMENT_BYTES: usize = 16 * 1024;
 /// Messages of one connection waiting for the object at once; past this
 /// the host stops reading the client (TCP pushes back on it).
 const IN_FLIGHT_PER_SOCKET: usize = 64;
+/// Bytes waiting to go out to one client, past which the host gives up on
+/// it (close 1008): a client that stops reading must not make the host
+/// hold every broadcast for it.
+const MAX_BACKLOG_BYTES: usize = 16 << 20;
 /// How long a socket event may wait for the object.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -85,7 +89,7 @@ struct Hub {
 struct Upgrade {
     accepted_by: Option<ObjectKey>,
     /// What the object sent before the client was connected.
-    outbound: Option<mpsc::UnboundedReceiver<Frame>>,
+    outbound: Option<Queue>,
     /// An object refused it for holding too many sockets already.
     over_limit: bool,
 }
@@ -102,6 +106,8 @@ struct Socket {
     tags: Vec<String>,
     attachment: Option<Vec<u8>>,
     outbound: mpsc::UnboundedSender<Frame>,
+    /// Bytes queued in `outbound`, not yet handed to the connection.
+    backlog: Arc<AtomicUsize>,
     /// False once the client closed or the object closed it: it no longer
     /// lists or receives, but its tags and attachment stay readable until
     /// the close event has run.
@@ -116,7 +122,13 @@ pub type Outgoing = (SocketId, Frame);
 pub struct Accepted {
     pub key: ObjectKey,
     pub id: SocketId,
-    outbound: mpsc::UnboundedReceiver<Frame>,
+    outbound: Queue,
+}
+
+/// The receiving end of a socket's outbound frames.
+struct Queue {
+    frames: mpsc::UnboundedReceiver<Frame>,
+    backlog: Arc<AtomicUsize>,
 }
 
 impl SocketHub {
@@ -175,9 +187,13 @@ impl SocketHub {
             upgrade.over_limit = true;
             return Err(WsError::TooMany(self.limits.max_per_object as u32));
         }
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, frames) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
         upgrade.accepted_by = Some(key.clone());
-        upgrade.outbound = Some(receiver);
+        upgrade.outbound = Some(Queue {
+            frames,
+            backlog: backlog.clone(),
+        });
         hub.accepted += 1;
         sockets.sockets.insert(
             id,
@@ -186,6 +202,7 @@ impl SocketHub {
                 tags,
                 attachment: None,
                 outbound: sender,
+                backlog,
                 open: true,
                 auto_response_at: None,
             },
@@ -325,6 +342,16 @@ impl SocketHub {
                 continue;
             };
             if socket.open {
+                let size = frame_size(&frame);
+                if socket.backlog.load(Ordering::Acquire) + size > MAX_BACKLOG_BYTES {
+                    tracing::warn!(object = %key, socket = id, "closing a WebSocket whose client does not keep up");
+                    socket.open = false;
+                    let _ = socket
+                        .outbound
+                        .send(close_frame(1008, "the client does not keep up"));
+                    continue;
+                }
+                socket.backlog.fetch_add(size, Ordering::AcqRel);
                 let _ = socket.outbound.send(frame);
             }
             if closing {
@@ -422,6 +449,15 @@ fn remove_socket(hub: &mut Hub, key: &ObjectKey, id: SocketId) {
     }
 }
 
+/// The payload bytes of a frame, as the backlog counts them.
+fn frame_size(frame: &Frame) -> usize {
+    match frame {
+        Frame::Text(text) => text.len(),
+        Frame::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
+}
+
 pub fn close_frame(code: u16, reason: &str) -> Frame {
     Frame::Close(Some(CloseFrame {
         code,
@@ -467,7 +503,10 @@ pub async fn serve_connection(system: Arc<ObjectSystem>, socket: WebSocket, acce
     let Accepted {
         key,
         id,
-        mut outbound,
+        outbound: Queue {
+            frames: mut outbound,
+            backlog,
+        },
     } = accepted;
     let hub = system.sockets();
     let _counted = Counted::new(&hub.connections);
@@ -478,11 +517,13 @@ pub async fn serve_connection(system: Arc<ObjectSystem>, socket: WebSocket, acce
             frame = outbound.recv() => {
                 let Some(frame) = frame else { break Ending::ObjectClosed };
                 let mut closing = matches!(frame, Frame::Close(_));
+                backlog.fetch_sub(frame_size(&frame), Ordering::AcqRel);
                 let mut sent = sink.feed(frame).await;
                 // Everything else already queued goes out with one flush.
                 while sent.is_ok() && !closing {
                     let Ok(frame) = outbound.try_recv() else { break };
                     closing = matches!(frame, Frame::Close(_));
+                    backlog.fetch_sub(frame_size(&frame), Ordering::AcqRel);
                     sent = sink.feed(frame).await;
                 }
                 if sent.is_err() || sink.flush().await.is_err() {
