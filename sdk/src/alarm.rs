@@ -1,29 +1,5 @@
 //! Alarms: wake an object at a time, whether or not it is in memory then,
 //! and even after a host restart.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use verge::{AlarmInfo, Env, Result, State};
-//!
-//! pub struct Reminder { state: State }
-//!
-//! #[verge::durable_object]
-//! impl Reminder {
-//!     fn new(state: State, _env: Env) -> Self {
-//!         Self { state }
-//!     }
-//!
-//!     #[rpc]
-//!     fn remind_in(&mut self, seconds: u64) -> Result<()> {
-//!         self.state.storage().set_alarm(Duration::from_secs(seconds))
-//!     }
-//!
-//!     fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
-//!         verge::info!("alarm {:?} fired (attempt {})", info.name, info.retry_count + 1);
-//!         Ok(())
-//!     }
-//! }
-//! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +44,30 @@ impl From<i64> for ScheduledTime {
 }
 
 /// What an `alarm` handler is told.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use verge::{AlarmInfo, Env, Result, State};
+///
+/// pub struct Reminder { state: State }
+///
+/// #[verge::durable_object]
+/// impl Reminder {
+///     fn new(state: State, _env: Env) -> Self {
+///         Self { state }
+///     }
+///
+///     #[rpc]
+///     fn remind_in(&mut self, seconds: u64) -> Result<()> {
+///         self.state.storage().set_alarm(Duration::from_secs(seconds))
+///     }
+///
+///     fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+///         verge::info!("alarm {:?} fired (attempt {})", info.name, info.retry_count + 1);
+///         Ok(())
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmInfo {
     /// "" for the alarm of [`Storage::set_alarm`]; the name given to

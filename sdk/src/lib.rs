@@ -4,7 +4,9 @@
 //! host runs a fresh instance of it for every request, so nothing leaks from
 //! one request to the next. This crate is everything the guest side needs:
 //! [`Request`] and [`Response`], a small [`Router`], [`Env`] for vars and
-//! secrets, outbound [`fetch`], and logging macros ([`info!`] and friends).
+//! secrets, outbound [`fetch`], and logging macros ([`info!`] and friends);
+//! and for Durable Objects ([`durable_object`]), their [`Storage`] (SQL and
+//! key-value), hibernating [`WebSocket`]s and alarms ([`AlarmInfo`]).
 //!
 //! You write no WIT: the contract (`verge:platform`) is compiled into this
 //! crate, and [`#[verge::worker]`](macro@worker) exports your handler.
@@ -90,6 +92,16 @@ pub use verge_macros::worker;
 /// number of methods marked `#[rpc]`, callable from other workers and
 /// objects through a generated client (`<Class>Client`). RPC parameters and
 /// results are serde types, sent as JSON.
+///
+/// Methods with these names and signatures handle the object's other
+/// events; each is optional:
+///
+/// - `fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) -> Result<()>`
+/// - `fn websocket_close(&mut self, ws: WebSocket, code: u16, reason: String, was_clean: bool) -> Result<()>`
+/// - `fn websocket_error(&mut self, ws: WebSocket, error: String) -> Result<()>`
+/// - `fn alarm(&mut self, info: AlarmInfo) -> Result<()>`
+///
+/// See [`WebSocket`] and [`AlarmInfo`] for examples.
 ///
 /// ```no_run
 /// use verge::{Env, Request, Response, Result, State};

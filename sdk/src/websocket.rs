@@ -1,31 +1,5 @@
 //! WebSockets with hibernation: an object accepts a socket, the host holds
 //! the connection, and the object may sleep in between messages.
-//!
-//! ```no_run
-//! use verge::{Env, Request, Response, Result, State, WebSocket, WebSocketMessage};
-//!
-//! pub struct Echo { state: State }
-//!
-//! #[verge::durable_object]
-//! impl Echo {
-//!     fn new(state: State, _env: Env) -> Self {
-//!         Self { state }
-//!     }
-//!
-//!     fn fetch(&mut self, req: Request) -> Result<Response> {
-//!         let ws = WebSocket::upgrade(&req)?;
-//!         self.state.accept_websocket(&ws, &["echo"])?;
-//!         Ok(Response::websocket(&ws))
-//!     }
-//!
-//!     fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
-//!         if let WebSocketMessage::Text(text) = message {
-//!             ws.send_text(&format!("echo: {text}"))?;
-//!         }
-//!         Ok(())
-//!     }
-//! }
-//! ```
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,6 +14,32 @@ const UPGRADE_HEADER: &str = "verge-websocket";
 ///
 /// It is a handle: cheap to copy, and valid across hibernation (the same
 /// socket reaches a later instance of the object with the same handle).
+///
+/// ```no_run
+/// use verge::{Env, Request, Response, Result, State, WebSocket, WebSocketMessage};
+///
+/// pub struct Echo { state: State }
+///
+/// #[verge::durable_object]
+/// impl Echo {
+///     fn new(state: State, _env: Env) -> Self {
+///         Self { state }
+///     }
+///
+///     fn fetch(&mut self, req: Request) -> Result<Response> {
+///         let ws = WebSocket::upgrade(&req)?;
+///         self.state.accept_websocket(&ws, &["echo"])?;
+///         Ok(Response::websocket(&ws))
+///     }
+///
+///     fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+///         if let WebSocketMessage::Text(text) = message {
+///             ws.send_text(&format!("echo: {text}"))?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WebSocket {
     id: u64,
