@@ -373,6 +373,21 @@ async fn a_client_that_stops_reading_is_cut_off_not_buffered_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_cannot_make_the_host_buffer_without_end() {
+    let host = host_with(&["durable-test"], ObjectOptions::default()).await;
+    let mut flooded = connect(&host, "/ledger/flood/ws").await;
+    let mut asker = connect(&host, "/ledger/flood/ws").await;
+    say(&mut flooded, "flood").await;
+    // The event's sends stop at 64 MiB; the socket they went to is closed
+    // once 16 MiB wait for it rather than holding the rest.
+    let frame = close_frame(&mut flooded).await.unwrap();
+    assert_eq!(u16::from(frame.code), 1008);
+    say(&mut asker, "flooded").await;
+    assert_eq!(next_text(&mut asker).await, "1:flooded=64");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_shutdown_closes_sockets_as_going_away() {
     let host = host_with(&["durable-test"], ObjectOptions::default()).await;
     let mut client = connect(&host, "/ledger/bye/ws").await;

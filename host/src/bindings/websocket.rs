@@ -5,8 +5,13 @@
 use std::sync::Arc;
 
 use super::verge::platform::websocket::{Error, Host, Message, Socket};
-use crate::objects::{ObjectKey, ObjectSystem, close_frame, validate_close};
+use crate::objects::{ObjectKey, ObjectSystem, close_frame, frame_size, validate_close};
 use crate::runtime::HostState;
+
+/// What one event may send in all, summed over its sockets: a 2 KiB
+/// message to 32,768 sockets fits; a guest cannot make the host buffer
+/// gigabytes before its commit.
+const MAX_EVENT_SEND_BYTES: usize = 64 << 20;
 
 impl HostState {
     /// The object system and the current object, or `unavailable` outside
@@ -19,6 +24,14 @@ impl HostState {
     /// Holds a frame until the event commits.
     fn stage(&mut self, ws: Socket, frame: axum::extract::ws::Message) -> Result<(), Error> {
         let scope = self.object.as_mut().ok_or(Error::Unavailable)?;
+        let size = frame_size(&frame);
+        if scope.outbox_bytes + size > MAX_EVENT_SEND_BYTES {
+            return Err(Error::Invalid(format!(
+                "one event may send at most {} MiB over its WebSockets: the host holds it all until the commit",
+                MAX_EVENT_SEND_BYTES >> 20
+            )));
+        }
+        scope.outbox_bytes += size;
         scope.outbox.push((ws, frame));
         Ok(())
     }

@@ -380,6 +380,7 @@ impl Actor {
                 db: db.clone(),
                 callers: Chain::default(),
                 outbox: Vec::new(),
+                outbox_bytes: 0,
             };
             let class = self.namespace.class.clone();
             self.warm = Some(Warm::start(&system, worker, scope, class, self.name.clone()).await?);
@@ -486,7 +487,10 @@ impl Actor {
         self.warm
             .as_mut()
             .and_then(|w| w.store.data_mut().object.as_mut())
-            .map(|scope| std::mem::take(&mut scope.outbox))
+            .map(|scope| {
+                scope.outbox_bytes = 0;
+                std::mem::take(&mut scope.outbox)
+            })
             .unwrap_or_default()
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use id::{ObjectId, ObjectKey};
 pub use sockets::{
-    Accepted, Outgoing, SocketHub, SocketId, SocketLimits, UPGRADE_HEADER, close_frame,
+    Accepted, Outgoing, SocketHub, SocketId, SocketLimits, UPGRADE_HEADER, close_frame, frame_size,
     serve_connection, validate_close,
 };
 
@@ -46,6 +46,8 @@ pub struct ObjectScope {
     /// What the current event sent on its WebSockets, held until it
     /// commits (the output gate covers sockets too).
     pub outbox: Vec<Outgoing>,
+    /// Payload bytes in `outbox`.
+    pub outbox_bytes: usize,
 }
 
 /// How objects behave, host-wide.

@@ -449,8 +449,8 @@ fn remove_socket(hub: &mut Hub, key: &ObjectKey, id: SocketId) {
     }
 }
 
-/// The payload bytes of a frame, as the backlog counts them.
-fn frame_size(frame: &Frame) -> usize {
+/// The payload bytes of a frame, as backlogs and outboxes count them.
+pub fn frame_size(frame: &Frame) -> usize {
     match frame {
         Frame::Text(text) => text.len(),
         Frame::Binary(bytes) => bytes.len(),

@@ -72,7 +72,8 @@ impl Ledger {
     /// `all:<text>` goes to every socket, `tag:<tag>:<text>` to those
     /// tagged, `note` answers the socket's attachment, `count` the number
     /// of sockets, `close` closes with 4001, `send-then-fail` sends and
-    /// fails; anything else is echoed.
+    /// fails, `flood` sends 1 MiB messages until the host refuses and
+    /// `flooded` says how many it took; anything else is echoed.
     fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
         let WebSocketMessage::Text(text) = message else {
             return ws.send_binary(b"binary");
@@ -95,6 +96,16 @@ impl Ledger {
             ws.send_text(&format!("{version}:count={count}"))?;
         } else if text == "close" {
             ws.close(4001, "asked to")?;
+        } else if text == "flood" {
+            let chunk = "x".repeat(1 << 20);
+            let mut sent = 0;
+            while ws.send_text(&chunk).is_ok() {
+                sent += 1;
+            }
+            self.state.storage().put("flooded", &sent)?;
+        } else if text == "flooded" {
+            let sent: u32 = self.state.storage().get("flooded")?.unwrap_or(0);
+            ws.send_text(&format!("{version}:flooded={sent}"))?;
         } else if text == "send-then-fail" {
             ws.send_text(&format!("{version}:sent by a failed event"))?;
             return Err(Error::msg("failing after a send"));
