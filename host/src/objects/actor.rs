@@ -299,6 +299,11 @@ impl Actor {
             }
             None => Err("the host is shutting down".to_owned()),
         };
+        // Before any reply leaves: a client that lists objects after its
+        // answer finds this one active, with its name.
+        if let Some(system) = &system {
+            system.record_activity(&self.key, self.name.as_deref());
+        }
         match committed {
             Ok(()) => {
                 if let Some(system) = &system {
@@ -322,9 +327,6 @@ impl Actor {
                     ))));
                 }
             }
-        }
-        if let Some(system) = system {
-            system.record_activity(&self.key, self.name.as_deref());
         }
     }
 
