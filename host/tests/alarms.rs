@@ -14,7 +14,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use verge_host::objects::ObjectOptions;
 
-use support::{TestHost, VergeProcess, guest};
+use support::{TestHost, VergeProcess, get_json, guest};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -52,7 +52,7 @@ async fn wait_until(host: &TestHost, path: &str, done: impl Fn(&Value) -> bool) 
 async fn poll(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let value: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        let value: Value = get_json(client, url).await;
         if done(&value) {
             return value;
         }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
-use support::{TOKEN, VergeProcess, repo};
+use support::{TOKEN, VergeProcess, get_json, repo};
 
 fn verge(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_verge"));
@@ -321,24 +321,10 @@ async fn objects_commands_list_export_import_and_delete() {
             .starts_with(b"SQLite format 3\0")
     );
     objects(&["import", "--name", "b", "-i", file.to_str().unwrap()]);
-    let b: serde_json::Value = client
-        .get(format!("{}/counter/b", host.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let b: serde_json::Value = get_json(&client, &format!("{}/counter/b", host.url)).await;
     assert_eq!(b["value"], 41, "the import carried the data over");
 
     objects(&["delete", "--name", "a"]);
-    let a: serde_json::Value = client
-        .get(format!("{}/counter/a", host.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a: serde_json::Value = get_json(&client, &format!("{}/counter/a", host.url)).await;
     assert_eq!(a["value"], 0);
 }

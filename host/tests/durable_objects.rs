@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{TestHost, VergeProcess, guest};
+use support::{TestHost, VergeProcess, get_json, guest};
 
 async fn host_with(example: &str) -> TestHost {
     let host = TestHost::start().await;
@@ -365,35 +365,14 @@ async fn the_same_name_reaches_the_same_object_across_restarts() {
             .await
             .unwrap();
     }
-    let before: Value = client
-        .get(format!("{}/ledger/r/describe", first.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = get_json(&client, &format!("{}/ledger/r/describe", first.url)).await;
     let before = &before["ok"];
     first.kill();
 
     let second = VergeProcess::serve(data.path());
-    let after: Value = client
-        .get(format!("{}/ledger/r/describe", second.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = get_json(&client, &format!("{}/ledger/r/describe", second.url)).await;
     assert_eq!(after["ok"]["id"], before["id"]);
-    let values: Vec<String> = client
-        .get(format!("{}/ledger/r/entries", second.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let values: Vec<String> = get_json(&client, &format!("{}/ledger/r/entries", second.url)).await;
     assert_eq!(values, ["a", "b"]);
 }
 
@@ -421,22 +400,7 @@ async fn acknowledged_writes_survive_sigkill() {
             assert_eq!(host.deploy(&reqwest::Client::new(), &g).await, 201);
         }
         // Everything acknowledged so far is there.
-        for (ledger, expected) in acknowledged.iter().enumerate() {
-            let found: Vec<String> = client
-                .get(format!("{}/ledger/crash-{ledger}/entries", host.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            for value in expected {
-                assert!(
-                    found.contains(value),
-                    "round {round}: acknowledged {value} is missing from crash-{ledger}"
-                );
-            }
-        }
+        assert_all_present(&client, &host.url, &acknowledged, &format!("round {round}")).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let writers: Vec<_> = (0..8)
             .map(|writer| {
@@ -473,19 +437,23 @@ async fn acknowledged_writes_survive_sigkill() {
     assert!(total > 0, "the load acknowledged no writes at all");
 
     let host = VergeProcess::serve(data.path());
+    assert_all_present(&client, &host.url, &acknowledged, "after the last restart").await;
+}
+
+/// Asserts that every value in `acknowledged[n]` is in ledger `crash-n`.
+async fn assert_all_present(
+    client: &reqwest::Client,
+    url: &str,
+    acknowledged: &[Vec<String>],
+    when: &str,
+) {
     for (ledger, expected) in acknowledged.iter().enumerate() {
-        let found: Vec<String> = client
-            .get(format!("{}/ledger/crash-{ledger}/entries", host.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let found: Vec<String> =
+            get_json(client, &format!("{url}/ledger/crash-{ledger}/entries")).await;
         for value in expected {
             assert!(
                 found.contains(value),
-                "acknowledged {value} is missing after the last restart"
+                "{when}: acknowledged {value} is missing from crash-{ledger}"
             );
         }
     }

@@ -2,10 +2,8 @@
 //! live in the host-wide hub (`objects/sockets.rs`); sends and closes wait
 //! in the event's outbox until it commits.
 
-use std::sync::Arc;
-
 use super::verge::platform::websocket::{Error, Host, Message, Socket};
-use crate::objects::{ObjectKey, ObjectSystem, close_frame, frame_size, validate_close};
+use crate::objects::{ObjectKey, SocketHub, close_frame, frame_size, validate_close};
 use crate::runtime::HostState;
 
 /// What one event may send in all, summed over its sockets: a 2 KiB
@@ -14,11 +12,11 @@ use crate::runtime::HostState;
 const MAX_EVENT_SEND_BYTES: usize = 64 << 20;
 
 impl HostState {
-    /// The object system and the current object, or `unavailable` outside
+    /// The socket hub and the current object, or `unavailable` outside
     /// an object.
-    fn socket_owner(&self) -> Result<(Arc<ObjectSystem>, ObjectKey), Error> {
+    fn hub(&self) -> Result<(&SocketHub, &ObjectKey), Error> {
         let scope = self.object.as_ref().ok_or(Error::Unavailable)?;
-        Ok((self.worker().objects.clone(), scope.key.clone()))
+        Ok((self.worker().objects.sockets(), &scope.key))
     }
 
     /// Holds a frame until the event commits.
@@ -39,25 +37,25 @@ impl HostState {
 
 impl Host for HostState {
     fn accept(&mut self, upgrade: Socket, tags: Vec<String>) -> Result<(), Error> {
-        let (system, key) = self.socket_owner()?;
-        system.sockets().accept(&key, upgrade, tags)
+        let (hub, key) = self.hub()?;
+        hub.accept(key, upgrade, tags)
     }
 
     fn sockets(&mut self, tag: Option<String>) -> Vec<Socket> {
-        match self.socket_owner() {
-            Ok((system, key)) => system.sockets().sockets(&key, tag.as_deref()),
+        match self.hub() {
+            Ok((hub, key)) => hub.sockets(key, tag.as_deref()),
             Err(_) => Vec::new(),
         }
     }
 
     fn tags(&mut self, ws: Socket) -> Result<Vec<String>, Error> {
-        let (system, key) = self.socket_owner()?;
-        system.sockets().tags(&key, ws)
+        let (hub, key) = self.hub()?;
+        hub.tags(key, ws)
     }
 
     fn send(&mut self, ws: Socket, message: Message) -> Result<(), Error> {
-        let (system, key) = self.socket_owner()?;
-        let frame = system.sockets().frame(&key, ws, message)?;
+        let (hub, key) = self.hub()?;
+        let frame = hub.frame(key, ws, message)?;
         self.stage(ws, frame)
     }
 
@@ -67,23 +65,23 @@ impl Host for HostState {
     }
 
     fn set_attachment(&mut self, ws: Socket, attachment: Vec<u8>) -> Result<(), Error> {
-        let (system, key) = self.socket_owner()?;
-        system.sockets().set_attachment(&key, ws, attachment)
+        let (hub, key) = self.hub()?;
+        hub.set_attachment(key, ws, attachment)
     }
 
     fn attachment(&mut self, ws: Socket) -> Result<Option<Vec<u8>>, Error> {
-        let (system, key) = self.socket_owner()?;
-        system.sockets().attachment(&key, ws)
+        let (hub, key) = self.hub()?;
+        hub.attachment(key, ws)
     }
 
     fn set_auto_response(&mut self, pair: Option<(String, String)>) {
-        if let Ok((system, key)) = self.socket_owner() {
-            system.sockets().set_auto_response(&key, pair);
+        if let Ok((hub, key)) = self.hub() {
+            hub.set_auto_response(key, pair);
         }
     }
 
     fn auto_response_timestamp(&mut self, ws: Socket) -> Result<Option<i64>, Error> {
-        let (system, key) = self.socket_owner()?;
-        system.sockets().auto_response_timestamp(&key, ws)
+        let (hub, key) = self.hub()?;
+        hub.auto_response_timestamp(key, ws)
     }
 }

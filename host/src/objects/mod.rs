@@ -512,11 +512,17 @@ impl ObjectSystem {
     /// Evicts every active object (a test and operations knob): instances
     /// dropped, databases closed. Hibernated state survives.
     pub async fn evict_all(&self) {
+        self.evict_where(|_| true).await;
+    }
+
+    /// Evicts the active objects `which` picks, waiting for each to close.
+    async fn evict_where(&self, which: impl Fn(&ObjectKey) -> bool) {
         let keys: Vec<ObjectKey> = self
             .actors
             .lock()
             .expect("directory lock")
             .keys()
+            .filter(|k| which(k))
             .cloned()
             .collect();
         for key in keys {
@@ -670,20 +676,7 @@ impl ObjectSystem {
 
     /// Stops every actor of a deleted namespace and removes its files.
     pub async fn delete_namespace(&self, namespace: &str) -> Result<()> {
-        let keys: Vec<ObjectKey> = self
-            .actors
-            .lock()
-            .expect("directory lock")
-            .keys()
-            .filter(|k| &*k.namespace == namespace)
-            .cloned()
-            .collect();
-        for key in keys {
-            let (done, wait) = oneshot::channel();
-            if self.send_existing(&key, Message::Evict(done)) {
-                let _ = wait.await;
-            }
-        }
+        self.evict_where(|k| &*k.namespace == namespace).await;
         self.sockets
             .close_namespace(namespace, 1001, "the object was deleted");
         self.alarms.forget_namespace(namespace);

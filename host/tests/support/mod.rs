@@ -212,6 +212,11 @@ pub async fn admin_json(
         .unwrap()
 }
 
+/// GETs `url` and parses the JSON answer.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// The `name = "..."` of a verge.toml.
 pub fn config_name(config: &str) -> String {
     let table: toml::Table = toml::from_str(config).unwrap();
