@@ -164,6 +164,32 @@ async fn the_sql_guard_refuses_what_it_should() {
     assert_eq!(fine["ok"], true, "{fine}");
 }
 
+/// The time SQLite spends on a query is the host's, not the guest's: a
+/// query that runs far longer than `cpu_ms` (50 ms here) succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_time_does_not_count_against_the_guests_cpu_limit() {
+    let host = host_with("durable-test").await;
+    let query = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) \
+                 SELECT sum(x) FROM c";
+    let started = std::time::Instant::now();
+    let res = host
+        .client
+        .post(format!("{}/ledger/slow-sql/sql", host.url))
+        .body(query)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+    // Not a speed check: without it the test would prove nothing.
+    assert!(
+        took > Duration::from_millis(50),
+        "the query took only {took:?}: make it longer"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_ids_are_rejected_and_good_ones_normalized() {
     let host = host_with("durable-test").await;

@@ -7,8 +7,9 @@ use super::ConfigError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// CPU time the guest may spend executing, in milliseconds. Time spent
-    /// waiting on host calls (fetch) does not count.
+    /// CPU time the guest's own code may use, in milliseconds, read off
+    /// the thread's CPU clock. Host calls (SQL, fetch, logging) and time
+    /// spent waiting for a core do not count.
     pub cpu_ms: u64,
     /// Linear memory the guest may grow to, in MiB.
     pub memory_mb: u64,

@@ -7,7 +7,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use crate::bindings::{Request, Response};
 
-use super::limits::{CpuLimitExceeded, MemoryLimitExceeded, on_epoch_tick};
+use super::limits::{self, CpuLimitExceeded, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
 
 /// Why a request produced no response from the guest.
@@ -94,9 +94,7 @@ pub async fn component_classes(worker: &LoadedWorker) -> Result<Vec<String>, Str
 /// A store for `worker` around `state`, its limits installed.
 pub fn new_store(worker: &LoadedWorker, state: HostState) -> Store<HostState> {
     let mut store = Store::new(worker.pre.engine(), state);
-    store.limiter(|state| state);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(on_epoch_tick);
+    limits::install(&mut store);
     store
 }
 

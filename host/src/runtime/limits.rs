@@ -1,7 +1,9 @@
 //! Per-request resource limits enforced inside the store: memory through a
-//! [`ResourceLimiter`], CPU time through epoch ticks.
+//! [`ResourceLimiter`], CPU time through the call hooks and epoch ticks.
 
-use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
+use std::time::Duration;
+
+use wasmtime::{ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
 
 use super::HostState;
 
@@ -53,19 +55,33 @@ impl ResourceLimiter for HostState {
     }
 }
 
-/// Called by wasmtime each time a running guest crosses an epoch tick.
+/// Installs the limits in a new store: the memory limiter, the call hook
+/// that meters the guest's CPU time, and the epoch check.
+pub(crate) fn install(store: &mut Store<HostState>) {
+    store.limiter(|state| state);
+    store.call_hook(|mut store, hook| {
+        let cpu = &mut store.data_mut().cpu;
+        if hook.exiting_host() {
+            cpu.enter();
+        } else {
+            cpu.leave();
+        }
+        Ok(())
+    });
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(on_epoch_tick);
+}
+
+/// Called by wasmtime each time a running guest crosses an epoch tick: a
+/// host call, so the guest's CPU time is up to date here (see
+/// `cpu_time.rs`).
 ///
-/// Ticks only arrive while guest code runs: time spent awaiting a host call
-/// (a fetch) shows up as at most one tick when the guest resumes, so this
-/// counts CPU time, not wall time. Each tick yields to the async runtime, so
-/// a spinning guest cannot starve other requests on its thread.
-pub fn on_epoch_tick(
-    mut store: StoreContextMut<'_, HostState>,
-) -> wasmtime::Result<UpdateDeadline> {
-    let state = store.data_mut();
-    state.cpu_ticks += 1;
+/// Each tick also yields to the async runtime, so a spinning guest cannot
+/// starve other requests on its thread.
+fn on_epoch_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = store.data();
     let limit_ms = state.worker().config.limits.cpu_ms;
-    if state.cpu_ticks > limit_ms {
+    if state.cpu.used() > Duration::from_millis(limit_ms) {
         return Err(wasmtime::Error::new(CpuLimitExceeded { limit_ms }));
     }
     Ok(UpdateDeadline::Yield(1))

@@ -2,6 +2,7 @@
 //! and per-request instantiation under limits.
 
 mod artifacts;
+mod cpu_time;
 mod engine;
 mod guest_log;
 mod invoke;

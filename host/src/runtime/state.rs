@@ -7,6 +7,7 @@ use tracing::Level;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::cpu_time::GuestCpu;
 use super::guest_log::{GuestLog, GuestOutput};
 use super::worker::WorkerContext;
 use crate::objects::{Chain, ObjectScope};
@@ -49,8 +50,8 @@ pub struct HostState {
     worker: Arc<WorkerContext>,
     request_id: RequestId,
     guest_log: GuestLog,
-    /// Epoch ticks spent running guest code; see `limits::on_epoch_tick`.
-    pub(crate) cpu_ticks: u64,
+    /// CPU time the guest's own code has used; see `cpu_time.rs`.
+    pub(crate) cpu: GuestCpu,
     /// Outbound fetches made so far.
     pub(crate) subrequests: u32,
     /// Set when this store runs a Durable Object.
@@ -78,7 +79,7 @@ impl HostState {
             worker,
             request_id,
             guest_log,
-            cpu_ticks: 0,
+            cpu: GuestCpu::default(),
             subrequests: 0,
             object: None,
         }
@@ -97,7 +98,7 @@ impl HostState {
     pub(crate) fn begin_event(&mut self, request_id: RequestId, callers: Chain) {
         self.request_id = request_id;
         self.guest_log.reset(request_id);
-        self.cpu_ticks = 0;
+        self.cpu.reset();
         self.subrequests = 0;
         if let Some(object) = &mut self.object {
             object.callers = callers;

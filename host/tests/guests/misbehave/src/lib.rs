@@ -13,6 +13,19 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
                 n = black_box(n.wrapping_add(1));
             }
         }
+        "/spin" => {
+            // A fixed amount of pure computation: the tests calibrate how
+            // much CPU time an iteration takes.
+            let iterations: u64 = req
+                .query_param("iterations")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let mut x: u64 = 1;
+            for i in 0..iterations {
+                x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+            }
+            Ok(Response::text(x.to_string()))
+        }
         "/alloc" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
