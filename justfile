@@ -31,7 +31,12 @@ lint:
     cd guest-examples && cargo clippy --release --all-targets -- -D warnings
     cd host/tests/guests && cargo clippy --release -- -D warnings
 
-# The full comparison: report and charts in target/bench-report/.
+# The benchmark peers (oha, workerd, wasmtime 48), installed where missing.
+bench-peers:
+    cargo run --release -p verge-benches --bin bench -- --install-peers
+
+# The full comparison: report and charts in target/bench-report/. Installs
+# missing peers first.
 bench:
     cargo build --release -p verge-host -p verge-benches
     cargo run --release -p verge-benches --bin bench

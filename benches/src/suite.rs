@@ -17,7 +17,7 @@ use crate::peers::{self, Bins, Running};
 use crate::process::{rss_kib, wait_for_200};
 use crate::report::{Chart, Report, Section, Table, format_value};
 use crate::samples::Samples;
-use crate::tools::{self, Tool};
+use crate::tools::{Peers, Tool};
 
 use crate::{hello_request, hello_worker, repo};
 
@@ -29,6 +29,9 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Where the `verge` and `native-hello` binaries are.
     pub bin_dir: PathBuf,
+    /// Install missing peers first (minutes, for wasmtime); otherwise the
+    /// benches that need one are skipped, and the report says which.
+    pub install_peers: bool,
 }
 
 /// How long and how often each measurement runs.
@@ -80,10 +83,7 @@ const CONNECTIONS: [u32; 2] = [1, 64];
 /// What the harness needs installed or built before measuring.
 struct Setup {
     bins: Bins,
-    load: Tool,
-    workerd: Tool,
-    wasmtime: Tool,
-    node: Option<Tool>,
+    peers: Peers,
     /// Every bundled example and the bench-only guests: (component, verge.toml).
     guests: HashMap<String, (Vec<u8>, String)>,
     wasi_http_hello: PathBuf,
@@ -126,11 +126,16 @@ impl Setup {
             }
         }
         let wasi_http_hello = built("benches/peers/wasi-http-hello", "wasi_http_hello")?;
+        let peers = if options.install_peers {
+            Peers::install_missing()?
+        } else {
+            Peers::find()
+        };
+        for missing in peers.missing() {
+            eprintln!("bench: skipping what needs {missing}");
+        }
         Ok(Self {
-            load: tools::load_generator()?,
-            workerd: tools::workerd()?,
-            wasmtime: tools::wasmtime()?,
-            node: tools::node(),
+            peers,
             guests,
             wasi_http_hello: wasi_http_hello.wasm,
             bins,
@@ -175,18 +180,28 @@ pub fn run(options: &Options) -> Result<Report> {
     report.sections.push(durable_section(&durable));
     report.sections.push(sql);
     report.sections.push(websockets::section(&chat));
+    // A chart whose benches were all skipped has nothing to draw.
+    for section in &mut report.sections {
+        section.charts.retain(|chart| !chart.bars.is_empty());
+    }
     report.write(&options.out_dir)?;
     Ok(report)
 }
 
 fn preamble(setup: &Setup, smoke: bool, load_before: &str) -> Vec<String> {
-    let mut versions = vec![
-        format!("verge {} ({})", env!("CARGO_PKG_VERSION"), git_revision()),
-        setup.load.version.clone(),
-        setup.workerd.version.clone(),
-        setup.wasmtime.version.clone(),
-    ];
-    versions.extend(setup.node.as_ref().map(|n| format!("node {}", n.version)));
+    let peers = &setup.peers;
+    let mut versions = vec![format!(
+        "verge {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        git_revision()
+    )];
+    versions.extend(
+        [&peers.load, &peers.workerd, &peers.wasmtime]
+            .into_iter()
+            .flatten()
+            .map(|tool| tool.version.clone()),
+    );
+    versions.extend(peers.node.as_ref().map(|n| format!("node {}", n.version)));
     let mut preamble = vec![
         "Figures from one run on one machine: absolute numbers do not carry over to yours; the ratios between servers measured side by side in the same run do. The load generator runs on the same machine as the server under test, and each server runs alone while it is measured.".to_owned(),
         format!(
@@ -199,6 +214,13 @@ fn preamble(setup: &Setup, smoke: bool, load_before: &str) -> Vec<String> {
         ),
         format!("Versions: {}.", versions.join(", ")),
     ];
+    let missing = peers.missing();
+    if !missing.is_empty() {
+        preamble.push(format!(
+            "**Skipped**, not installed (`just bench` installs them): {}.",
+            missing.join("; ")
+        ));
+    }
     if smoke {
         preamble.insert(0, "**Smoke run**: every bench ran for about a second to check the harness. These figures are not measurements.".to_owned());
     }
@@ -303,7 +325,8 @@ struct ServerFigures {
     name: &'static str,
     start: Samples,
     idle_rss_kib: u64,
-    loaded_rss_kib: u64,
+    /// `None` when no load ran.
+    loaded_rss_kib: Option<u64>,
     loads: Vec<(u32, LoadResult)>,
 }
 
@@ -324,12 +347,18 @@ fn measure_servers(setup: &Setup, plan: &Plan) -> Result<Vec<ServerFigures>> {
         let (_verge, _, admin) = peers::verge_empty(&setup.bins, verge_data.path())?;
         setup.deploy(&admin, &[("hello", "hello")])?;
     }
-    let starters: Vec<Box<dyn Fn() -> Result<Running> + '_>> = vec![
-        Box::new(|| peers::verge(&setup.bins, verge_data.path(), &[], "/hello")),
-        Box::new(|| peers::workerd(&setup.workerd)),
-        Box::new(|| peers::wasmtime_serve(&setup.wasmtime, &setup.wasi_http_hello)),
-        Box::new(|| peers::native(&setup.bins)),
-    ];
+    let mut starters: Vec<Box<dyn Fn() -> Result<Running> + '_>> = vec![Box::new(|| {
+        peers::verge(&setup.bins, verge_data.path(), &[], "/hello")
+    })];
+    if let Some(workerd) = &setup.peers.workerd {
+        starters.push(Box::new(|| peers::workerd(workerd)));
+    }
+    if let Some(wasmtime) = &setup.peers.wasmtime {
+        starters.push(Box::new(|| {
+            peers::wasmtime_serve(wasmtime, &setup.wasi_http_hello)
+        }));
+    }
+    starters.push(Box::new(|| peers::native(&setup.bins)));
     starters
         .iter()
         .map(|start| measure_server(setup, plan, start.as_ref()))
@@ -353,13 +382,17 @@ fn measure_server(
     let idle_rss_kib = rss_kib(running.service.pid())?;
     let mut loads = Vec::new();
     let target = Target::get(&format!("http://{}", running.addr), "/hello");
-    for connections in CONNECTIONS {
-        loads.push((
-            connections,
-            load(setup, plan, running.name, &target, connections)?,
-        ));
+    if let Some(generator) = &setup.peers.load {
+        for connections in CONNECTIONS {
+            loads.push((
+                connections,
+                load(generator, plan, running.name, &target, connections)?,
+            ));
+        }
     }
-    let loaded_rss_kib = rss_kib(running.service.pid())?;
+    let loaded_rss_kib = (!loads.is_empty())
+        .then(|| rss_kib(running.service.pid()))
+        .transpose()?;
     Ok(ServerFigures {
         name: running.name,
         start: startup,
@@ -371,16 +404,16 @@ fn measure_server(
 
 /// One load run after a warm-up, logged.
 fn load(
-    setup: &Setup,
+    generator: &Tool,
     plan: &Plan,
     server: &str,
     target: &Target,
     connections: u32,
 ) -> Result<LoadResult> {
     if !plan.warmup.is_zero() {
-        loadgen::run(&setup.load, target, connections, plan.warmup)?;
+        loadgen::run(generator, target, connections, plan.warmup)?;
     }
-    let result = loadgen::run(&setup.load, target, connections, plan.load)?;
+    let result = loadgen::run(generator, target, connections, plan.load)?;
     eprintln!(
         "bench: {server} {} at {connections} connections: {result:?}",
         target.path
@@ -398,6 +431,9 @@ struct DurableFigures {
 }
 
 fn measure_durable_objects(setup: &Setup, plan: &Plan) -> Result<Vec<DurableFigures>> {
+    let Some(generator) = &setup.peers.load else {
+        return Ok(Vec::new());
+    };
     let verge_data = tempfile::tempdir()?;
     let (verge_service, listen, admin) = peers::verge_empty(&setup.bins, verge_data.path())?;
     setup.deploy(
@@ -407,21 +443,24 @@ fn measure_durable_objects(setup: &Setup, plan: &Plan) -> Result<Vec<DurableFigu
             ("rate-limiter", "rate_limiter"),
         ],
     )?;
-    let verge = durable_figures(setup, plan, "verge", &format!("http://{listen}"))?;
-    drop(verge_service);
-    let workerd_storage = tempfile::tempdir()?;
-    let workerd_service = peers::workerd_durable(&setup.workerd, workerd_storage.path())?;
-    let workerd = durable_figures(
-        setup,
+    let mut figures = vec![durable_figures(
+        generator,
         plan,
-        "workerd",
-        &format!("http://{}", workerd_service.addr),
-    )?;
-    Ok(vec![verge, workerd])
+        "verge",
+        &format!("http://{listen}"),
+    )?];
+    drop(verge_service);
+    if let Some(workerd) = &setup.peers.workerd {
+        let storage = tempfile::tempdir()?;
+        let service = peers::workerd_durable(workerd, storage.path())?;
+        let base = format!("http://{}", service.addr);
+        figures.push(durable_figures(generator, plan, "workerd", &base)?);
+    }
+    Ok(figures)
 }
 
 fn durable_figures(
-    setup: &Setup,
+    generator: &Tool,
     plan: &Plan,
     name: &'static str,
     base: &str,
@@ -438,14 +477,14 @@ fn durable_figures(
     for connections in CONNECTIONS {
         reserve.push((
             connections,
-            load(setup, plan, name, &reserve_target, connections)?,
+            load(generator, plan, name, &reserve_target, connections)?,
         ));
     }
     let new_objects_target = Target {
         random_suffix: true,
         ..Target::get(base, "/limited/")
     };
-    let new_objects = load(setup, plan, name, &new_objects_target, 64)?;
+    let new_objects = load(generator, plan, name, &new_objects_target, 64)?;
     Ok(DurableFigures {
         name,
         reserve,
@@ -490,6 +529,13 @@ fn durable_section(figures: &[DurableFigures]) -> Section {
                 r.requests_per_sec,
             ));
         }
+    }
+    if figures.is_empty() {
+        return Section {
+            title: "Durable Objects".into(),
+            text: "Skipped: these benches need a load generator (oha or wrk).".into(),
+            ..Section::default()
+        };
     }
     Section {
         title: "Durable Objects".into(),
@@ -597,7 +643,7 @@ fn measure_process_per_request(setup: &Setup, plan: &Plan) -> Result<Vec<(&'stat
         cgi.push(peers::spawn_to_exit(command)?);
     }
     measured.push(("native process per request (CGI-style)", cgi));
-    if let Some(node) = &setup.node {
+    if let Some(node) = &setup.peers.node {
         let mut samples = Samples::default();
         for _ in 0..plan.spawns {
             let mut command = node.command();
@@ -703,17 +749,15 @@ fn memory_section(servers: &[ServerFigures]) -> Section {
     let mut table = Table::new(&["server", "idle RSS MiB", "RSS after load MiB"]);
     let mut bars = Vec::new();
     for server in servers {
-        let (idle, loaded) = (
-            server.idle_rss_kib as f64 / 1024.0,
-            server.loaded_rss_kib as f64 / 1024.0,
-        );
+        let idle = server.idle_rss_kib as f64 / 1024.0;
+        let loaded = server.loaded_rss_kib.map(|kib| kib as f64 / 1024.0);
         table.row(vec![
             server.name.into(),
             format_value(idle),
-            format_value(loaded),
+            loaded.map_or("—".into(), format_value),
         ]);
         bars.push((format!("{} idle", server.name), idle));
-        bars.push((format!("{} after load", server.name), loaded));
+        bars.extend(loaded.map(|loaded| (format!("{} after load", server.name), loaded)));
     }
     Section {
         title: "Memory".into(),

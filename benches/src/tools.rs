@@ -1,5 +1,5 @@
-//! The tools and peers a benchmark run needs, found on the machine or
-//! installed: a load generator (oha or wrk), workerd (from npm), wasmtime
+//! The tools and peers a benchmark run compares against, found on the
+//! machine: a load generator (oha or wrk), workerd (from npm), wasmtime
 //! (from crates.io) and Node.js (which must already be there).
 
 use std::path::{Path, PathBuf};
@@ -65,90 +65,141 @@ fn run(mut command: Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// oha if present, else wrk, else oha installed with cargo.
-pub fn load_generator() -> Result<Tool> {
-    for (name, args) in [("oha", ["--version"]), ("wrk", ["-v"])] {
-        if let Some(path) = on_path(name)
-            && let Some(version) =
-                version_of(&path, &args).or_else(|| (name == "wrk").then(|| "wrk".into()))
-        {
-            return Ok(Tool {
-                name: if name == "oha" { "oha" } else { "wrk" },
-                path,
-                version,
-            });
+/// The programs a comparison runs against, as found on this machine.
+/// Finding installs nothing: `just bench` (and `.ci/run`) install what is
+/// missing first, with [`Peers::install_missing`]; a run without one of
+/// them skips what needs it and says so.
+pub struct Peers {
+    /// oha or wrk: every throughput bench needs one.
+    pub load: Option<Tool>,
+    pub workerd: Option<Tool>,
+    /// The wasmtime CLI at the version Verge embeds, for `wasmtime serve`.
+    pub wasmtime: Option<Tool>,
+    /// Node.js, for the process-start baseline; never installed here.
+    pub node: Option<Tool>,
+}
+
+impl Peers {
+    pub fn find() -> Self {
+        Self {
+            load: find_load_generator(),
+            workerd: find_workerd(),
+            wasmtime: find_wasmtime(),
+            node: find_node(),
         }
     }
-    let mut install = Command::new("cargo");
-    install.args(["install", "oha", "--locked"]);
-    run(install, "installing oha (cargo install oha --locked)")?;
-    let path = on_path("oha").context("oha is not on the PATH after installing it")?;
-    let version = version_of(&path, &["--version"]).unwrap_or_default();
-    Ok(Tool {
-        name: "oha",
+
+    /// Installs the peers this machine lacks (oha and wasmtime with cargo,
+    /// which takes minutes; workerd with npm), then finds them all.
+    pub fn install_missing() -> Result<Self> {
+        let found = Self::find();
+        if found.load.is_none() {
+            let mut install = Command::new("cargo");
+            install.args(["install", "oha", "--locked"]);
+            run(install, "installing oha (cargo install oha --locked)")?;
+        }
+        if found.workerd.is_none() {
+            let dir = tools_dir();
+            std::fs::create_dir_all(&dir)?;
+            let mut install = Command::new("npm");
+            install
+                .args([
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                ])
+                .arg(&dir)
+                .arg("workerd");
+            run(install, "installing workerd (npm install workerd)")?;
+        }
+        if found.wasmtime.is_none() {
+            let mut install = Command::new("cargo");
+            install.args(["install", "--locked", "wasmtime-cli@48.0.8"]);
+            run(
+                install,
+                "installing wasmtime (cargo install --locked wasmtime-cli@48.0.8)",
+            )?;
+        }
+        let peers = Self::find();
+        for (name, tool) in [
+            ("a load generator", &peers.load),
+            ("workerd", &peers.workerd),
+            ("wasmtime", &peers.wasmtime),
+        ] {
+            anyhow::ensure!(
+                tool.is_some(),
+                "{name} is still missing after installing it"
+            );
+        }
+        Ok(peers)
+    }
+
+    /// What is missing, and how to get it, one line each.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.load.is_none() {
+            missing.push("oha or wrk (every throughput bench): `cargo install oha --locked`, or wrk from your distribution".to_owned());
+        }
+        if self.workerd.is_none() {
+            missing.push("workerd: `npm install --prefix target/bench-tools workerd`".to_owned());
+        }
+        if self.wasmtime.is_none() {
+            missing.push(
+                "wasmtime 48 (`wasmtime serve`): `cargo install --locked wasmtime-cli@48.0.8`"
+                    .to_owned(),
+            );
+        }
+        if self.node.is_none() {
+            missing.push("node (the Node.js process-start baseline)".to_owned());
+        }
+        missing
+    }
+}
+
+/// oha if present, else wrk.
+fn find_load_generator() -> Option<Tool> {
+    if let Some(path) = on_path("oha")
+        && let Some(version) = version_of(&path, &["--version"])
+    {
+        return Some(Tool {
+            name: "oha",
+            path,
+            version,
+        });
+    }
+    // wrk prints its version with a failing exit status.
+    on_path("wrk").map(|path| Tool {
+        name: "wrk",
+        version: version_of(&path, &["-v"]).unwrap_or_else(|| "wrk".into()),
         path,
-        version,
     })
 }
 
 /// workerd from the npm package `workerd`, installed under target/.
-pub fn workerd() -> Result<Tool> {
-    let dir = tools_dir();
-    let binary = dir.join("node_modules/@cloudflare/workerd-linux-64/bin/workerd");
-    if !binary.is_file() {
-        std::fs::create_dir_all(&dir)?;
-        let mut install = Command::new("npm");
-        install
-            .args([
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-            ])
-            .arg(&dir)
-            .arg("workerd");
-        run(install, "installing workerd (npm install workerd)")?;
-    }
-    let version = version_of(&binary, &["--version"]).context("workerd does not run")?;
-    Ok(Tool {
+fn find_workerd() -> Option<Tool> {
+    let binary = tools_dir().join("node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+    let version = version_of(&binary, &["--version"])?;
+    Some(Tool {
         name: "workerd",
         path: binary,
         version,
     })
 }
 
-/// The wasmtime CLI at the version Verge embeds, installed with cargo.
-pub fn wasmtime() -> Result<Tool> {
-    let wanted = "wasmtime 48.";
-    if let Some(path) = on_path("wasmtime")
-        && let Some(version) = version_of(&path, &["--version"])
-        && version.starts_with(wanted)
-    {
-        return Ok(Tool {
-            name: "wasmtime",
-            path,
-            version,
-        });
-    }
-    let mut install = Command::new("cargo");
-    install.args(["install", "--locked", "wasmtime-cli@48.0.8"]);
-    run(
-        install,
-        "installing wasmtime (cargo install --locked wasmtime-cli@48.0.8)",
-    )?;
-    let path = on_path("wasmtime").context("wasmtime is not on the PATH after installing it")?;
-    let version = version_of(&path, &["--version"]).unwrap_or_default();
-    Ok(Tool {
+/// The wasmtime CLI, if it is the version Verge embeds.
+fn find_wasmtime() -> Option<Tool> {
+    let path = on_path("wasmtime")?;
+    let version = version_of(&path, &["--version"]).filter(|v| v.starts_with("wasmtime 48."))?;
+    Some(Tool {
         name: "wasmtime",
         path,
         version,
     })
 }
 
-/// Node.js, for the process-start baseline. Not installed here: the machine
-/// has it or the measurement is skipped.
-pub fn node() -> Option<Tool> {
+fn find_node() -> Option<Tool> {
     let path = on_path("node")?;
     let version = version_of(&path, &["--version"])?;
     Some(Tool {

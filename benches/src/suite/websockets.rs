@@ -55,26 +55,25 @@ pub(super) fn measure(setup: &Setup, plan: &Plan) -> Result<Vec<ChatFigures>> {
         setup.deploy(&admin, &[("chat-room", "chat_room")])?;
     }
     let verge = |flags: &[&str]| peers::verge(&setup.bins, verge_data.path(), flags, READY_PATH);
-    let workerd_storage = tempfile::tempdir()?;
-    let workerd = || peers::workerd_chat(&setup.workerd, workerd_storage.path(), READY_PATH);
-
-    let verge_fanout = fanout(&runtime, plan, verge(&[])?)?;
-    let verge_idle = verge(&["--object-idle-secs", VERGE_IDLE_SECS])?;
-    let verge_memory = memory(&runtime, plan, verge_idle)?;
-    let workerd_fanout = fanout(&runtime, plan, workerd()?)?;
-    let workerd_memory = memory(&runtime, plan, workerd()?)?;
-    Ok(vec![
-        ChatFigures {
-            name: "verge",
-            fanout: verge_fanout,
-            memory: verge_memory,
-        },
-        ChatFigures {
+    let mut figures = vec![ChatFigures {
+        name: "verge",
+        fanout: fanout(&runtime, plan, verge(&[])?)?,
+        memory: memory(
+            &runtime,
+            plan,
+            verge(&["--object-idle-secs", VERGE_IDLE_SECS])?,
+        )?,
+    }];
+    if let Some(workerd) = &setup.peers.workerd {
+        let storage = tempfile::tempdir()?;
+        let workerd = || peers::workerd_chat(workerd, storage.path(), READY_PATH);
+        figures.push(ChatFigures {
             name: "workerd",
-            fanout: workerd_fanout,
-            memory: workerd_memory,
-        },
-    ])
+            fanout: fanout(&runtime, plan, workerd()?)?,
+            memory: memory(&runtime, plan, workerd()?)?,
+        });
+    }
+    Ok(figures)
 }
 
 /// Joins the room, broadcasts through it, and stops the server.
