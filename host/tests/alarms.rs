@@ -61,6 +61,10 @@ async fn poll(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool
     }
 }
 
+async fn sleep_until(instant: Instant) {
+    tokio::time::sleep_until(instant.into()).await;
+}
+
 fn len(value: &Value) -> usize {
     value.as_array().map_or(0, Vec::len)
 }
@@ -68,9 +72,12 @@ fn len(value: &Value) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_alarms_fire_and_delete_cancels() {
     let host = host(ObjectOptions::default()).await;
-    schedule(&host, "a", "value=&in_ms=150").await;
-    schedule(&host, "a", "value=second&in_ms=250").await;
-    schedule(&host, "a", "value=cancelled&in_ms=300").await;
+    // Far enough ahead that listing, cancelling and evicting are done
+    // before the first falls due, however slow the machine.
+    let scheduled = Instant::now();
+    schedule(&host, "a", "value=&in_ms=2000").await;
+    schedule(&host, "a", "value=second&in_ms=2100").await;
+    schedule(&host, "a", "value=cancelled&in_ms=2200").await;
     let alarms = ok(&host, "/ledger/a/alarms").await;
     let names: Vec<&str> = alarms
         .as_array()
@@ -98,7 +105,7 @@ async fn named_alarms_fire_and_delete_cancels() {
     assert_eq!(fired[0]["retry_count"], 0);
     assert_eq!(fired[0]["is_retry"], false);
     // Fired alarms are gone; the cancelled one never fires.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    sleep_until(scheduled + Duration::from_millis(2700)).await;
     assert_eq!(len(&ok(&host, "/ledger/a/fired").await), 2);
     assert_eq!(ok(&host, "/ledger/a/alarms").await, serde_json::json!([]));
     host.shutdown().await;
@@ -154,7 +161,8 @@ async fn set_alarm_inside_the_handler_reschedules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_object_deletes_its_alarms() {
     let host = host(ObjectOptions::default()).await;
-    schedule(&host, "gone", "value=never&in_ms=500").await;
+    let scheduled = Instant::now();
+    schedule(&host, "gone", "value=never&in_ms=2000").await;
     let base = "/v1/workers/durable-test/objects/Ledger";
     let id = host.object_id("durable-test", "Ledger", "gone").await;
     let deleted = host
@@ -163,7 +171,11 @@ async fn deleting_an_object_deletes_its_alarms() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        scheduled.elapsed() < Duration::from_millis(2000),
+        "the deletion came after the alarm was due: nothing was tested"
+    );
+    sleep_until(scheduled + Duration::from_millis(2500)).await;
     assert_eq!(ok(&host, "/ledger/gone/fired").await, serde_json::json!([]));
     assert_eq!(
         ok(&host, "/ledger/gone/alarms").await,
