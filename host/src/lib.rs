@@ -3,16 +3,24 @@
 //!
 //! Follow a request from [`server`] (the axum front door and the admin API)
 //! through [`platform`] (which worker version serves it) into [`runtime`]
-//! (a fresh instance under limits) and [`bindings`] (the host side of each
-//! WIT interface). [`storage`] keeps deployments across restarts; [`config`]
-//! reads verge.toml; [`cli`] is the `verge` command.
+//! (a fresh instance under limits) or [`objects`] (Durable Objects: one
+//! actor and one SQLite database per object), and [`bindings`] (the host
+//! side of each WIT interface). `storage` keeps deployments across
+//! restarts; `config` reads verge.toml; [`cli`] is the `verge` command.
+//!
+//! The public surface is what the `verge` binary, the tests and the
+//! benchmarks need; everything else is `pub(crate)`, and the lint below
+//! keeps it so.
+
+#![warn(unreachable_pub)]
 
 pub mod bindings;
 pub mod cli;
-pub mod config;
+mod clock;
+pub(crate) mod config;
 pub mod objects;
 pub mod platform;
 pub mod runtime;
 pub mod server;
-pub mod storage;
+pub(crate) mod storage;
 pub mod toolchain;

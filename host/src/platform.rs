@@ -14,12 +14,12 @@ use wasmtime::component::{Component, Linker};
 
 use crate::bindings::OutboundHttp;
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
-use crate::objects::{ObjectOptions, ObjectSystem};
+use crate::objects::{ActiveCode, ObjectOptions, ObjectSystem};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     WorkerContext, content_hash,
 };
-use crate::storage::{ControlStore, VersionRecord, WorkerRecord};
+use crate::storage::{ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 
 /// How a host is set up.
 #[derive(Debug, Clone)]
@@ -77,6 +77,18 @@ struct Serving {
     routes: RouteTable,
 }
 
+/// The current [`Serving`], shared with the object system: objects find
+/// the active version of their worker here, without a way back to the
+/// platform.
+#[derive(Default)]
+struct Deployed(ArcSwap<Serving>);
+
+impl ActiveCode for Deployed {
+    fn active(&self, worker: &str) -> Option<Arc<LoadedWorker>> {
+        self.0.load().workers.get(worker).cloned()
+    }
+}
+
 pub struct Platform {
     engine: Engine,
     linker: Linker<HostState>,
@@ -86,7 +98,7 @@ pub struct Platform {
     objects: Arc<ObjectSystem>,
     request_slots: Arc<tokio::sync::Semaphore>,
     options: PlatformOptions,
-    serving: ArcSwap<Serving>,
+    serving: Arc<Deployed>,
     /// Serializes deploys, activations and deletions.
     changes: tokio::sync::Mutex<()>,
 }
@@ -101,11 +113,13 @@ impl Platform {
         let linker = runtime::new_linker(&engine)?;
         let artifacts = ArtifactCache::open(&engine, &options.data_dir)?;
         let control = Arc::new(ControlStore::open(&options.data_dir.join("control.db"))?);
+        let serving = Arc::new(Deployed::default());
         let objects = ObjectSystem::new(
             control.clone(),
             &options.data_dir,
             options.objects.clone(),
             options.engine.max_objects as usize,
+            serving.clone(),
         )?;
         let platform = Arc::new(Self {
             engine,
@@ -118,10 +132,9 @@ impl Platform {
                 options.engine.max_instances as usize,
             )),
             options,
-            serving: ArcSwap::default(),
+            serving,
             changes: tokio::sync::Mutex::new(()),
         });
-        platform.objects.attach(Arc::downgrade(&platform));
         platform.restore().await?;
         platform.objects.start_alarms()?;
         Ok(platform)
@@ -147,7 +160,7 @@ impl Platform {
         serving.routes = serving_routes(&serving.workers)
             .map_err(|e| anyhow::anyhow!("stored routes conflict: {e}"))?;
         tracing::info!(workers = serving.workers.len(), "restored deployed workers");
-        self.serving.store(Arc::new(serving));
+        self.serving.0.store(Arc::new(serving));
         Ok(())
     }
 
@@ -165,7 +178,7 @@ impl Platform {
 
     /// The worker that serves `host` and `path`.
     pub fn route(&self, host: &str, path: &str) -> Option<Arc<LoadedWorker>> {
-        let serving = self.serving.load();
+        let serving = self.serving.0.load();
         match serving.routes.lookup(host, path) {
             Some(name) => serving.workers.get(name).cloned(),
             None if self.options.dev && serving.workers.len() == 1 => {
@@ -177,7 +190,7 @@ impl Platform {
 
     /// The active version of `name`, if it is deployed.
     pub fn active(&self, name: &str) -> Option<Arc<LoadedWorker>> {
-        self.serving.load().workers.get(name).cloned()
+        self.serving.active(name)
     }
 
     /// Uploads a new version of `name` and, if `activate`, serves it.
@@ -231,7 +244,7 @@ impl Platform {
         if activate {
             self.apply_migrations(&worker).await?;
             self.control.activate(name, version)?;
-            let mut workers = self.serving.load().workers.clone();
+            let mut workers = self.serving.0.load().workers.clone();
             workers.insert(name.to_owned(), worker.clone());
             self.swap(workers)?;
             tracing::info!(worker = name, version, "deployed and activated");
@@ -280,7 +293,7 @@ impl Platform {
         let worker = Arc::new(self.load_version(&record).await?);
         self.check_routes(name, &worker.context.config)?;
         self.apply_migrations(&worker).await?;
-        let mut workers = self.serving.load().workers.clone();
+        let mut workers = self.serving.0.load().workers.clone();
         workers.insert(name.to_owned(), worker.clone());
         self.control.activate(name, version)?;
         self.swap(workers)?;
@@ -293,7 +306,7 @@ impl Platform {
     pub async fn delete(&self, name: &str) -> Result<(), DeployError> {
         let _changes = self.changes.lock().await;
         self.require_worker(name)?;
-        let mut workers = self.serving.load().workers.clone();
+        let mut workers = self.serving.0.load().workers.clone();
         workers.remove(name);
         self.swap(workers)?;
         let namespaces: Vec<String> = self
@@ -364,7 +377,7 @@ impl Platform {
     /// Checks that `name` serving `config`'s routes conflicts with no other
     /// worker.
     fn check_routes(&self, name: &str, config: &WorkerConfig) -> Result<(), DeployError> {
-        let serving = self.serving.load();
+        let serving = self.serving.0.load();
         let others = serving
             .workers
             .iter()
@@ -480,7 +493,17 @@ impl Platform {
         let mut deleted = Vec::new();
         for migration in &worker.context.config.migrations {
             if !applied.contains(&migration.tag) {
-                deleted.extend(self.control.apply_migration(name, migration)?);
+                let changes = NamespaceMigration {
+                    tag: &migration.tag,
+                    new_classes: &migration.new_sqlite_classes,
+                    renamed: migration
+                        .renamed_classes
+                        .iter()
+                        .map(|r| (r.from.as_str(), r.to.as_str()))
+                        .collect(),
+                    deleted: &migration.deleted_classes,
+                };
+                deleted.extend(self.control.apply_migration(name, &changes)?);
                 tracing::info!(worker = name, tag = %migration.tag, "applied migration");
             }
         }
@@ -522,14 +545,14 @@ impl Platform {
             context: Arc::new(self.context(name, context.version, context.config.clone())?),
             ..(*current).clone()
         });
-        let mut workers = self.serving.load().workers.clone();
+        let mut workers = self.serving.0.load().workers.clone();
         workers.insert(name.to_owned(), reloaded);
         self.swap(workers)
     }
 
     fn swap(&self, workers: HashMap<String, Arc<LoadedWorker>>) -> Result<(), DeployError> {
         let routes = serving_routes(&workers)?;
-        self.serving.store(Arc::new(Serving { workers, routes }));
+        self.serving.0.store(Arc::new(Serving { workers, routes }));
         Ok(())
     }
 }

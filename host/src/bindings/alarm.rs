@@ -1,5 +1,5 @@
 //! `verge:platform/alarm`: an object's alarms, in its own database (see
-//! `storage/object_alarms.rs`); `objects/alarms.rs` fires them.
+//! `objects/alarms/table.rs`); `objects/alarms/` fires them.
 
 use super::verge::platform::alarm::Host;
 use super::verge::platform::sql::Error;

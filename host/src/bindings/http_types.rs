@@ -51,7 +51,7 @@ impl TryFrom<&Method> for http::Method {
 /// Header pairs as the guest sees them: lower-case names, text values.
 /// Values that are not UTF-8 (rare, and legal only as obsolete text) are
 /// passed lossily rather than dropped.
-pub fn headers_to_wire(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn headers_to_wire(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
@@ -66,7 +66,7 @@ pub fn headers_to_wire(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// Headers from the guest, validated: a bad name or value is an error that
 /// names it.
-pub fn headers_from_wire(pairs: &[(String, String)]) -> Result<HeaderMap> {
+pub(crate) fn headers_from_wire(pairs: &[(String, String)]) -> Result<HeaderMap> {
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -80,7 +80,7 @@ pub fn headers_from_wire(pairs: &[(String, String)]) -> Result<HeaderMap> {
 
 /// The guest's response as an `http` response, or an error saying what in it
 /// is not valid HTTP.
-pub fn response_from_wire(response: Response) -> Result<http::Response<axum::body::Body>> {
+pub(crate) fn response_from_wire(response: Response) -> Result<http::Response<axum::body::Body>> {
     let status = StatusCode::from_u16(response.status)
         .ok()
         .filter(|s| s.as_u16() >= 200)

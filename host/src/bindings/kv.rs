@@ -2,8 +2,8 @@
 
 use super::verge::platform::kv::{Host, ListOptions};
 use super::verge::platform::sql::Error;
+use crate::objects::KvRange;
 use crate::runtime::HostState;
-use crate::storage::KvRange;
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {

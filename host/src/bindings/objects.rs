@@ -16,7 +16,9 @@ impl From<ObjectError> for Error {
             ObjectError::InvalidId(why) => Error::InvalidId(why),
             ObjectError::Cycle(object) => Error::Cycle(object),
             ObjectError::Timeout => Error::Timeout,
-            ObjectError::Failed(why) => Error::Failed(why),
+            // The contract has one case for every other failure; its text
+            // says which.
+            other => Error::Failed(other.to_string()),
         }
     }
 }
@@ -24,7 +26,10 @@ impl From<ObjectError> for Error {
 impl HostState {
     /// The object `id` names in the namespace bound as `binding`.
     fn object_key(&self, binding: &str, id: &str) -> Result<ObjectKey, ObjectError> {
-        let namespace = self.worker().objects.resolve(self.worker(), binding)?;
+        let worker = self.worker();
+        let namespace = worker
+            .objects
+            .resolve(&worker.name, &worker.config, binding)?;
         Ok(ObjectKey {
             namespace: namespace.id,
             id: ObjectId::parse(id).map_err(ObjectError::InvalidId)?,
@@ -50,13 +55,18 @@ impl HostState {
 
 impl Host for HostState {
     fn id_from_name(&mut self, binding: String, name: String) -> Result<String, Error> {
-        let objects = &self.worker().objects;
-        let namespace = objects.resolve(self.worker(), &binding)?;
-        Ok(objects.id_from_name(&namespace, &name).to_string())
+        let worker = self.worker();
+        let namespace = worker
+            .objects
+            .resolve(&worker.name, &worker.config, &binding)?;
+        Ok(worker.objects.id_from_name(&namespace, &name).to_string())
     }
 
     fn new_unique_id(&mut self, binding: String) -> Result<String, Error> {
-        self.worker().objects.resolve(self.worker(), &binding)?;
+        let worker = self.worker();
+        worker
+            .objects
+            .resolve(&worker.name, &worker.config, &binding)?;
         Ok(ObjectId::unique().to_string())
     }
 

@@ -1,26 +1,22 @@
 //! `verge:platform/sql` for Durable Objects: guest SQL against the object's
-//! own database (see `storage/object_db.rs` for what is allowed).
+//! own database (see `objects/storage/authorizer.rs` for what is allowed).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use rusqlite::types::Value as SqlValue;
 
 use super::verge::platform::sql::{Cursor, Error, ErrorKind, Host, Value};
+use crate::objects::{ObjectDb, SqlError, SqlErrorKind, lock};
 use crate::runtime::HostState;
-use crate::storage::{ObjectDb, SqlError, SqlErrorKind};
 
 impl HostState {
     /// The current object's database, or the error a stateless worker gets.
     pub(crate) fn object_db(&self) -> Result<MutexGuard<'_, ObjectDb>, Error> {
-        let db: &Mutex<ObjectDb> = &self
-            .object
-            .as_ref()
-            .ok_or_else(|| Error {
-                kind: ErrorKind::Unavailable,
-                message: "storage is only available inside a Durable Object".into(),
-            })?
-            .db;
-        Ok(db.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        let object = self.object.as_ref().ok_or_else(|| Error {
+            kind: ErrorKind::Unavailable,
+            message: "storage is only available inside a Durable Object".into(),
+        })?;
+        Ok(lock(&object.db))
     }
 }
 

@@ -1,5 +1,5 @@
 //! `verge:platform/websocket`: the hibernation API. The sockets themselves
-//! live in the host-wide hub (`objects/sockets.rs`); sends and closes wait
+//! live in the host-wide hub (`objects/hibernation/`); sends and closes wait
 //! in the event's outbox until it commits.
 
 use super::verge::platform::websocket::{Error, Host, Message, Socket};

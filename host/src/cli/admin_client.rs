@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Which host to talk to.
 #[derive(Args, Clone)]
-pub struct HostArgs {
+pub(super) struct HostArgs {
     /// The host's admin API.
     #[arg(
         long = "host",
@@ -20,14 +20,14 @@ pub struct HostArgs {
     token: Option<String>,
 }
 
-pub struct AdminClient {
+pub(super) struct AdminClient {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
 }
 
 impl AdminClient {
-    pub fn new(args: &HostArgs) -> Self {
+    pub(super) fn new(args: &HostArgs) -> Self {
         Self {
             base: args.url.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
@@ -44,7 +44,7 @@ impl AdminClient {
     }
 
     /// Uploads a version; returns the host's deployment record.
-    pub async fn upload(
+    pub(super) async fn upload(
         &self,
         name: &str,
         component: Vec<u8>,
@@ -64,21 +64,21 @@ impl AdminClient {
             .await
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
+    pub(super) async fn get(&self, path: &str) -> Result<Value> {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 
-    pub async fn post(&self, path: &str) -> Result<Value> {
+    pub(super) async fn post(&self, path: &str) -> Result<Value> {
         self.send(self.request(reqwest::Method::POST, path)).await
     }
 
-    pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Value> {
+    pub(super) async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Value> {
         self.send(self.request(reqwest::Method::PUT, path).body(body))
             .await
     }
 
     /// A raw body, for downloads.
-    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+    pub(super) async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let response = self
             .request(reqwest::Method::GET, path)
             .send()
@@ -93,7 +93,7 @@ impl AdminClient {
         Ok(response.bytes().await?.to_vec())
     }
 
-    pub async fn delete(&self, path: &str) -> Result<Value> {
+    pub(super) async fn delete(&self, path: &str) -> Result<Value> {
         self.send(self.request(reqwest::Method::DELETE, path)).await
     }
 
@@ -113,7 +113,7 @@ impl AdminClient {
 }
 
 /// `verge workers`: one line per worker.
-pub async fn list_workers(args: HostArgs) -> Result<()> {
+pub(super) async fn list_workers(args: HostArgs) -> Result<()> {
     let listing = AdminClient::new(&args).get("/v1/workers").await?;
     let workers = listing["workers"].as_array().cloned().unwrap_or_default();
     if workers.is_empty() {

@@ -7,7 +7,7 @@ use super::admin_client::{AdminClient, HostArgs};
 use super::project::Project;
 
 #[derive(Args)]
-pub struct DeployArgs {
+pub(super) struct DeployArgs {
     /// The worker crate (the directory holding verge.toml).
     #[arg(default_value = ".")]
     path: PathBuf,
@@ -18,7 +18,7 @@ pub struct DeployArgs {
     no_activate: bool,
 }
 
-pub async fn run(args: DeployArgs) -> Result<()> {
+pub(super) async fn run(args: DeployArgs) -> Result<()> {
     let project = Project::open(&args.path)?;
     let (project, bytes) = tokio::task::spawn_blocking(move || {
         let bytes = project.build();
@@ -46,14 +46,14 @@ pub async fn run(args: DeployArgs) -> Result<()> {
 }
 
 #[derive(Args)]
-pub struct RollbackArgs {
+pub(super) struct RollbackArgs {
     /// The worker; by default the one in ./verge.toml.
     name: Option<String>,
     #[command(flatten)]
     host: HostArgs,
 }
 
-pub async fn rollback(args: RollbackArgs) -> Result<()> {
+pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
     let name = match args.name {
         Some(name) => name,
         None => Project::open(std::path::Path::new("."))?.config.name,

@@ -14,7 +14,7 @@ use crate::platform::{Deployment, Platform, PlatformOptions};
 use crate::server::{Server, ServerOptions};
 
 #[derive(Args)]
-pub struct DevArgs {
+pub(super) struct DevArgs {
     /// The worker crate (the directory holding verge.toml).
     #[arg(default_value = ".")]
     path: PathBuf,
@@ -27,7 +27,7 @@ pub struct DevArgs {
 /// Changes arriving this close together trigger one rebuild.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-pub async fn run(args: DevArgs) -> Result<()> {
+pub(super) async fn run(args: DevArgs) -> Result<()> {
     let project = Project::open(&args.path)?;
     let dir = project.dir.clone();
     let platform = Platform::open(PlatformOptions {

@@ -7,7 +7,7 @@ use super::source_tree;
 use crate::config::validate_name;
 
 #[derive(Args)]
-pub struct NewArgs {
+pub(super) struct NewArgs {
     /// The worker's name; also the directory created.
     name: String,
     /// The verge SDK crate to depend on; by default this source tree's.
@@ -15,7 +15,7 @@ pub struct NewArgs {
     sdk: Option<PathBuf>,
 }
 
-pub fn run(args: NewArgs) -> Result<()> {
+pub(super) fn run(args: NewArgs) -> Result<()> {
     let name = &args.name;
     validate_name(name)?;
     let dir = Path::new(name);

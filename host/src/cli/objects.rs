@@ -11,7 +11,7 @@ use super::admin_client::{AdminClient, HostArgs};
 use super::project::Project;
 
 #[derive(Subcommand)]
-pub enum ObjectsCommand {
+pub(super) enum ObjectsCommand {
     /// The objects of a class that hold data: id, name, size, last active.
     List {
         #[command(flatten)]
@@ -41,7 +41,7 @@ pub enum ObjectsCommand {
 }
 
 #[derive(Args)]
-pub struct ClassArgs {
+pub(super) struct ClassArgs {
     /// The class, e.g. `Inventory`.
     #[arg(long)]
     class: String,
@@ -53,7 +53,7 @@ pub struct ClassArgs {
 }
 
 #[derive(Args)]
-pub struct ObjectArgs {
+pub(super) struct ObjectArgs {
     #[command(flatten)]
     class: ClassArgs,
     /// The object's id (64 hexadecimal characters).
@@ -99,7 +99,7 @@ impl ObjectArgs {
     }
 }
 
-pub async fn run(command: ObjectsCommand) -> Result<()> {
+pub(super) async fn run(command: ObjectsCommand) -> Result<()> {
     match command {
         ObjectsCommand::List { class } => {
             let (client, base) = class.resolve()?;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::config::WorkerConfig;
 use crate::toolchain;
 
-pub struct Project {
+pub(super) struct Project {
     pub dir: PathBuf,
     /// verge.toml as written; this text is what gets uploaded.
     pub config_text: String,
@@ -17,7 +17,7 @@ pub struct Project {
 
 impl Project {
     /// Reads and validates `dir/verge.toml`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    pub(super) fn open(dir: &Path) -> Result<Self> {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("no such directory: {}", dir.display()))?;
@@ -38,7 +38,7 @@ impl Project {
 
     /// Builds the component and returns its bytes: `[build] command` when
     /// set, else `cargo build --release --target wasm32-wasip2`.
-    pub fn build(&self) -> Result<Vec<u8>> {
+    pub(super) fn build(&self) -> Result<Vec<u8>> {
         let build = &self.config.build;
         let wasm = match (&build.command, &build.component) {
             (Some(command), Some(component)) => {

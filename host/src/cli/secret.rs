@@ -7,7 +7,7 @@ use super::admin_client::{AdminClient, HostArgs};
 use super::project::Project;
 
 #[derive(Subcommand)]
-pub enum SecretCommand {
+pub(super) enum SecretCommand {
     /// Set a secret; the value is read from stdin.
     Put {
         key: String,
@@ -28,7 +28,7 @@ pub enum SecretCommand {
 }
 
 #[derive(Args)]
-pub struct Target {
+pub(super) struct Target {
     /// The worker; by default the one in ./verge.toml.
     #[arg(long)]
     worker: Option<String>,
@@ -46,7 +46,7 @@ impl Target {
     }
 }
 
-pub async fn run(command: SecretCommand) -> Result<()> {
+pub(super) async fn run(command: SecretCommand) -> Result<()> {
     match command {
         SecretCommand::Put { key, target } => {
             let (client, worker) = target.resolve()?;

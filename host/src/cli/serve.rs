@@ -8,7 +8,7 @@ use crate::platform::{Platform, PlatformOptions};
 use crate::server::Server;
 
 #[derive(Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Where deployments, artifacts and state live.
     #[arg(long, default_value = "verge-data")]
     data: PathBuf,
@@ -18,7 +18,7 @@ pub struct ServeArgs {
     engine: EngineArgs,
 }
 
-pub async fn run(args: ServeArgs) -> Result<()> {
+pub(super) async fn run(args: ServeArgs) -> Result<()> {
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
         engine: args.engine.engine(),

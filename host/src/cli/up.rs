@@ -10,7 +10,7 @@ use crate::server::{IndexEntry, IndexPage, Server};
 use crate::toolchain;
 
 #[derive(Args)]
-pub struct UpArgs {
+pub(super) struct UpArgs {
     /// The admin API listens too, so `verge deploy` works against `verge up`.
     #[command(flatten)]
     listen: ListenArgs,
@@ -24,7 +24,7 @@ pub struct UpArgs {
     engine: EngineArgs,
 }
 
-pub async fn run(args: UpArgs) -> Result<()> {
+pub(super) async fn run(args: UpArgs) -> Result<()> {
     let examples = args
         .examples
         .unwrap_or_else(|| source_tree().join("guest-examples"));

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-pub use durable_objects::{DurableObjects, Migration, ObjectBinding, RenamedClass};
-pub use limits::Limits;
-pub use outbound::OutboundRule;
-pub use routes::{RouteConflict, RoutePattern, RouteTable};
+pub(crate) use durable_objects::{DurableObjects, Migration};
+pub(crate) use limits::Limits;
+pub(crate) use outbound::OutboundRule;
+pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
 
 /// A worker's validated `verge.toml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +114,7 @@ impl WorkerConfig {
 
 /// Worker names become URL path segments and file names, so they are kept
 /// to what a DNS label allows.
-pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), ConfigError> {
     let ok = (1..=63).contains(&name.len())
         && name
             .bytes()

@@ -76,7 +76,7 @@ impl OutboundRule {
     }
 }
 
-pub fn default_port(scheme: &str) -> u16 {
+pub(super) fn default_port(scheme: &str) -> u16 {
     if scheme == "https" { 443 } else { 80 }
 }
 

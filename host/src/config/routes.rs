@@ -123,14 +123,14 @@ pub struct RouteConflict {
 
 /// Every active route, most specific first.
 #[derive(Debug, Default, Clone)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     entries: Vec<(RoutePattern, String)>,
 }
 
 impl RouteTable {
     /// Builds the table from `(pattern, worker)` pairs. Two workers claiming
     /// the same pattern is an error naming both.
-    pub fn new(
+    pub(crate) fn new(
         routes: impl IntoIterator<Item = (RoutePattern, String)>,
     ) -> Result<Self, RouteConflict> {
         let mut entries: Vec<(RoutePattern, String)> = Vec::new();
@@ -149,7 +149,7 @@ impl RouteTable {
     }
 
     /// The worker serving `host` and `path`, if any. `host` may carry a port.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<&str> {
+    pub(crate) fn lookup(&self, host: &str, path: &str) -> Option<&str> {
         let host = host
             .rsplit_once(':')
             .map_or(host, |(h, _)| h)

@@ -1,53 +1,81 @@
 //! Durable Objects: one actor per object, each with its own SQLite
 //! database and, while it is active, one warm instance.
 //!
-//! [`ObjectSystem`] is the directory: it finds or starts the actor for an
-//! object and hands it messages. Actors run on a runtime of their own, so
-//! their SQLite calls (synchronous, usually microseconds, sometimes a long
-//! query) never hold up the front door's threads. See `actor.rs` for the
-//! gates and group commit.
+//! The rest of the host talks to [`ObjectSystem`]: resolve a binding to an
+//! object, run an event on it ([`ObjectSystem::call`]), and administer
+//! objects (`admin.rs`). The system asks for the code it runs through the
+//! `ActiveCode` handle the platform gives it; it never sees the platform.
+//!
+//! A request meets the files in this order:
+//!
+//! | file | concept |
+//! |---|---|
+//! | `namespaces.rs` | binding → namespace, name → object id (`id.rs`) |
+//! | `directory.rs` | the live actors, placement, LRU eviction |
+//! | `mailbox.rs` | events, replies, and taking a batch out of an inbox |
+//! | `actor.rs` | one object's task: what running an event means |
+//! | `batch.rs` | the input and output gates, group commit |
+//! | `instance.rs` | the warm instance: start, run an event, its slots |
+//! | `storage/` | the object's SQLite file: connection policy, authorizer, guest SQL, transactions, KV |
+//! | `alarms/` | every host-side alarm concern: table, index, scheduler, retries |
+//! | `hibernation/` | WebSockets the host holds for objects: the hub, and a task per connection |
+//! | `activity.rs` | names and last activity, written in batches |
+//! | `admin.rs` | list, export, import, delete, evict |
+//! | `error.rs` | why a call failed, and its HTTP status |
+//!
+//! Actors run on a runtime of their own, so their SQLite calls
+//! (synchronous, usually microseconds, sometimes a long query) never hold
+//! up the front door's threads.
 
+mod activity;
 mod actor;
+mod admin;
 mod alarms;
+mod batch;
+mod directory;
+mod error;
+#[cfg(feature = "test-hooks")]
+mod faults;
+mod hibernation;
 mod id;
-mod sockets;
+mod instance;
+mod mailbox;
+mod namespaces;
+mod storage;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot};
 
-pub use id::{ObjectId, ObjectKey};
-pub use sockets::{
-    Accepted, Outgoing, SocketHub, SocketId, SocketLimits, UPGRADE_HEADER, close_frame, frame_size,
-    serve_connection, validate_close,
+pub use error::ObjectError;
+#[cfg(feature = "test-hooks")]
+pub use faults::FaultInjection;
+pub use hibernation::SocketLimits;
+pub(crate) use hibernation::{
+    SocketHub, SocketId, UPGRADE_HEADER, close_frame, frame_size, serve_connection, validate_close,
 };
+pub use id::{ObjectId, ObjectKey};
+pub(crate) use instance::ObjectScope;
+pub use mailbox::{Chain, Event, Reply};
+pub use namespaces::Namespace;
+pub(crate) use storage::{KvRange, ObjectDb, SqlError, SqlErrorKind, lock};
 
-use crate::bindings::verge::platform::websocket::Message as WsMessage;
-use crate::bindings::{Request, Response};
-use crate::platform::Platform;
-use crate::runtime::WorkerContext;
-use crate::storage::{ControlStore, NamespaceRecord, ObjectDb, ObjectRecord, unix_now};
+use crate::config::WorkerConfig;
+use crate::runtime::LoadedWorker;
+use crate::storage::ControlStore;
+use activity::Activity;
+use alarms::{AlarmSchedule, RetryPolicy};
+use directory::Directory;
+use instance::InstanceSlots;
+use mailbox::{Message, Pending, PendingReply, await_reply};
+use namespaces::Namespaces;
 
-/// The objects on the current call path, outermost first.
-pub type Chain = Arc<[ObjectKey]>;
-
-/// What a store running a Durable Object knows about it.
-pub struct ObjectScope {
-    pub key: ObjectKey,
-    pub db: Arc<Mutex<ObjectDb>>,
-    /// The objects waiting on the current event.
-    pub callers: Chain,
-    /// What the current event sent on its WebSockets, held until it
-    /// commits (the output gate covers sockets too).
-    pub outbox: Vec<Outgoing>,
-    /// Payload bytes in `outbox`.
-    pub outbox_bytes: usize,
+/// Where objects find the code they run: the active version of a worker.
+/// The platform implements it over what it serves; objects hold only this.
+pub(crate) trait ActiveCode: Send + Sync {
+    fn active(&self, worker: &str) -> Option<Arc<LoadedWorker>>;
 }
 
 /// How objects behave, host-wide.
@@ -78,207 +106,71 @@ impl Default for ObjectOptions {
     }
 }
 
-/// Test hooks that make the next commits fail, to check that a client never
-/// sees success for writes that did not reach the disk.
-#[derive(Debug, Default)]
-pub struct FaultInjection {
-    failing_commits: AtomicU32,
-}
-
-impl FaultInjection {
-    pub fn fail_next_commits(&self, count: u32) {
-        self.failing_commits.store(count, Ordering::SeqCst);
-    }
-
-    fn take_commit_failure(&self) -> bool {
-        self.failing_commits
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+impl ObjectOptions {
+    fn alarm_retries(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: self.alarm_retry_base,
+            max_retries: self.alarm_max_retries,
+        }
     }
 }
 
-/// Why a call to an object failed, in the terms of the `objects` interface.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ObjectError {
-    #[error("no Durable Object binding named `{0}` in verge.toml")]
-    UnknownBinding(String),
-    #[error("{0}")]
-    InvalidId(String),
-    #[error("calling {0} would re-enter an object already on this call chain")]
-    Cycle(String),
-    #[error("the object did not answer in time")]
-    Timeout,
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// An event for an object, and the answer it produced.
-#[derive(Debug)]
-pub enum Event {
-    Fetch(Request),
-    Rpc {
-        method: String,
-        args: Vec<u8>,
-    },
-    WebSocketMessage {
-        socket: SocketId,
-        message: WsMessage,
-    },
-    WebSocketClose {
-        socket: SocketId,
-        code: u16,
-        reason: String,
-        was_clean: bool,
-    },
-    WebSocketError {
-        socket: SocketId,
-        error: String,
-    },
-    Alarm {
-        name: String,
-    },
-}
-
-#[derive(Debug)]
-pub enum Reply {
-    Fetch(Response),
-    Rpc(Vec<u8>),
-    /// A WebSocket or alarm event ran.
-    Done,
-}
-
-/// Where an event's reply arrives.
-pub(crate) type PendingReply = oneshot::Receiver<Result<Reply, ObjectError>>;
-
-/// Waits up to `timeout` for an event queued with `ObjectSystem::enqueue`.
-pub(crate) async fn await_reply(
-    answer: Result<PendingReply, ObjectError>,
-    timeout: Duration,
-) -> Result<Reply, ObjectError> {
-    match tokio::time::timeout(timeout, answer?).await {
-        Err(_) => Err(ObjectError::Timeout),
-        Ok(Err(_)) => Err(ObjectError::Failed(
-            "the object stopped before answering".into(),
-        )),
-        Ok(Ok(result)) => result,
-    }
-}
-
-/// What actors receive.
-pub(crate) enum Message {
-    Event {
-        event: Event,
-        name: Option<String>,
-        callers: Chain,
-        reply: oneshot::Sender<Result<Reply, ObjectError>>,
-    },
-    /// A consistent copy of the database, as SQLite file bytes.
-    Export(oneshot::Sender<Result<Vec<u8>>>),
-    /// Replace the database with these SQLite file bytes.
-    Import(Vec<u8>, oneshot::Sender<Result<()>>),
-    /// Remove the object and its data.
-    Delete(oneshot::Sender<Result<()>>),
-    /// Drop the instance and close the database now.
-    Evict(oneshot::Sender<()>),
-}
-
-/// One object, as `verge objects list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ObjectSummary {
-    pub id: String,
-    /// Known when the object was reached by name.
-    pub name: Option<String>,
-    pub size_bytes: u64,
-    /// Unix seconds; 0 when the host has not seen it active.
-    pub last_active: i64,
-}
-
-/// An actor's inbox, and when it was last sent anything (for evicting the
-/// least recently used object when too many are active).
-struct Mailbox {
-    sender: mpsc::UnboundedSender<Message>,
-    last_used: std::time::Instant,
-    /// Asked to evict and not sent an event since: it no longer counts as
-    /// active, and is not picked again.
-    evicting: bool,
-}
-
-/// A namespace as the host resolved it.
-#[derive(Debug, Clone)]
-pub struct Namespace {
-    pub id: Arc<str>,
-    pub worker: String,
-    pub class: String,
-}
-
-/// The directory of objects and the runtime their actors run on.
+/// The Durable Object subsystem of a host.
 pub struct ObjectSystem {
     me: Weak<ObjectSystem>,
-    /// Set once the platform exists: actors look up the active version of
-    /// their worker through it.
-    platform: OnceLock<Weak<Platform>>,
+    code: Arc<dyn ActiveCode>,
     control: Arc<ControlStore>,
+    /// `objects/` in the data directory: one folder per namespace, one
+    /// SQLite file per object.
     root: PathBuf,
-    id_key: Vec<u8>,
     options: ObjectOptions,
-    /// Active objects past which the least recently used one is evicted
-    /// to make room (the host's `--max-objects`).
-    max_active: usize,
-    /// One permit per warm instance, `max_active` in all: objects never
-    /// take the instance slots the pool keeps for stateless requests.
-    instance_slots: Arc<tokio::sync::Semaphore>,
     runtime: Option<tokio::runtime::Runtime>,
-    actors: Mutex<HashMap<ObjectKey, Mailbox>>,
-    namespaces: ArcSwap<Vec<NamespaceRecord>>,
-    /// Names and activity not yet written to the control database, one
-    /// entry per object however busy it was.
-    activity: Mutex<HashMap<ObjectKey, ObjectRecord>>,
-    pub faults: FaultInjection,
+    directory: Directory,
+    namespaces: Namespaces,
+    activity: Activity,
+    instances: InstanceSlots,
     sockets: SocketHub,
-    alarms: alarms::AlarmSchedule,
-    /// Instances started for objects since the host started (a test of
-    /// hibernation counts them).
-    instances_started: AtomicU64,
+    alarms: AlarmSchedule,
+    /// Test hooks: make commits fail on purpose.
+    #[cfg(feature = "test-hooks")]
+    pub faults: FaultInjection,
 }
 
 impl ObjectSystem {
-    pub fn new(
+    /// The object system of a host whose data lives in `data_dir`, running
+    /// the code `code` names, with at most `max_active` objects active.
+    pub(crate) fn new(
         control: Arc<ControlStore>,
-        data_dir: &std::path::Path,
+        data_dir: &Path,
         options: ObjectOptions,
         max_active: usize,
+        code: Arc<dyn ActiveCode>,
     ) -> Result<Arc<Self>> {
-        let id_key =
-            control.setting_or_init("object_id_key", || hex::encode(rand::random::<[u8; 32]>()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("verge-objects")
             .enable_all()
             .build()
             .context("starting the Durable Object runtime")?;
-        let namespaces = ArcSwap::from_pointee(control.namespaces()?);
-        let id_key = hex::decode(id_key).context("the stored object id key is not hex")?;
+        let namespaces = Namespaces::load(&control)?;
         let system = Arc::new_cyclic(|me| Self {
             me: me.clone(),
-            platform: OnceLock::new(),
+            code,
             namespaces,
             control,
             root: data_dir.join("objects"),
-            id_key,
-            max_active,
-            instance_slots: Arc::new(tokio::sync::Semaphore::new(max_active)),
             runtime: Some(runtime),
-            actors: Mutex::default(),
-            activity: Mutex::default(),
-            faults: FaultInjection::default(),
+            directory: Directory::new(max_active),
+            activity: Activity::default(),
+            instances: InstanceSlots::new(max_active),
             sockets: SocketHub::new(options.sockets),
-            alarms: alarms::AlarmSchedule::default(),
-            instances_started: AtomicU64::new(0),
+            alarms: AlarmSchedule::default(),
+            #[cfg(feature = "test-hooks")]
+            faults: FaultInjection::default(),
             options,
         });
         let weak = Arc::downgrade(&system);
         system.spawn(async move {
-            // Writes names and activity in batches, off the request path.
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut tick = tokio::time::interval(activity::FLUSH_EVERY);
             loop {
                 tick.tick().await;
                 let Some(system) = weak.upgrade() else { break };
@@ -290,14 +182,9 @@ impl ObjectSystem {
         Ok(system)
     }
 
-    /// Connects the system to the platform it serves.
-    pub fn attach(&self, platform: Weak<Platform>) {
-        let _ = self.platform.set(platform);
-    }
-
     /// Starts firing alarms, those that fell due while the host was down
     /// first. Called once the deployed workers are back.
-    pub fn start_alarms(&self) -> Result<()> {
+    pub(crate) fn start_alarms(&self) -> Result<()> {
         for record in self.control.alarms()? {
             let Ok(id) = ObjectId::parse(&record.object_id) else {
                 tracing::warn!(
@@ -317,14 +204,24 @@ impl ObjectSystem {
     }
 
     /// The WebSockets objects have accepted.
-    pub fn sockets(&self) -> &SocketHub {
+    pub(crate) fn sockets(&self) -> &SocketHub {
         &self.sockets
     }
 
     /// How many object instances have been started (each wake-up of an
     /// evicted object is one).
     pub fn instances_started(&self) -> u64 {
-        self.instances_started.load(Ordering::Relaxed)
+        self.instances.started()
+    }
+
+    /// How many objects have an actor right now.
+    pub fn active_count(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// Writes pending names and activity to the control database.
+    pub fn flush_activity(&self) -> Result<()> {
+        self.activity.flush(&self.control)
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -335,51 +232,28 @@ impl ObjectSystem {
     }
 
     /// Reloads namespaces after migrations changed them.
-    pub fn reload_namespaces(&self) -> Result<()> {
-        self.namespaces.store(Arc::new(self.control.namespaces()?));
-        Ok(())
+    pub(crate) fn reload_namespaces(&self) -> Result<()> {
+        self.namespaces.reload(&self.control)
     }
 
     /// The namespace of `class` defined by `worker`.
     pub fn namespace(&self, worker: &str, class: &str) -> Option<Namespace> {
-        self.namespaces
-            .load()
-            .iter()
-            .find(|ns| ns.worker == worker && ns.class == class)
-            .map(|ns| Namespace {
-                id: ns.id.as_str().into(),
-                worker: ns.worker.clone(),
-                class: ns.class.clone(),
-            })
+        self.namespaces.of_class(worker, class)
     }
 
-    fn namespace_by_id(&self, id: &str) -> Option<Namespace> {
-        let namespaces = self.namespaces.load();
-        let ns = namespaces.iter().find(|ns| ns.id == id)?;
-        self.namespace(&ns.worker, &ns.class)
-    }
-
-    /// The namespace a worker reaches as `binding`.
-    pub fn resolve(&self, worker: &WorkerContext, binding: &str) -> Result<Namespace, ObjectError> {
-        let declared = worker
-            .config
-            .durable_objects
-            .bindings
-            .iter()
-            .find(|b| b.name == binding)
-            .ok_or_else(|| ObjectError::UnknownBinding(binding.to_owned()))?;
-        let script = declared.script_name.as_deref().unwrap_or(&worker.name);
-        self.namespace(script, &declared.class_name).ok_or_else(|| {
-            ObjectError::Failed(format!(
-                "class `{}` of worker `{script}` does not exist (is that worker deployed with a migration creating it?)",
-                declared.class_name
-            ))
-        })
+    /// The namespace the worker `name` reaches as `binding`.
+    pub(crate) fn resolve(
+        &self,
+        name: &str,
+        config: &WorkerConfig,
+        binding: &str,
+    ) -> Result<Namespace, ObjectError> {
+        self.namespaces.resolve(name, config, binding)
     }
 
     /// The id `name` has in `namespace`.
     pub fn id_from_name(&self, namespace: &Namespace, name: &str) -> ObjectId {
-        ObjectId::from_name(&self.id_key, &namespace.id, name)
+        self.namespaces.id_from_name(namespace, name)
     }
 
     /// Delivers `event` to an object, starting its actor if needed, and
@@ -408,285 +282,36 @@ impl ObjectSystem {
         if callers.contains(key) {
             return Err(ObjectError::Cycle(key.to_string()));
         }
-        let (reply, answer) = oneshot::channel();
-        self.send(
-            key,
-            Message::Event {
-                event,
-                name,
-                callers,
-                reply,
-            },
-        )?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            event,
+            name,
+            callers,
+            reply,
+        };
+        self.send(key, Message::Event(pending))?;
         Ok(answer)
     }
 
     /// Hands `message` to the object's actor, starting one if it has none.
-    ///
-    /// Sending happens under the directory lock, and an actor retires only
-    /// under the same lock with an empty mailbox: a message is never sent
-    /// to an actor that has decided to stop.
     fn send(&self, key: &ObjectKey, message: Message) -> Result<(), ObjectError> {
-        let mut actors = self.actors.lock().expect("directory lock");
-        if let Some(mailbox) = actors.get_mut(key) {
-            mailbox.last_used = std::time::Instant::now();
-            mailbox.evicting &= !matches!(message, Message::Event { .. });
-            match mailbox.sender.send(message) {
-                Ok(()) => return Ok(()),
-                // The actor died (a panic in the host): start over.
-                Err(mpsc::error::SendError(message)) => {
-                    actors.remove(key);
-                    return self.start_actor(&mut actors, key, message);
-                }
-            }
-        }
-        self.start_actor(&mut actors, key, message)
-    }
-
-    fn start_actor(
-        &self,
-        actors: &mut HashMap<ObjectKey, Mailbox>,
-        key: &ObjectKey,
-        first: Message,
-    ) -> Result<(), ObjectError> {
-        let active = actors.values().filter(|m| !m.evicting).count();
-        if active >= self.max_active
-            && let Some(oldest) = actors
-                .values_mut()
-                .filter(|m| !m.evicting)
-                .min_by_key(|m| m.last_used)
-        {
-            // It leaves once its queued events are done.
-            let (done, _) = oneshot::channel();
-            let _ = oldest.sender.send(Message::Evict(done));
-            oldest.evicting = true;
-        }
-        let namespace = self.namespace_by_id(&key.namespace).ok_or_else(|| {
-            ObjectError::Failed(format!("namespace {} no longer exists", key.namespace))
-        })?;
-        let (sender, inbox) = mpsc::unbounded_channel();
-        sender.send(first).expect("the inbox is alive");
-        actors.insert(
-            key.clone(),
-            Mailbox {
-                sender,
-                last_used: std::time::Instant::now(),
-                evicting: false,
-            },
-        );
-        let path = self.object_path(key);
-        self.spawn(actor::run(
-            self.me.clone(),
-            key.clone(),
-            namespace,
-            path,
-            inbox,
-        ));
-        Ok(())
-    }
-
-    /// Called by an actor that has been idle: retires it unless a message
-    /// arrived meanwhile.
-    fn retire(&self, key: &ObjectKey, inbox: &mpsc::UnboundedReceiver<Message>) -> bool {
-        let mut actors = self.actors.lock().expect("directory lock");
-        if !inbox.is_empty() {
-            return false;
-        }
-        actors.remove(key);
-        self.sockets.forget_if_idle(key);
-        true
-    }
-
-    /// Where an object's database lives.
-    pub fn object_path(&self, key: &ObjectKey) -> PathBuf {
-        self.root
-            .join(&*key.namespace)
-            .join(format!("{}.sqlite", key.id))
-    }
-
-    /// How many objects have an actor right now.
-    pub fn active_count(&self) -> usize {
-        self.actors.lock().expect("directory lock").len()
-    }
-
-    /// Evicts every active object (a test and operations knob): instances
-    /// dropped, databases closed. Hibernated state survives.
-    pub async fn evict_all(&self) {
-        self.evict_where(|_| true).await;
-    }
-
-    /// Evicts the active objects `which` picks, waiting for each to close.
-    async fn evict_where(&self, which: impl Fn(&ObjectKey) -> bool) {
-        let keys: Vec<ObjectKey> = self
-            .actors
-            .lock()
-            .expect("directory lock")
-            .keys()
-            .filter(|k| which(k))
-            .cloned()
-            .collect();
-        for key in keys {
-            let (done, wait) = oneshot::channel();
-            if self.send_existing(&key, Message::Evict(done)) {
-                let _ = wait.await;
-            }
-        }
-    }
-
-    /// Sends only to an actor that exists; returns whether it did.
-    fn send_existing(&self, key: &ObjectKey, message: Message) -> bool {
-        let actors = self.actors.lock().expect("directory lock");
-        actors
-            .get(key)
-            .is_some_and(|mailbox| mailbox.sender.send(message).is_ok())
-    }
-
-    /// Runs an administrative operation through the object's actor, so it
-    /// is ordered with the object's events.
-    async fn administer<T>(
-        &self,
-        key: &ObjectKey,
-        message: impl FnOnce(oneshot::Sender<Result<T>>) -> Message,
-    ) -> Result<T> {
-        let (reply, answer) = oneshot::channel();
-        self.send(key, message(reply))
-            .map_err(anyhow::Error::from)?;
-        answer
-            .await
-            .context("the object stopped before answering")?
-    }
-
-    /// A consistent copy of an object's database, as SQLite file bytes.
-    pub async fn export(&self, key: &ObjectKey) -> Result<Vec<u8>> {
-        self.administer(key, Message::Export).await
-    }
-
-    /// Replaces an object's database with SQLite file bytes, after checking
-    /// them; the object's next event sees the new data.
-    pub async fn import(&self, key: &ObjectKey, bytes: Vec<u8>) -> Result<()> {
-        self.administer(key, |reply| Message::Import(bytes, reply))
-            .await
-    }
-
-    /// Removes an object and all its data.
-    pub async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        self.administer(key, Message::Delete).await
-    }
-
-    /// Every object of a namespace that has data, most recently active
-    /// first.
-    pub fn list(&self, namespace: &Namespace) -> Result<Vec<ObjectSummary>> {
-        self.flush_activity()?;
-        let dir = self.root.join(&*namespace.id);
-        let mut known: HashMap<String, ObjectRecord> = self
-            .control
-            .objects(&namespace.id)?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        let mut summaries = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(summaries),
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-        };
-        for entry in entries {
-            let path = entry?.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sqlite"))
-                .filter(|id| ObjectId::parse(id).is_ok())
-            else {
-                continue;
-            };
-            let size_bytes = ["", "-wal"]
-                .iter()
-                .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
-                .map(|m| m.len())
-                .sum();
-            let record = known.remove(id);
-            summaries.push(ObjectSummary {
-                id: id.to_owned(),
-                name: record.as_ref().and_then(|r| r.name.clone()),
-                size_bytes,
-                last_active: record.map_or(0, |r| r.last_active),
-            });
-        }
-        summaries.sort_by(|a, b| {
-            b.last_active
-                .cmp(&a.last_active)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        Ok(summaries)
-    }
-
-    /// Notes that an object was active (and, when known, its name).
-    fn record_activity(&self, key: &ObjectKey, name: Option<&str>) {
-        let mut activity = self.activity.lock().expect("activity lock");
-        let record = activity.entry(key.clone()).or_insert_with(|| ObjectRecord {
-            id: key.id.to_string(),
-            name: None,
-            last_active: 0,
-        });
-        record.last_active = unix_now();
-        if let Some(name) = name {
-            record.name = Some(name.to_owned());
-        }
-    }
-
-    /// Writes pending names and activity to the control database.
-    pub fn flush_activity(&self) -> Result<()> {
-        let pending = std::mem::take(&mut *self.activity.lock().expect("activity lock"));
-        if !pending.is_empty() {
-            let records: Vec<(String, ObjectRecord)> = pending
-                .into_iter()
-                .map(|(key, record)| (key.namespace.to_string(), record))
-                .collect();
-            self.control.record_objects(&records)?;
-        }
-        Ok(())
-    }
-
-    fn platform(&self) -> Option<Arc<Platform>> {
-        self.platform.get()?.upgrade()
-    }
-
-    fn control(&self) -> &ControlStore {
-        &self.control
-    }
-
-    /// Waits (up to `wait`) for one of the objects' instance slots.
-    async fn instance_slot(
-        &self,
-        wait: Duration,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, ObjectError> {
-        match tokio::time::timeout(wait, self.instance_slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ObjectError::Failed(format!(
-                "all {} object instance slots stayed busy (raise --max-objects)",
-                self.max_active
-            ))),
-        }
-    }
-
-    fn options(&self) -> &ObjectOptions {
-        &self.options
-    }
-
-    /// Stops every actor of a deleted namespace and removes its files.
-    pub async fn delete_namespace(&self, namespace: &str) -> Result<()> {
-        self.evict_where(|k| &*k.namespace == namespace).await;
-        self.sockets
-            .close_namespace(namespace, 1001, "the object was deleted");
-        self.alarms.forget_namespace(namespace);
-        let dir = self.root.join(namespace);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", dir.display()))
-            }
-            _ => Ok(()),
-        }
+        self.directory.send(key, message, |inbox| {
+            let namespace = self.namespaces.by_id(&key.namespace).ok_or_else(|| {
+                ObjectError::NotDeployed(format!("namespace {} no longer exists", key.namespace))
+            })?;
+            let path = self
+                .root
+                .join(&*key.namespace)
+                .join(format!("{}.sqlite", key.id));
+            self.spawn(actor::run(
+                self.me.clone(),
+                key.clone(),
+                namespace,
+                path,
+                inbox,
+            ));
+            Ok(())
+        })
     }
 }
 

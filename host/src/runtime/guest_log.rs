@@ -130,13 +130,13 @@ impl tokio::io::AsyncWrite for LineWriter {
 }
 
 /// The factory WASI asks for each time the guest opens stdout or stderr.
-pub struct GuestOutput {
+pub(super) struct GuestOutput {
     log: GuestLog,
     level: Level,
 }
 
 impl GuestOutput {
-    pub fn new(log: GuestLog, level: Level) -> Self {
+    pub(super) fn new(log: GuestLog, level: Level) -> Self {
         Self { log, level }
     }
 }

@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::cpu_time::GuestCpu;
 use super::guest_log::{GuestLog, GuestOutput};
 use super::worker::WorkerContext;
-use crate::objects::{Chain, ObjectScope};
+use crate::objects::ObjectScope;
 
 /// Identifies one inbound request in logs, error pages and the
 /// `x-verge-request-id` response header.
@@ -54,7 +54,8 @@ pub struct HostState {
     pub(crate) cpu: GuestCpu,
     /// Outbound fetches made so far.
     pub(crate) subrequests: u32,
-    /// Set when this store runs a Durable Object.
+    /// Set when this store runs a Durable Object: the one seam between a
+    /// store and the object it serves (`objects/instance.rs`).
     pub(crate) object: Option<ObjectScope>,
 }
 
@@ -85,39 +86,13 @@ impl HostState {
         }
     }
 
-    /// State for a store that runs the Durable Object `scope`.
-    pub fn for_object(worker: Arc<WorkerContext>, scope: ObjectScope) -> Self {
-        Self {
-            object: Some(scope),
-            ..Self::new(worker, RequestId::random())
-        }
-    }
-
     /// Starts the next event of a long-lived object instance: its own
-    /// request id, log budget, CPU and subrequest counters, and callers.
-    pub(crate) fn begin_event(&mut self, request_id: RequestId, callers: Chain) {
+    /// request id, log budget, CPU and subrequest counters.
+    pub(crate) fn begin_event(&mut self, request_id: RequestId) {
         self.request_id = request_id;
         self.guest_log.reset(request_id);
         self.cpu.reset();
         self.subrequests = 0;
-        if let Some(object) = &mut self.object {
-            object.callers = callers;
-        }
-    }
-
-    /// The objects a call from here passes through: the current object's
-    /// callers and the object itself. An object already on it cannot be
-    /// called again (that would deadlock).
-    pub(crate) fn call_chain(&self) -> Chain {
-        match &self.object {
-            Some(object) => object
-                .callers
-                .iter()
-                .cloned()
-                .chain([object.key.clone()])
-                .collect(),
-            None => Chain::default(),
-        }
     }
 
     pub fn worker(&self) -> &WorkerContext {

@@ -33,7 +33,7 @@ use serde_json::json;
 
 use super::auth::require_token;
 use super::errors::json_error;
-use crate::objects::{Namespace, ObjectId, ObjectKey};
+use crate::objects::{Namespace, ObjectError, ObjectId, ObjectKey};
 use crate::platform::{DeployError, Platform};
 
 /// Uploads larger than this are refused before they are read.
@@ -41,7 +41,7 @@ const MAX_UPLOAD_BYTES: usize = 256 << 20;
 
 type Shared = State<Arc<Platform>>;
 
-pub fn router(platform: Arc<Platform>, token: Option<String>) -> Router {
+pub(super) fn router(platform: Arc<Platform>, token: Option<String>) -> Router {
     let token: Option<Arc<str>> = token.map(Into::into);
     Router::new()
         .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
@@ -97,6 +97,15 @@ impl From<DeployError> for AdminError {
             }
         };
         AdminError(status, error.to_string())
+    }
+}
+
+impl From<ObjectError> for AdminError {
+    fn from(error: ObjectError) -> Self {
+        if let ObjectError::Internal(why) = &error {
+            tracing::error!("admin request failed: {why}");
+        }
+        AdminError(error.status(), error.to_string())
     }
 }
 
@@ -345,11 +354,7 @@ async fn export_object(
     Path((name, class, id)): Path<(String, String, String)>,
 ) -> Result<Response, AdminError> {
     let key = object_key(&platform, &name, &class, &id)?;
-    let bytes = platform
-        .objects()
-        .export(&key)
-        .await
-        .map_err(|e| AdminError(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+    let bytes = platform.objects().export(&key).await?;
     Ok((
         [(http::header::CONTENT_TYPE, "application/vnd.sqlite3")],
         bytes,
@@ -363,11 +368,7 @@ async fn import_object(
     body: axum::body::Bytes,
 ) -> AdminResult {
     let key = object_key(&platform, &name, &class, &id)?;
-    platform
-        .objects()
-        .import(&key, body.to_vec())
-        .await
-        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    platform.objects().import(&key, body.to_vec()).await?;
     Ok(Json(json!({ "imported": id })))
 }
 

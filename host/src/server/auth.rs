@@ -11,7 +11,7 @@ use super::errors::json_error;
 
 /// Rejects requests whose `Authorization: Bearer` token is missing or
 /// wrong. With no token configured (loopback only) everything passes.
-pub async fn require_token(
+pub(super) async fn require_token(
     State(token): State<Option<Arc<str>>>,
     request: Request,
     next: Next,

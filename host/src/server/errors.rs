@@ -8,12 +8,12 @@ use http::{HeaderValue, StatusCode, header};
 use crate::runtime::{InvokeError, RequestId};
 
 /// `{"error": message}` with `status`.
-pub fn json_error(status: StatusCode, message: impl Into<String>) -> impl IntoResponse {
+pub(super) fn json_error(status: StatusCode, message: impl Into<String>) -> impl IntoResponse {
     (status, Json(serde_json::json!({ "error": message.into() })))
 }
 
 /// A plain-text response from the front door itself (not from a guest).
-pub fn text(status: StatusCode, body: String) -> Response {
+pub(super) fn text(status: StatusCode, body: String) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -29,7 +29,7 @@ pub fn text(status: StatusCode, body: String) -> Response {
 /// request was fine, the worker was not), 504 for the wall clock. Traps and
 /// handler errors are 500s; their message reaches the client only in
 /// development mode.
-pub fn invoke_error(
+pub(super) fn invoke_error(
     error: &InvokeError,
     worker: &str,
     request_id: RequestId,

@@ -4,7 +4,7 @@
 //! A WebSocket upgrade goes through the worker like any request, carrying a
 //! token in the `verge-websocket` header; the handshake completes only if
 //! an object accepted that token and the answer is 101 with it (see
-//! `objects/sockets.rs`).
+//! `objects/hibernation/`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ struct FrontDoor {
     index: Option<Arc<IndexPage>>,
 }
 
-pub fn router(platform: Arc<Platform>, index: Option<Arc<IndexPage>>) -> Router {
+pub(super) fn router(platform: Arc<Platform>, index: Option<Arc<IndexPage>>) -> Router {
     Router::new()
         .fallback(serve)
         .with_state(FrontDoor { platform, index })

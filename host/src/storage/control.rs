@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::clock::unix_now as now;
+
 /// Schema changes, applied in order; `PRAGMA user_version` records how many
 /// ran.
 const MIGRATIONS: &[&str] = &[
@@ -72,7 +74,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     -- Every object's alarms, so they fire for objects not in memory and
     -- after a restart. The object's own database is the truth; this index
-    -- is kept a superset of it (see storage/alarm_index.rs).
+    -- is kept a superset of it (see objects/alarms/index.rs).
     CREATE TABLE alarms (
         namespace TEXT NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
         object_id TEXT NOT NULL,
@@ -83,9 +85,18 @@ const MIGRATIONS: &[&str] = &[
 "#,
 ];
 
+/// One `[[migrations]]` entry, as it changes the namespaces table.
+pub(crate) struct NamespaceMigration<'a> {
+    pub(crate) tag: &'a str,
+    pub(crate) new_classes: &'a [String],
+    /// `(from, to)` pairs.
+    pub(crate) renamed: Vec<(&'a str, &'a str)>,
+    pub(crate) deleted: &'a [String],
+}
+
 /// Access to the control database. Calls are short, indexed statements;
 /// they run on the caller's thread under a mutex.
-pub struct ControlStore {
+pub(crate) struct ControlStore {
     conn: Mutex<Connection>,
 }
 
@@ -106,7 +117,7 @@ pub struct NamespaceRecord {
 
 /// What the host remembers about one object between activations.
 #[derive(Debug, Clone, Serialize)]
-pub struct ObjectRecord {
+pub(crate) struct ObjectRecord {
     pub id: String,
     pub name: Option<String>,
     pub last_active: i64,
@@ -123,7 +134,7 @@ pub struct VersionRecord {
 }
 
 impl ControlStore {
-    pub fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let mut conn =
             Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -150,7 +161,7 @@ impl ControlStore {
         })
     }
 
-    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done write:
         // every multi-statement change runs in a transaction.
         self.conn
@@ -160,7 +171,12 @@ impl ControlStore {
 
     /// Records a new version of `worker` (creating the worker) and returns
     /// its number.
-    pub fn add_version(&self, worker: &str, component_hash: &str, config: &str) -> Result<u32> {
+    pub(crate) fn add_version(
+        &self,
+        worker: &str,
+        component_hash: &str,
+        config: &str,
+    ) -> Result<u32> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now();
@@ -183,7 +199,7 @@ impl ControlStore {
     }
 
     /// Makes `version` the one that serves `worker`, and records it.
-    pub fn activate(&self, worker: &str, version: u32) -> Result<()> {
+    pub(crate) fn activate(&self, worker: &str, version: u32) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -198,7 +214,7 @@ impl ControlStore {
         Ok(())
     }
 
-    pub fn worker(&self, name: &str) -> Result<Option<WorkerRecord>> {
+    pub(crate) fn worker(&self, name: &str) -> Result<Option<WorkerRecord>> {
         Ok(self
             .conn()
             .query_row(
@@ -209,7 +225,7 @@ impl ControlStore {
             .optional()?)
     }
 
-    pub fn workers(&self) -> Result<Vec<WorkerRecord>> {
+    pub(crate) fn workers(&self) -> Result<Vec<WorkerRecord>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT name, active_version, created_at FROM workers ORDER BY name")?;
@@ -217,7 +233,7 @@ impl ControlStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn version(&self, worker: &str, version: u32) -> Result<Option<VersionRecord>> {
+    pub(crate) fn version(&self, worker: &str, version: u32) -> Result<Option<VersionRecord>> {
         Ok(self
             .conn()
             .query_row(
@@ -230,7 +246,7 @@ impl ControlStore {
     }
 
     /// Every version of `worker`, newest first.
-    pub fn versions(&self, worker: &str) -> Result<Vec<VersionRecord>> {
+    pub(crate) fn versions(&self, worker: &str) -> Result<Vec<VersionRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT worker, version, component_hash, config, created_at
@@ -241,7 +257,7 @@ impl ControlStore {
     }
 
     /// The active version of every worker: what a restarting host serves.
-    pub fn active_versions(&self) -> Result<Vec<VersionRecord>> {
+    pub(crate) fn active_versions(&self) -> Result<Vec<VersionRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT v.worker, v.version, v.component_hash, v.config, v.created_at
@@ -254,7 +270,7 @@ impl ControlStore {
     }
 
     /// The version that was active before the current one, for rollback.
-    pub fn previous_version(&self, worker: &str) -> Result<Option<u32>> {
+    pub(crate) fn previous_version(&self, worker: &str) -> Result<Option<u32>> {
         Ok(self
             .conn()
             .query_row(
@@ -269,7 +285,7 @@ impl ControlStore {
 
     /// Deletes `worker` with its versions, history and secrets. Returns the
     /// component hashes no version refers to any more.
-    pub fn delete_worker(&self, worker: &str) -> Result<Vec<String>> {
+    pub(crate) fn delete_worker(&self, worker: &str) -> Result<Vec<String>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let hashes: Vec<String> = {
@@ -294,14 +310,14 @@ impl ControlStore {
         Ok(orphans)
     }
 
-    pub fn secrets(&self, worker: &str) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn secrets(&self, worker: &str) -> Result<BTreeMap<String, String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT name, value FROM secrets WHERE worker = ?1")?;
         let rows = stmt.query_map([worker], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn put_secret(&self, worker: &str, name: &str, value: &str) -> Result<()> {
+    pub(crate) fn put_secret(&self, worker: &str, name: &str, value: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO secrets (worker, name, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (worker, name) DO UPDATE SET value = excluded.value",
@@ -311,7 +327,7 @@ impl ControlStore {
     }
 
     /// Returns whether the secret existed.
-    pub fn delete_secret(&self, worker: &str, name: &str) -> Result<bool> {
+    pub(crate) fn delete_secret(&self, worker: &str, name: &str) -> Result<bool> {
         let deleted = self.conn().execute(
             "DELETE FROM secrets WHERE worker = ?1 AND name = ?2",
             params![worker, name],
@@ -322,7 +338,11 @@ impl ControlStore {
 
 impl ControlStore {
     /// The setting `key`, created with `init()` on first use.
-    pub fn setting_or_init(&self, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+    pub(crate) fn setting_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String> {
         let conn = self.conn();
         if let Some(value) = conn
             .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
@@ -340,7 +360,7 @@ impl ControlStore {
         Ok(value)
     }
 
-    pub fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+    pub(crate) fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT id, worker, class FROM namespaces ORDER BY worker, class")?;
@@ -355,7 +375,7 @@ impl ControlStore {
     }
 
     /// Tags of the migrations already applied for `worker`.
-    pub fn applied_migrations(&self, worker: &str) -> Result<Vec<String>> {
+    pub(crate) fn applied_migrations(&self, worker: &str) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT tag FROM applied_migrations WHERE worker = ?1")?;
         let rows = stmt.query_map([worker], |r| r.get(0))?;
@@ -365,28 +385,28 @@ impl ControlStore {
     /// Applies one `[[migrations]]` entry atomically: records the tag and
     /// creates, renames or deletes namespaces. Returns the ids of deleted
     /// namespaces, whose files the caller removes.
-    pub fn apply_migration(
+    pub(crate) fn apply_migration(
         &self,
         worker: &str,
-        migration: &crate::config::Migration,
+        migration: &NamespaceMigration<'_>,
     ) -> Result<Vec<String>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now();
-        for class in &migration.new_sqlite_classes {
+        for class in migration.new_classes {
             tx.execute(
                 "INSERT INTO namespaces (id, worker, class, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![hex::encode(rand::random::<[u8; 16]>()), worker, class, now],
             )?;
         }
-        for rename in &migration.renamed_classes {
+        for (from, to) in &migration.renamed {
             tx.execute(
                 "UPDATE namespaces SET class = ?3 WHERE worker = ?1 AND class = ?2",
-                params![worker, rename.from, rename.to],
+                params![worker, from, to],
             )?;
         }
         let mut deleted = Vec::new();
-        for class in &migration.deleted_classes {
+        for class in migration.deleted {
             if let Some(id) = tx
                 .query_row(
                     "DELETE FROM namespaces WHERE worker = ?1 AND class = ?2 RETURNING id",
@@ -407,7 +427,7 @@ impl ControlStore {
     }
 
     /// Records objects' names and activity, in one transaction.
-    pub fn record_objects(&self, records: &[(String, ObjectRecord)]) -> Result<()> {
+    pub(crate) fn record_objects(&self, records: &[(String, ObjectRecord)]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         {
@@ -436,7 +456,7 @@ impl ControlStore {
         Ok(())
     }
 
-    pub fn objects(&self, namespace: &str) -> Result<Vec<ObjectRecord>> {
+    pub(crate) fn objects(&self, namespace: &str) -> Result<Vec<ObjectRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, name, last_active FROM objects WHERE namespace = ?1 ORDER BY last_active DESC",
@@ -452,7 +472,7 @@ impl ControlStore {
     }
 
     /// Forgets a deleted object: its record and its alarms.
-    pub fn forget_object(&self, namespace: &str, id: &str) -> Result<()> {
+    pub(crate) fn forget_object(&self, namespace: &str, id: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -484,17 +504,6 @@ fn version_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         config: row.get(3)?,
         created_at: row.get(4)?,
     })
-}
-
-pub(crate) fn now() -> i64 {
-    now_ms() / 1000
-}
-
-/// Milliseconds since the Unix epoch, the unit of alarms.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -9,23 +9,28 @@
 //! never missing ones; an extra row fires an alarm event that finds nothing
 //! in the object's database and does nothing.
 
-use anyhow::Result;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
 use rusqlite::params;
 
-use super::ControlStore;
+use super::AlarmSchedule;
+use crate::objects::ObjectKey;
+use crate::objects::storage::{ObjectDb, lock};
+use crate::storage::ControlStore;
 
 /// One alarm as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlarmRecord {
-    pub namespace: String,
-    pub object_id: String,
-    pub name: String,
-    pub at_ms: i64,
+pub(crate) struct AlarmRecord {
+    pub(crate) namespace: String,
+    pub(crate) object_id: String,
+    pub(crate) name: String,
+    pub(crate) at_ms: i64,
 }
 
 impl ControlStore {
     /// Every indexed alarm (read once, when the host starts).
-    pub fn alarms(&self) -> Result<Vec<AlarmRecord>> {
+    pub(crate) fn alarms(&self) -> Result<Vec<AlarmRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT namespace, object_id, name, at_ms FROM alarms")?;
         let rows = stmt.query_map([], |r| {
@@ -40,7 +45,7 @@ impl ControlStore {
     }
 
     /// Adds or moves an object's alarms, keeping the ones not named.
-    pub fn upsert_alarms(
+    pub(crate) fn upsert_alarms(
         &self,
         namespace: &str,
         object_id: &str,
@@ -50,7 +55,7 @@ impl ControlStore {
     }
 
     /// Makes `alarms` the object's whole set.
-    pub fn replace_alarms(
+    pub(crate) fn replace_alarms(
         &self,
         namespace: &str,
         object_id: &str,
@@ -85,5 +90,53 @@ impl ControlStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Commits a batch, keeping the alarm index a superset of the object's
+/// alarms: new times go in before the commit, the exact set after.
+pub(crate) fn commit_with_index(
+    db: &Mutex<ObjectDb>,
+    control: &ControlStore,
+    schedule: &AlarmSchedule,
+    key: &ObjectKey,
+) -> Result<()> {
+    let mut guard = lock(db);
+    if guard.alarms_changed() {
+        let alarms = guard.alarm_list()?;
+        control
+            .upsert_alarms(&key.namespace, &key.id.to_string(), &alarms)
+            .context("recording alarms in the alarm index")?;
+    }
+    guard.commit_batch()?;
+    drop(guard);
+    sync_index(db, control, schedule, key);
+    Ok(())
+}
+
+/// Gives the alarm index and the scheduler the object's alarms, after a
+/// batch that changed them committed or rolled back.
+pub(crate) fn sync_index(
+    db: &Mutex<ObjectDb>,
+    control: &ControlStore,
+    schedule: &AlarmSchedule,
+    key: &ObjectKey,
+) {
+    let mut guard = lock(db);
+    if !guard.take_alarms_changed() {
+        return;
+    }
+    let synced = guard
+        .alarm_list()
+        .map_err(anyhow::Error::from)
+        .and_then(|alarms| {
+            control.replace_alarms(&key.namespace, &key.id.to_string(), &alarms)?;
+            Ok(alarms)
+        });
+    match synced {
+        Ok(alarms) => schedule.replace(key, alarms),
+        // The index keeps the superset written before the commit: at
+        // worst an alarm event finds nothing to fire.
+        Err(e) => tracing::error!(object = %key, "updating the alarm index: {e:#}"),
     }
 }

@@ -15,14 +15,16 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Chain, Event, ObjectKey, ObjectSystem};
-use crate::storage::unix_now_ms;
+use crate::clock::unix_now_ms;
+use crate::objects::ObjectSystem;
+use crate::objects::id::ObjectKey;
+use crate::objects::mailbox::{Chain, Event, await_reply};
 
 /// How long an alarm event may take before the scheduler tries again.
 const ALARM_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
-pub(super) struct AlarmSchedule {
+pub(crate) struct AlarmSchedule {
     state: Mutex<Schedule>,
     changed: Arc<Notify>,
 }
@@ -39,7 +41,7 @@ impl AlarmSchedule {
     }
 
     /// Makes `alarms` the whole set of `key`'s alarms.
-    pub(super) fn replace(&self, key: &ObjectKey, alarms: Vec<(String, i64)>) {
+    pub(crate) fn replace(&self, key: &ObjectKey, alarms: Vec<(String, i64)>) {
         let mut schedule = self.schedule();
         let schedule = &mut *schedule;
         for (name, at) in schedule.by_object.remove(key).unwrap_or_default() {
@@ -55,7 +57,7 @@ impl AlarmSchedule {
     }
 
     /// Adds alarms (read from the index) to the schedule.
-    pub(super) fn add(&self, key: &ObjectKey, name: String, at: i64) {
+    pub(crate) fn add(&self, key: &ObjectKey, name: String, at: i64) {
         let mut schedule = self.schedule();
         let entry = schedule.by_object.entry(key.clone()).or_default();
         entry.retain(|(n, _)| *n != name);
@@ -86,12 +88,12 @@ impl AlarmSchedule {
     }
 
     /// Forgets every alarm of `key` (the object was deleted).
-    pub(super) fn forget(&self, key: &ObjectKey) {
+    pub(crate) fn forget(&self, key: &ObjectKey) {
         self.replace(key, Vec::new());
     }
 
     /// Forgets every alarm of a deleted namespace.
-    pub(super) fn forget_namespace(&self, namespace: &str) {
+    pub(crate) fn forget_namespace(&self, namespace: &str) {
         let keys: Vec<ObjectKey> = self
             .schedule()
             .by_object
@@ -106,7 +108,7 @@ impl AlarmSchedule {
 }
 
 /// Fires alarms as they fall due, until the system is gone.
-pub(super) async fn run(system: Weak<ObjectSystem>) {
+pub(crate) async fn run(system: Weak<ObjectSystem>) {
     loop {
         let Some(strong) = system.upgrade() else {
             return;
@@ -136,16 +138,16 @@ pub(super) async fn run(system: Weak<ObjectSystem>) {
 fn fire(system: &Arc<ObjectSystem>, key: ObjectKey, name: String) {
     let event = Event::Alarm { name: name.clone() };
     let answer = system.enqueue(&key, None, event, Chain::default());
-    let retry_after = system.options().alarm_retry_base;
+    let retry_after = system.options.alarm_retry_base;
     let system = Arc::downgrade(system);
     tokio::spawn(async move {
-        let Err(e) = super::await_reply(answer, ALARM_EVENT_TIMEOUT).await else {
+        let Err(e) = await_reply(answer, ALARM_EVENT_TIMEOUT).await else {
             return;
         };
         let Some(system) = system.upgrade() else {
             return;
         };
-        if system.namespace_by_id(&key.namespace).is_none() {
+        if system.namespaces.by_id(&key.namespace).is_none() {
             // Its class was deleted: the alarm has nothing left to wake.
             tracing::info!(object = %key, alarm = name, "dropping the alarm of a deleted class");
             return;

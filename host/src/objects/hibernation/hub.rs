@@ -1,53 +1,35 @@
-//! WebSockets accepted through the hibernation API.
-//!
-//! The host, not the object's instance, owns every accepted socket: the
-//! [`SocketHub`] keeps each one's tags, attachment and outbound queue, and a
-//! task per connection reads the client. So an object can be evicted (its
-//! instance dropped, its database closed) or redeployed while its sockets
-//! stay open; a message from a client is an event like any other, which
-//! wakes the object with a fresh instance of the active version.
-//!
-//! How a socket gets here: the front door sees an upgrade request, registers
-//! it under a random token and passes the token to the worker in the
-//! `verge-websocket` header. The worker forwards the request to an object,
-//! which claims the token with `accept` and answers 101 with the same
-//! header. Only then does the front door complete the handshake and hand the
-//! connection to [`serve_connection`].
+//! The registry of hibernatable WebSockets: every accepted socket of
+//! every object, with its tags, attachment and outbound queue, and the
+//! upgrades on their way through a worker to an object.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket};
-use futures::{SinkExt, StreamExt};
-use tokio::sync::{Semaphore, mpsc};
+use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes};
+use tokio::sync::mpsc;
 
-use super::{Chain, Event, ObjectKey, ObjectSystem};
 use crate::bindings::verge::platform::websocket::{Error as WsError, Message as WsMessage};
-use crate::storage::unix_now_ms;
+use crate::clock::unix_now_ms;
+use crate::objects::ObjectKey;
 
 /// The header carrying an upgrade's token from the front door to the object
 /// and back.
-pub const UPGRADE_HEADER: &str = "verge-websocket";
+pub(crate) const UPGRADE_HEADER: &str = "verge-websocket";
 
 /// A socket's id, also its upgrade token: random, so one object cannot
 /// guess its way to another's connection.
-pub type SocketId = u64;
+pub(crate) type SocketId = u64;
 
 /// Per-socket limits Cloudflare documents, kept here too.
 const MAX_TAGS: usize = 10;
 const MAX_TAG_BYTES: usize = 256;
 const MAX_ATTACHMENT_BYTES: usize = 16 * 1024;
-/// Messages of one connection waiting for the object at once; past this
-/// the host stops reading the client (TCP pushes back on it).
-const IN_FLIGHT_PER_SOCKET: usize = 64;
 /// Bytes waiting to go out to one client, past which the host gives up on
 /// it (close 1008): a client that stops reading must not make the host
 /// hold every broadcast for it.
 const MAX_BACKLOG_BYTES: usize = 16 << 20;
-/// How long a socket event may wait for the object.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Limits on sockets, host-wide.
 #[derive(Debug, Clone, Copy)]
@@ -68,12 +50,12 @@ impl Default for SocketLimits {
 }
 
 /// Every accepted socket of every object, and the upgrades in flight.
-pub struct SocketHub {
+pub(crate) struct SocketHub {
     limits: SocketLimits,
     state: Mutex<Hub>,
     /// Connection tasks running, so a shutdown can wait for their close
     /// frames to go out.
-    connections: AtomicUsize,
+    pub(super) connections: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -116,23 +98,23 @@ struct Socket {
 }
 
 /// A frame the object sent, held until its event commits.
-pub type Outgoing = (SocketId, Frame);
+pub(crate) type Outgoing = (SocketId, Frame);
 
 /// A connection the front door may complete.
-pub struct Accepted {
-    pub key: ObjectKey,
-    pub id: SocketId,
-    outbound: Queue,
+pub(crate) struct Accepted {
+    pub(crate) key: ObjectKey,
+    pub(crate) id: SocketId,
+    pub(super) outbound: Queue,
 }
 
 /// The receiving end of a socket's outbound frames.
-struct Queue {
-    frames: mpsc::UnboundedReceiver<Frame>,
-    backlog: Arc<AtomicUsize>,
+pub(super) struct Queue {
+    pub(super) frames: mpsc::UnboundedReceiver<Frame>,
+    pub(super) backlog: Arc<AtomicUsize>,
 }
 
 impl SocketHub {
-    pub fn new(limits: SocketLimits) -> Self {
+    pub(crate) fn new(limits: SocketLimits) -> Self {
         Self {
             limits,
             state: Mutex::default(),
@@ -140,7 +122,7 @@ impl SocketHub {
         }
     }
 
-    pub fn limits(&self) -> SocketLimits {
+    pub(crate) fn limits(&self) -> SocketLimits {
         self.limits
     }
 
@@ -151,7 +133,7 @@ impl SocketHub {
     }
 
     /// Registers an upgrade request; returns its token.
-    pub fn register_upgrade(&self) -> SocketId {
+    pub(crate) fn register_upgrade(&self) -> SocketId {
         let mut hub = self.hub();
         loop {
             let id = rand::random();
@@ -163,7 +145,12 @@ impl SocketHub {
     }
 
     /// The object `key` takes over upgrade `id`.
-    pub fn accept(&self, key: &ObjectKey, id: SocketId, tags: Vec<String>) -> Result<(), WsError> {
+    pub(crate) fn accept(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+        tags: Vec<String>,
+    ) -> Result<(), WsError> {
         if tags.len() > MAX_TAGS {
             return Err(WsError::Invalid(format!(
                 "a socket takes at most {MAX_TAGS} tags"
@@ -212,7 +199,7 @@ impl SocketHub {
 
     /// Ends upgrade `id`: the connection to serve when an object accepted
     /// it, `None` (and nothing left behind) when none did.
-    pub fn finish_upgrade(&self, id: SocketId) -> Option<Accepted> {
+    pub(crate) fn finish_upgrade(&self, id: SocketId) -> Option<Accepted> {
         let upgrade = self.hub().upgrades.remove(&id)?;
         Some(Accepted {
             key: upgrade.accepted_by?,
@@ -222,13 +209,13 @@ impl SocketHub {
     }
 
     /// Whether an object refused upgrade `id` for its socket limit.
-    pub fn over_limit(&self, id: SocketId) -> bool {
+    pub(crate) fn over_limit(&self, id: SocketId) -> bool {
         self.hub().upgrades.get(&id).is_some_and(|u| u.over_limit)
     }
 
     /// Forgets an upgrade that will not complete, and the socket an object
     /// may have accepted for it.
-    pub fn abandon_upgrade(&self, id: SocketId) {
+    pub(crate) fn abandon_upgrade(&self, id: SocketId) {
         let mut hub = self.hub();
         if let Some(key) = hub.upgrades.remove(&id).and_then(|u| u.accepted_by) {
             remove_socket(&mut hub, &key, id);
@@ -236,7 +223,7 @@ impl SocketHub {
     }
 
     /// The object's open sockets (with `tag`, when given), oldest first.
-    pub fn sockets(&self, key: &ObjectKey, tag: Option<&str>) -> Vec<SocketId> {
+    pub(crate) fn sockets(&self, key: &ObjectKey, tag: Option<&str>) -> Vec<SocketId> {
         let hub = self.hub();
         let Some(sockets) = hub.objects.get(key) else {
             return Vec::new();
@@ -267,11 +254,11 @@ impl SocketHub {
         read(socket)
     }
 
-    pub fn tags(&self, key: &ObjectKey, id: SocketId) -> Result<Vec<String>, WsError> {
+    pub(crate) fn tags(&self, key: &ObjectKey, id: SocketId) -> Result<Vec<String>, WsError> {
         self.with_socket(key, id, |s| Ok(s.tags.clone()))
     }
 
-    pub fn set_attachment(
+    pub(crate) fn set_attachment(
         &self,
         key: &ObjectKey,
         id: SocketId,
@@ -289,11 +276,15 @@ impl SocketHub {
         })
     }
 
-    pub fn attachment(&self, key: &ObjectKey, id: SocketId) -> Result<Option<Vec<u8>>, WsError> {
+    pub(crate) fn attachment(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+    ) -> Result<Option<Vec<u8>>, WsError> {
         self.with_socket(key, id, |s| Ok(s.attachment.clone()))
     }
 
-    pub fn auto_response_timestamp(
+    pub(crate) fn auto_response_timestamp(
         &self,
         key: &ObjectKey,
         id: SocketId,
@@ -301,14 +292,14 @@ impl SocketHub {
         self.with_socket(key, id, |s| Ok(s.auto_response_at))
     }
 
-    pub fn set_auto_response(&self, key: &ObjectKey, pair: Option<(String, String)>) {
+    pub(crate) fn set_auto_response(&self, key: &ObjectKey, pair: Option<(String, String)>) {
         let mut hub = self.hub();
         let sockets = hub.objects.entry(key.clone()).or_default();
         sockets.auto_response = pair.map(|(request, response)| (request, response.into()));
     }
 
     /// Checks that the object may send `message` on `id`, as a frame.
-    pub fn frame(
+    pub(crate) fn frame(
         &self,
         key: &ObjectKey,
         id: SocketId,
@@ -330,7 +321,7 @@ impl SocketHub {
 
     /// Sends what an object's committed events sent, in order. A close
     /// ends the socket.
-    pub fn deliver(&self, key: &ObjectKey, outgoing: Vec<Outgoing>) {
+    pub(crate) fn deliver(&self, key: &ObjectKey, outgoing: Vec<Outgoing>) {
         let mut hub = self.hub();
         for (id, frame) in outgoing {
             let closing = matches!(frame, Frame::Close(_));
@@ -362,7 +353,12 @@ impl SocketHub {
 
     /// The response to `text` when it is the object's auto-response
     /// request (noting when it was sent).
-    fn auto_response(&self, key: &ObjectKey, id: SocketId, text: &str) -> Option<Utf8Bytes> {
+    pub(super) fn auto_response(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+        text: &str,
+    ) -> Option<Utf8Bytes> {
         let mut hub = self.hub();
         let sockets = hub.objects.get_mut(key)?;
         let response = match &sockets.auto_response {
@@ -375,7 +371,7 @@ impl SocketHub {
         Some(response)
     }
 
-    fn mark_closed(&self, key: &ObjectKey, id: SocketId) {
+    pub(super) fn mark_closed(&self, key: &ObjectKey, id: SocketId) {
         if let Some(socket) = self
             .hub()
             .objects
@@ -387,14 +383,14 @@ impl SocketHub {
     }
 
     /// Forgets a socket (its connection is over).
-    pub fn remove(&self, key: &ObjectKey, id: SocketId) {
+    pub(crate) fn remove(&self, key: &ObjectKey, id: SocketId) {
         remove_socket(&mut self.hub(), key, id);
     }
 
     /// Forgets the auto-response of an object that left memory without
     /// sockets: its constructor or its next accept sets it again, and
     /// objects that once had one do not pile up here.
-    pub(super) fn forget_if_idle(&self, key: &ObjectKey) {
+    pub(crate) fn forget_if_idle(&self, key: &ObjectKey) {
         let mut hub = self.hub();
         if hub.objects.get(key).is_some_and(|o| o.sockets.is_empty()) {
             hub.objects.remove(key);
@@ -402,7 +398,7 @@ impl SocketHub {
     }
 
     /// Closes every socket of an object (it was deleted).
-    pub fn close_object(&self, key: &ObjectKey, code: u16, reason: &str) {
+    pub(crate) fn close_object(&self, key: &ObjectKey, code: u16, reason: &str) {
         let Some(sockets) = self.hub().objects.remove(key) else {
             return;
         };
@@ -412,7 +408,7 @@ impl SocketHub {
     }
 
     /// Closes every socket of every object in `namespace`.
-    pub fn close_namespace(&self, namespace: &str, code: u16, reason: &str) {
+    pub(crate) fn close_namespace(&self, namespace: &str, code: u16, reason: &str) {
         let keys: Vec<ObjectKey> = self
             .hub()
             .objects
@@ -427,7 +423,7 @@ impl SocketHub {
 
     /// Closes every socket with 1001 (going away) and waits, up to
     /// `grace`, for the close frames to go out: the host is stopping.
-    pub async fn close_all(&self, grace: Duration) {
+    pub(crate) async fn close_all(&self, grace: Duration) {
         let keys: Vec<ObjectKey> = self.hub().objects.keys().cloned().collect();
         for key in keys {
             self.close_object(&key, 1001, "the host is shutting down");
@@ -450,7 +446,7 @@ fn remove_socket(hub: &mut Hub, key: &ObjectKey, id: SocketId) {
 }
 
 /// The payload bytes of a frame, as backlogs and outboxes count them.
-pub fn frame_size(frame: &Frame) -> usize {
+pub(crate) fn frame_size(frame: &Frame) -> usize {
     match frame {
         Frame::Text(text) => text.len(),
         Frame::Binary(bytes) => bytes.len(),
@@ -458,7 +454,7 @@ pub fn frame_size(frame: &Frame) -> usize {
     }
 }
 
-pub fn close_frame(code: u16, reason: &str) -> Frame {
+pub(crate) fn close_frame(code: u16, reason: &str) -> Frame {
     Frame::Close(Some(CloseFrame {
         code,
         reason: reason.into(),
@@ -466,7 +462,7 @@ pub fn close_frame(code: u16, reason: &str) -> Frame {
 }
 
 /// Checks a close code and reason an object gave, as browsers do.
-pub fn validate_close(code: u16, reason: &str) -> Result<(), WsError> {
+pub(crate) fn validate_close(code: u16, reason: &str) -> Result<(), WsError> {
     if code != 1000 && !(3000..=4999).contains(&code) {
         return Err(WsError::Invalid(format!(
             "close code {code} is not allowed: use 1000 or 3000-4999"
@@ -478,178 +474,4 @@ pub fn validate_close(code: u16, reason: &str) -> Result<(), WsError> {
         ));
     }
     Ok(())
-}
-
-/// How a connection ended.
-enum Ending {
-    /// The client sent a close frame.
-    ClientClosed { code: u16, reason: String },
-    /// The object closed it, or it was deleted.
-    ObjectClosed,
-    /// The connection dropped without a close frame.
-    Dropped,
-    /// A message over the limit, or a protocol error.
-    Failed {
-        error: String,
-        code: u16,
-        reason: &'static str,
-    },
-}
-
-/// Serves one accepted connection until it ends: client messages become
-/// the object's events (answered by the host itself when they match the
-/// auto-response), and what the object sends goes out.
-pub async fn serve_connection(system: Arc<ObjectSystem>, socket: WebSocket, accepted: Accepted) {
-    let Accepted {
-        key,
-        id,
-        outbound: Queue {
-            frames: mut outbound,
-            backlog,
-        },
-    } = accepted;
-    let hub = system.sockets();
-    let _counted = Counted::new(&hub.connections);
-    let (mut sink, mut stream) = socket.split();
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_SOCKET));
-    let ending = loop {
-        tokio::select! {
-            frame = outbound.recv() => {
-                let Some(frame) = frame else { break Ending::ObjectClosed };
-                let mut closing = matches!(frame, Frame::Close(_));
-                backlog.fetch_sub(frame_size(&frame), Ordering::AcqRel);
-                let mut sent = sink.feed(frame).await;
-                // Everything else already queued goes out with one flush.
-                while sent.is_ok() && !closing {
-                    let Ok(frame) = outbound.try_recv() else { break };
-                    closing = matches!(frame, Frame::Close(_));
-                    backlog.fetch_sub(frame_size(&frame), Ordering::AcqRel);
-                    sent = sink.feed(frame).await;
-                }
-                if sent.is_err() || sink.flush().await.is_err() {
-                    break Ending::Dropped;
-                }
-                if closing {
-                    break Ending::ObjectClosed;
-                }
-            }
-            incoming = stream.next() => {
-                let message = match incoming {
-                    Some(Ok(Frame::Text(text))) => {
-                        if let Some(response) = hub.auto_response(&key, id, &text) {
-                            if sink.send(Frame::Text(response)).await.is_err() {
-                                break Ending::Dropped;
-                            }
-                            continue;
-                        }
-                        WsMessage::Text(text.as_str().to_owned())
-                    }
-                    Some(Ok(Frame::Binary(bytes))) => WsMessage::Binary(bytes.to_vec()),
-                    // Pings are answered by the protocol layer.
-                    Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
-                    Some(Ok(Frame::Close(frame))) => {
-                        let (code, reason) = frame.map_or((1005, String::new()), |f| {
-                            (f.code, f.reason.as_str().to_owned())
-                        });
-                        break Ending::ClientClosed { code, reason };
-                    }
-                    Some(Err(error)) => break failure(error),
-                    None => break Ending::Dropped,
-                };
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break Ending::Dropped;
-                };
-                // Queued now, so messages reach the object in order; the
-                // answer is awaited aside, holding a place in the window.
-                let event = Event::WebSocketMessage { socket: id, message };
-                let answer = system.enqueue(&key, None, event, Chain::default());
-                tokio::spawn(async move {
-                    if let Err(e) = super::await_reply(answer, EVENT_TIMEOUT).await {
-                        tracing::warn!(socket = id, "websocket-message failed: {e}");
-                    }
-                    drop(permit);
-                });
-            }
-        }
-    };
-    let event = match ending {
-        Ending::ObjectClosed => {
-            hub.remove(&key, id);
-            let _ = sink.close().await;
-            return;
-        }
-        Ending::ClientClosed { code, reason } => {
-            // Answer the client's close (the protocol layer queued the reply).
-            let _ = sink.close().await;
-            Event::WebSocketClose {
-                socket: id,
-                code,
-                reason,
-                was_clean: true,
-            }
-        }
-        Ending::Dropped => Event::WebSocketClose {
-            socket: id,
-            code: 1006,
-            reason: String::new(),
-            was_clean: false,
-        },
-        Ending::Failed {
-            error,
-            code,
-            reason,
-        } => {
-            let _ = sink.send(close_frame(code, reason)).await;
-            let _ = sink.close().await;
-            Event::WebSocketError { socket: id, error }
-        }
-    };
-    hub.mark_closed(&key, id);
-    // Messages still on their way run before the close event.
-    let _ = in_flight.acquire_many(IN_FLIGHT_PER_SOCKET as u32).await;
-    if let Err(e) = system
-        .call(key.clone(), None, event, Chain::default(), EVENT_TIMEOUT)
-        .await
-    {
-        tracing::warn!(socket = id, "websocket close event failed: {e}");
-    }
-    hub.remove(&key, id);
-}
-
-/// Counts a running connection task for as long as it lives.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl<'a> Counted<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Self(counter)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// What a read error means for the client and the object.
-fn failure(error: axum::Error) -> Ending {
-    use tungstenite::error::{CapacityError, Error};
-    let inner = error.into_inner();
-    match inner.downcast_ref::<Error>() {
-        Some(Error::Capacity(CapacityError::MessageTooLong { size, max_size })) => Ending::Failed {
-            error: format!("message of {size} bytes is over the limit of {max_size}"),
-            code: 1009,
-            reason: "message too big",
-        },
-        Some(Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_)) => Ending::Dropped,
-        Some(Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
-            Ending::Dropped
-        }
-        _ => Ending::Failed {
-            error: format!("protocol error: {inner}"),
-            code: 1002,
-            reason: "protocol error",
-        },
-    }
 }

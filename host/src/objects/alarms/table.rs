@@ -3,7 +3,7 @@
 
 use rusqlite::OptionalExtension;
 
-use super::{ObjectDb, SqlError};
+use crate::objects::storage::{ObjectDb, SqlError};
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS _verge_alarms (
     name  TEXT PRIMARY KEY,
@@ -13,20 +13,25 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS _verge_alarms (
 
 /// An alarm taken for firing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DueAlarm {
-    pub at_ms: i64,
+pub(crate) struct DueAlarm {
+    pub(crate) at_ms: i64,
     /// Failed attempts so far.
-    pub retry: u32,
+    pub(crate) retry: u32,
 }
 
 impl ObjectDb {
     /// Schedules (or moves) alarm `name`, as a fresh alarm with no retries.
-    pub fn alarm_set(&mut self, name: &str, at_ms: i64) -> Result<(), SqlError> {
+    pub(crate) fn alarm_set(&mut self, name: &str, at_ms: i64) -> Result<(), SqlError> {
         self.alarm_write(name, at_ms, 0)
     }
 
     /// Reschedules alarm `name` after a failed attempt.
-    pub fn alarm_retry(&mut self, name: &str, at_ms: i64, retry: u32) -> Result<(), SqlError> {
+    pub(crate) fn alarm_retry(
+        &mut self,
+        name: &str,
+        at_ms: i64,
+        retry: u32,
+    ) -> Result<(), SqlError> {
         self.alarm_write(name, at_ms, retry)
     }
 
@@ -43,7 +48,7 @@ impl ObjectDb {
         })
     }
 
-    pub fn alarm_get(&mut self, name: &str) -> Result<Option<i64>, SqlError> {
+    pub(crate) fn alarm_get(&mut self, name: &str) -> Result<Option<i64>, SqlError> {
         Ok(self.alarm_due(name)?.map(|due| due.at_ms))
     }
 
@@ -64,7 +69,7 @@ impl ObjectDb {
     }
 
     /// Cancels alarm `name`; whether it was set.
-    pub fn alarm_delete(&mut self, name: &str) -> Result<bool, SqlError> {
+    pub(crate) fn alarm_delete(&mut self, name: &str) -> Result<bool, SqlError> {
         if !self.has_alarms_table()? {
             return Ok(false);
         }
@@ -77,7 +82,7 @@ impl ObjectDb {
     }
 
     /// Every alarm, soonest first.
-    pub fn alarm_list(&mut self) -> Result<Vec<(String, i64)>, SqlError> {
+    pub(crate) fn alarm_list(&mut self) -> Result<Vec<(String, i64)>, SqlError> {
         if !self.has_alarms_table()? {
             return Ok(Vec::new());
         }
@@ -93,7 +98,11 @@ impl ObjectDb {
     /// handler may set it again, and a failed event brings it back.
     /// An alarm not due (moved, deleted, or an index entry a crash left
     /// behind) gives `None`; the index is then brought in line.
-    pub fn alarm_take(&mut self, name: &str, now_ms: i64) -> Result<Option<DueAlarm>, SqlError> {
+    pub(crate) fn alarm_take(
+        &mut self,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<Option<DueAlarm>, SqlError> {
         self.alarms_changed = true;
         let Some(due) = self.alarm_due(name)?.filter(|due| due.at_ms <= now_ms) else {
             return Ok(None);
@@ -103,12 +112,12 @@ impl ObjectDb {
     }
 
     /// Whether the batch wrote alarms.
-    pub fn alarms_changed(&self) -> bool {
+    pub(crate) fn alarms_changed(&self) -> bool {
         self.alarms_changed
     }
 
     /// Whether the batch wrote alarms since the last call.
-    pub fn take_alarms_changed(&mut self) -> bool {
+    pub(crate) fn take_alarms_changed(&mut self) -> bool {
         std::mem::take(&mut self.alarms_changed)
     }
 

@@ -1,0 +1,222 @@
+//! Operations on objects from outside: list a namespace's objects, export,
+//! import and delete one, evict, and remove a deleted namespace. Those on
+//! one object run through its actor, ordered with its events.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+
+use super::ObjectSystem;
+use super::actor::Actor;
+use super::error::ObjectError;
+use super::id::{ObjectId, ObjectKey};
+use super::mailbox::Message;
+use super::namespaces::Namespace;
+use super::storage::{lock, remove_database_files};
+use crate::storage::ObjectRecord;
+
+/// One object, as `verge objects list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ObjectSummary {
+    id: String,
+    /// Known when the object was reached by name.
+    name: Option<String>,
+    size_bytes: u64,
+    /// Unix seconds; 0 when the host has not seen it active.
+    last_active: i64,
+}
+
+impl ObjectSystem {
+    /// A consistent copy of an object's database, as SQLite file bytes.
+    pub async fn export(&self, key: &ObjectKey) -> Result<Vec<u8>, ObjectError> {
+        self.administer(key, Message::Export).await
+    }
+
+    /// Replaces an object's database with SQLite file bytes, after checking
+    /// them; the object's next event sees the new data.
+    pub async fn import(&self, key: &ObjectKey, bytes: Vec<u8>) -> Result<(), ObjectError> {
+        self.administer(key, |reply| Message::Import(bytes, reply))
+            .await
+    }
+
+    /// Removes an object and all its data.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), ObjectError> {
+        self.administer(key, Message::Delete).await
+    }
+
+    /// Sends an administrative message to the object's actor and waits for
+    /// its answer.
+    async fn administer<T>(
+        &self,
+        key: &ObjectKey,
+        message: impl FnOnce(oneshot::Sender<Result<T, ObjectError>>) -> Message,
+    ) -> Result<T, ObjectError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(key, message(reply))?;
+        answer
+            .await
+            .map_err(|_| ObjectError::Internal("the object stopped before answering".into()))?
+    }
+
+    /// Every object of a namespace that has data, most recently active
+    /// first.
+    pub(crate) fn list(&self, namespace: &Namespace) -> anyhow::Result<Vec<ObjectSummary>> {
+        self.flush_activity()?;
+        let dir = self.root.join(&*namespace.id);
+        let mut known: HashMap<String, ObjectRecord> = self
+            .control
+            .objects(&namespace.id)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut summaries = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(summaries),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sqlite"))
+                .filter(|id| ObjectId::parse(id).is_ok())
+            else {
+                continue;
+            };
+            let size_bytes = ["", "-wal"]
+                .iter()
+                .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
+                .map(|m| m.len())
+                .sum();
+            let record = known.remove(id);
+            summaries.push(ObjectSummary {
+                id: id.to_owned(),
+                name: record.as_ref().and_then(|r| r.name.clone()),
+                size_bytes,
+                last_active: record.map_or(0, |r| r.last_active),
+            });
+        }
+        summaries.sort_by(|a, b| {
+            b.last_active
+                .cmp(&a.last_active)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(summaries)
+    }
+
+    /// Evicts every active object (a test and operations knob): instances
+    /// dropped, databases closed. Hibernated state survives.
+    pub async fn evict_all(&self) {
+        self.evict_where(|_| true).await;
+    }
+
+    /// Evicts the active objects `which` picks, waiting for each to close.
+    async fn evict_where(&self, which: impl Fn(&ObjectKey) -> bool) {
+        for key in self.directory.keys_where(which) {
+            let (done, wait) = oneshot::channel();
+            if self.directory.send_existing(&key, Message::Evict(done)) {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    /// Stops every actor of a deleted namespace and removes its files.
+    pub(crate) async fn delete_namespace(&self, namespace: &str) -> anyhow::Result<()> {
+        self.evict_where(|k| &*k.namespace == namespace).await;
+        self.sockets
+            .close_namespace(namespace, 1001, "the object was deleted");
+        self.alarms.forget_namespace(namespace);
+        let dir = self.root.join(namespace);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A consistent copy of the actor's database file.
+pub(super) async fn export(actor: &mut Actor) -> Result<Vec<u8>, ObjectError> {
+    if actor.db.is_none() && !actor.path.exists() {
+        return Err(ObjectError::NoData(format!(
+            "object {} has no data",
+            actor.key.id
+        )));
+    }
+    let db = actor.db().await?;
+    let copy = actor.path.with_extension("export.tmp");
+    let _ = std::fs::remove_file(&copy);
+    lock(&db).export_to(&copy).map_err(ObjectError::storage)?;
+    let bytes = std::fs::read(&copy)
+        .with_context(|| format!("reading {}", copy.display()))
+        .map_err(|e| ObjectError::storage(format!("{e:#}")));
+    let _ = std::fs::remove_file(&copy);
+    bytes
+}
+
+/// Replaces the actor's database with an uploaded SQLite file, checked
+/// first.
+pub(super) async fn import(actor: &mut Actor, bytes: &[u8]) -> Result<(), ObjectError> {
+    let invalid = |why: String| ObjectError::InvalidImport(why);
+    let io = |e: anyhow::Error| ObjectError::storage(format!("{e:#}"));
+    if !bytes.starts_with(b"SQLite format 3\0") {
+        return Err(invalid("not a SQLite database file".into()));
+    }
+    let incoming = actor.path.with_extension("import.tmp");
+    if let Some(dir) = incoming.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .map_err(io)?;
+    }
+    std::fs::write(&incoming, bytes)
+        .with_context(|| format!("writing {}", incoming.display()))
+        .map_err(io)?;
+    let check: rusqlite::Result<String> = rusqlite::Connection::open(&incoming)
+        .and_then(|conn| conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)));
+    match check {
+        Ok(verdict) if verdict == "ok" => {}
+        Ok(verdict) => {
+            let _ = std::fs::remove_file(&incoming);
+            return Err(invalid(format!(
+                "the database failed its integrity check: {verdict}"
+            )));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&incoming);
+            return Err(invalid(format!(
+                "the file is not a usable SQLite database: {e}"
+            )));
+        }
+    }
+    actor.close();
+    remove_database_files(&actor.path).map_err(io)?;
+    std::fs::rename(&incoming, &actor.path)
+        .with_context(|| format!("installing {}", actor.path.display()))
+        .map_err(io)?;
+    actor.db().await?;
+    Ok(())
+}
+
+/// Removes the object's data, its record and its alarms, and closes its
+/// sockets.
+pub(super) fn delete(actor: &mut Actor) -> Result<(), ObjectError> {
+    let io = |e: anyhow::Error| ObjectError::storage(format!("{e:#}"));
+    actor.close();
+    remove_database_files(&actor.path).map_err(io)?;
+    if let Ok(system) = actor.system() {
+        system
+            .sockets
+            .close_object(&actor.key, 1001, "the object was deleted");
+        system.alarms.forget(&actor.key);
+        system.activity.forget(&actor.key);
+        system
+            .control
+            .forget_object(&actor.key.namespace, &actor.key.id.to_string())
+            .map_err(io)?;
+    }
+    Ok(())
+}

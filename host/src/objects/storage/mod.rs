@@ -1,0 +1,232 @@
+//! One Durable Object's SQLite database: how the file is opened and kept,
+//! and the statements the host itself runs on it.
+//!
+//! The database runs in WAL mode with `synchronous=FULL`: a `COMMIT` that
+//! returned is on disk. The batch loop wraps each batch of events in one
+//! transaction and each event in a savepoint (`transaction.rs`); guest SQL
+//! (`exec.rs`) cannot open or end transactions itself, nor touch Verge's
+//! own tables (`authorizer.rs`). The key-value API lives in `kv.rs`, the
+//! alarms table in `../alarms/table.rs`.
+
+mod authorizer;
+mod error;
+mod exec;
+mod kv;
+mod transaction;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use rusqlite::hooks::AuthContext;
+use rusqlite::{Connection, OptionalExtension};
+
+use authorizer::Guard;
+pub(crate) use error::{SqlError, SqlErrorKind};
+pub(crate) use kv::KvRange;
+
+/// An open object database.
+pub(crate) struct ObjectDb {
+    conn: Connection,
+    guard: Arc<Guard>,
+    limit_bytes: u64,
+    /// Open `transaction-begin`s of the current event.
+    transaction_depth: u32,
+    /// Whether a batch transaction is open.
+    in_batch: bool,
+    /// Set when SQLite rolled the whole batch back on its own (it does on
+    /// a full disk, some I/O errors): why. Nothing more may run in the
+    /// batch, and its commit fails with this reason.
+    lost: Option<String>,
+    /// Whether Verge's own tables are known to exist. They are created on
+    /// first write, inside the event's transaction, so a new object costs
+    /// no commit of its own.
+    internal_tables: bool,
+    /// Whether the current batch wrote alarms (the alarm index then needs
+    /// the object's new set).
+    pub(super) alarms_changed: bool,
+}
+
+impl ObjectDb {
+    /// Opens (creating) the database at `path`, capped at `limit_bytes`.
+    pub(crate) fn open(path: &Path, limit_bytes: u64) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut conn =
+            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // Only this connection ever opens the file, so the WAL index can
+        // live in its memory: no `-shm` file to create, map and delete per
+        // object. A connection still closing in the background (an evicted
+        // actor) holds the lock for a moment: wait for it.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let page_size = page_size.max(512) as u64;
+        conn.pragma_update(
+            None,
+            "max_page_count",
+            (limit_bytes / page_size).max(16) as i64,
+        )?;
+        let guard = Arc::new(Guard::default());
+        let hook_guard = guard.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| hook_guard.authorize(ctx)))?;
+        Ok(Self {
+            conn,
+            guard,
+            limit_bytes,
+            transaction_depth: 0,
+            in_batch: false,
+            lost: None,
+            internal_tables: false,
+            alarms_changed: false,
+        })
+    }
+
+    /// Runs host statements with the authorizer standing aside.
+    pub(super) fn internal<T>(
+        &mut self,
+        run: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SqlError> {
+        self.refuse_if_lost()?;
+        self.guard.set_internal(true);
+        let result = run(&mut self.conn);
+        self.guard.set_internal(false);
+        result.map_err(|e| self.error(e))
+    }
+
+    fn refuse_if_lost(&self) -> Result<(), SqlError> {
+        match &self.lost {
+            Some(why) => Err(SqlError::new(
+                SqlErrorKind::Other,
+                format!("this batch's transaction was rolled back by SQLite after: {why}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Translates SQLite's error into the interface's terms, and notes when
+    /// SQLite rolled the batch back on its own.
+    fn error(&mut self, error: rusqlite::Error) -> SqlError {
+        let error = SqlError::describe(error, self.guard.take_denial(), self.limit_bytes);
+        if self.in_batch && self.conn.is_autocommit() && self.lost.is_none() {
+            self.lost = Some(error.message.clone());
+        }
+        error
+    }
+
+    /// Size of the database in bytes (pages in use times page size).
+    pub(crate) fn size(&mut self) -> Result<u64, SqlError> {
+        self.internal(|c| {
+            let pages: i64 = c.pragma_query_value(None, "page_count", |r| r.get(0))?;
+            let page_size: i64 = c.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            Ok((pages * page_size) as u64)
+        })
+    }
+
+    /// Whether Verge's tables exist (reads of a new object find nothing).
+    fn has_internal_tables(&mut self) -> Result<bool, SqlError> {
+        if !self.internal_tables {
+            self.internal_tables = self.internal(|c| {
+                c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_verge_meta')",
+                    [],
+                    |r| r.get(0),
+                )
+            })?;
+        }
+        Ok(self.internal_tables)
+    }
+
+    /// Creates Verge's tables if they are missing, in the open transaction.
+    fn create_internal_tables(&mut self) -> Result<(), SqlError> {
+        if !self.has_internal_tables()? {
+            self.internal(|c| {
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS _verge_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+                     CREATE TABLE IF NOT EXISTS _verge_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+                )
+            })?;
+            self.internal_tables = true;
+        }
+        Ok(())
+    }
+
+    /// Host metadata about the object (its name, for one).
+    pub(crate) fn meta(&mut self, key: &str) -> Result<Option<String>, SqlError> {
+        if !self.has_internal_tables()? {
+            return Ok(None);
+        }
+        self.internal(|c| {
+            c.prepare_cached("SELECT value FROM _verge_meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    pub(crate) fn set_meta(&mut self, key: &str, value: &str) -> Result<(), SqlError> {
+        self.create_internal_tables()?;
+        self.internal(|c| {
+            c.prepare_cached("INSERT INTO _verge_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+                .execute([key, value])
+                .map(|_| ())
+        })
+    }
+
+    /// A consistent copy of the whole database at `target`.
+    pub(crate) fn export_to(&mut self, target: &Path) -> Result<(), SqlError> {
+        let target = target.to_string_lossy().into_owned();
+        self.internal(|c| c.execute("VACUUM INTO ?1", [target]).map(|_| ()))
+    }
+}
+
+/// Locks an object's database. Only its actor and its instance use it, one
+/// at a time, and every multi-statement change runs in a transaction, so a
+/// panic while it was held leaves nothing half-done.
+pub(crate) fn lock(db: &Mutex<ObjectDb>) -> MutexGuard<'_, ObjectDb> {
+    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes a database and its WAL and shared-memory files.
+pub(super) fn remove_database_files(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", file.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(crate) fn db() -> (tempfile::TempDir, ObjectDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ObjectDb::open(&dir.path().join("o.sqlite"), 1 << 30).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn meta_reads_nothing_until_written_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite");
+        {
+            let mut db = ObjectDb::open(&path, 1 << 30).unwrap();
+            assert_eq!(db.meta("name").unwrap(), None);
+            db.set_meta("name", "ada").unwrap();
+        }
+        let mut db = ObjectDb::open(&path, 1 << 30).unwrap();
+        assert_eq!(db.meta("name").unwrap().as_deref(), Some("ada"));
+        drop(db);
+        remove_database_files(&path).unwrap();
+        assert!(!path.exists());
+    }
+}
