@@ -32,6 +32,8 @@ pub struct Options {
     /// Install missing peers first (minutes, for wasmtime); otherwise the
     /// benches that need one are skipped, and the report says which.
     pub install_peers: bool,
+    /// Run only these groups of [`GROUPS`]; all when empty.
+    pub only: Vec<String>,
 }
 
 /// How long and how often each measurement runs.
@@ -151,35 +153,73 @@ fn built(dir: &str, name: &str) -> Result<verge_host::toolchain::BuiltComponent>
         .with_context(|| format!("{dir} built no {name}"))
 }
 
-/// Runs every bench and writes the report.
+/// The groups of benches `--only` picks from, in the order they run.
+pub const GROUPS: [&str; 6] = [
+    "instantiation",
+    "deploy",
+    "hello",
+    "durable",
+    "sql",
+    "websockets",
+];
+
+/// Runs the benches `options` picks and writes the report.
 pub fn run(options: &Options) -> Result<Report> {
     let plan = Plan::new(options.smoke);
     let load_before = load_average();
     let setup = Setup::prepare(options)?;
+    let wants = |group: &str| options.only.is_empty() || options.only.iter().any(|g| g == group);
 
-    let instantiation = measure_instantiation(&plan)?;
-    let deploy = measure_verge_deploy(&setup, &plan)?;
-    let servers = measure_servers(&setup, &plan)?;
-    let spawns = measure_process_per_request(&setup, &plan)?;
-    let durable = measure_durable_objects(&setup, &plan)?;
-    let sql = measure_sql_round_trip(&setup, &plan)?;
-    let chat = websockets::measure(&setup, &plan)?;
+    let instantiation = wants("instantiation")
+        .then(|| measure_instantiation(&plan))
+        .transpose()?;
+    let deploy = wants("deploy")
+        .then(|| measure_verge_deploy(&setup, &plan))
+        .transpose()?;
+    let hello = wants("hello")
+        .then(|| -> Result<_> {
+            Ok((
+                measure_servers(&setup, &plan)?,
+                measure_process_per_request(&setup, &plan)?,
+            ))
+        })
+        .transpose()?;
+    let durable = wants("durable")
+        .then(|| measure_durable_objects(&setup, &plan))
+        .transpose()?;
+    let sql = wants("sql")
+        .then(|| measure_sql_round_trip(&setup, &plan))
+        .transpose()?;
+    let chat = wants("websockets")
+        .then(|| websockets::measure(&setup, &plan))
+        .transpose()?;
 
     let mut report = Report {
         preamble: preamble(&setup, options.smoke, &load_before),
         ..Report::default()
     };
-    let mut goals = hello_goals(&instantiation, &servers);
-    goals.extend(websockets::goals(&chat));
+    let mut goals = match (&instantiation, &hello) {
+        (Some(instantiation), Some((servers, _))) => hello_goals(instantiation, servers),
+        _ => Vec::new(),
+    };
+    goals.extend(chat.iter().flat_map(|chat| websockets::goals(chat)));
     report.sections.push(targets_section(&goals));
-    report.sections.push(instantiation.section());
-    report.sections.push(deploy);
-    report.sections.push(startup_section(&servers, &spawns));
-    report.sections.push(throughput_section(&servers));
-    report.sections.push(memory_section(&servers));
-    report.sections.push(durable_section(&durable));
-    report.sections.push(sql);
-    report.sections.push(websockets::section(&chat));
+    report
+        .sections
+        .extend(instantiation.map(|instantiation| instantiation.section()));
+    report.sections.extend(deploy);
+    if let Some((servers, spawns)) = &hello {
+        report.sections.push(startup_section(servers, spawns));
+        report.sections.push(throughput_section(servers));
+        report.sections.push(memory_section(servers));
+    }
+    report
+        .sections
+        .extend(durable.map(|durable| durable_section(&durable)));
+    report.sections.extend(sql);
+    report
+        .sections
+        .extend(chat.map(|chat| websockets::section(&chat)));
     // A chart whose benches were all skipped has nothing to draw.
     for section in &mut report.sections {
         section.charts.retain(|chart| !chart.bars.is_empty());

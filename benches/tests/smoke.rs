@@ -31,6 +31,7 @@ fn bench_smoke_run_writes_every_section_and_chart() {
         // `cargo test` installs nothing that takes minutes to build; the
         // run skips what needs a missing peer and the report says so.
         install_peers: false,
+        only: Vec::new(),
     })
     .unwrap();
     let peers = Peers::find();
