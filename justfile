@@ -46,6 +46,11 @@ bench-docs:
     cargo build --release -p verge-host -p verge-benches
     cargo run --release -p verge-benches --bin bench -- --update-docs
 
+# 100 power cuts under load on a filesystem that forgets unsynced writes
+# (needs FUSE: Debian's fuse3, root). `cargo test` runs 10.
+crash-test trials="100":
+    VERGE_POWER_LOSS_TRIALS={{trials}} cargo test -p verge-host --test power_loss -- --nocapture acknowledged_writes_and_alarms_survive_power_loss
+
 # Every bench for about a second, to check the harness.
 bench-smoke:
     cargo build --release -p verge-host -p verge-benches

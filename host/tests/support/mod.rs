@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use verge_host::objects::ObjectOptions;
 use verge_host::platform::{Platform, PlatformOptions};
 use verge_host::runtime::EngineOptions;
-use verge_host::server::{Server, ServerOptions};
+use verge_host::server::{AdminOptions, ConnectionLimits, Server, ServerOptions};
 use verge_host::toolchain;
 
 pub const TOKEN: &str = "test-admin-token";
@@ -91,6 +91,7 @@ impl TestHost {
                 max_instances: 64,
                 max_objects: 64,
                 max_memory_mb: 256,
+                ..EngineOptions::default()
             },
             objects,
             dev,
@@ -101,9 +102,13 @@ impl TestHost {
             platform.clone(),
             ServerOptions {
                 listen: "127.0.0.1:0".parse().unwrap(),
-                admin_listen: Some("127.0.0.1:0".parse().unwrap()),
-                admin_token: Some(TOKEN.into()),
+                admin: Some(AdminOptions {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    token: TOKEN.into(),
+                    hosts: Vec::new(),
+                }),
                 index: None,
+                limits: ConnectionLimits::default(),
             },
         )
         .await
@@ -234,6 +239,11 @@ pub struct VergeProcess {
 
 impl VergeProcess {
     pub fn serve(data: &Path) -> Self {
+        Self::serve_with_env(data, &[])
+    }
+
+    /// `verge serve` with extra environment variables.
+    pub fn serve_with_env(data: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
             .args([
                 "serve",
@@ -247,6 +257,7 @@ impl VergeProcess {
             .arg(data)
             .env("VERGE_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
