@@ -22,6 +22,10 @@ pub struct Limits {
     pub subrequests: u32,
     /// Largest database of one Durable Object, in MiB.
     pub object_storage_mb: u64,
+    /// Time one object event (or request) may spend running SQL, in
+    /// milliseconds; a statement still running when it is spent is
+    /// interrupted with an error.
+    pub sql_ms: u64,
 }
 
 impl Default for Limits {
@@ -33,6 +37,7 @@ impl Default for Limits {
             body_mb: 16,
             subrequests: 50,
             object_storage_mb: 10 << 10,
+            sql_ms: 2_000,
         }
     }
 }
@@ -58,6 +63,7 @@ impl Limits {
             ("body_mb", self.body_mb, 1, 1024),
             ("subrequests", u64::from(self.subrequests), 0, 10_000),
             ("object_storage_mb", self.object_storage_mb, 1, 1 << 20),
+            ("sql_ms", self.sql_ms, 1, 300_000),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -19,9 +20,9 @@ use super::error::ObjectError;
 use super::hibernation::Outgoing;
 use super::id::ObjectKey;
 use super::instance::{ObjectScope, Warm};
-use super::mailbox::{Chain, Event, Inbox, Message, Pending, Reply, take_batch};
+use super::mailbox::{Backlog, CallPath, Chain, Event, Inbox, Message, Pending, Reply, take_batch};
 use super::namespaces::Namespace;
-use super::storage::{ObjectDb, SqlError, SqlErrorKind, lock};
+use super::storage::{EventBudget, ObjectDb, SqlError, SqlErrorKind, lock};
 use super::{ObjectSystem, admin};
 use crate::config::Limits;
 use crate::runtime::LoadedWorker;
@@ -46,6 +47,7 @@ pub(super) async fn run(
     namespace: Namespace,
     path: PathBuf,
     mut inbox: Inbox,
+    backlog: Arc<Backlog>,
 ) {
     let mut actor = Actor {
         system,
@@ -79,8 +81,11 @@ pub(super) async fn run(
         };
         match message {
             Message::Event(first) => {
-                let (batch, next) = take_batch(first, &mut inbox, max_batch);
+                let (batch, next) = take_batch(first, &mut inbox, &backlog, max_batch);
                 held = next;
+                if batch.is_empty() {
+                    continue;
+                }
                 match actor.db().await {
                     Ok(db) => batch::run(&db, batch, &mut actor).await,
                     Err(e) => {
@@ -106,7 +111,7 @@ pub(super) async fn run(
                 }
             }
             Message::Delete(reply) => {
-                let result = admin::delete(&mut actor);
+                let result = admin::delete(&mut actor).await;
                 let _ = reply.send(result);
                 actor.leave(inbox);
                 return;
@@ -138,6 +143,7 @@ impl Actor {
             return Ok(db.clone());
         }
         let system = self.system()?;
+        system.closing.wait(&self.key).await;
         let limit = self
             .active_worker(&system)
             .map_or(Limits::default(), |w| w.context.config.limits)
@@ -164,7 +170,7 @@ impl Actor {
         &mut self,
         db: &Arc<Mutex<ObjectDb>>,
         event: Event,
-        callers: Chain,
+        path: CallPath,
     ) -> Result<Reply, ObjectError> {
         // Taken first, so that whatever fails from here on (no deployed
         // version, a constructor that traps) counts as a failed attempt.
@@ -204,7 +210,12 @@ impl Actor {
             self.warm = Some(warm);
         }
         let warm = self.warm.as_mut().expect("started above");
-        let result = warm.run(event, alarm.as_ref(), callers).await;
+        let limits = warm.worker.context.config.limits;
+        lock(db).set_budget(EventBudget::new(
+            Duration::from_millis(limits.sql_ms),
+            Instant::now().checked_add(Duration::from_millis(limits.wall_ms)),
+        ));
+        let result = warm.run(event, alarm.as_ref(), path).await;
         if let Err(error @ ObjectError::GuestTrap(_)) = &result {
             // A trap or a breached limit leaves the instance unusable.
             tracing::error!(object = %self.key, "event failed: {error}");
@@ -224,9 +235,16 @@ impl Actor {
     /// which must not hold up this runtime's few threads.
     fn hibernate(&mut self) {
         self.warm = None;
-        if let Some(db) = self.db.take() {
-            tokio::task::spawn_blocking(move || drop(db));
-        }
+        let (Some(db), Some(system)) = (self.db.take(), self.system.upgrade()) else {
+            return;
+        };
+        #[cfg(feature = "test-hooks")]
+        let delay = system.faults.close_delay();
+        #[cfg(not(feature = "test-hooks"))]
+        let delay = Duration::ZERO;
+        system
+            .closing
+            .close_in_background(self.key.clone(), db, delay);
     }
 
     /// Leaves the directory if nothing is waiting.
@@ -270,9 +288,9 @@ impl Events for Actor {
         &mut self,
         db: &Arc<Mutex<ObjectDb>>,
         event: Event,
-        callers: Chain,
+        path: CallPath,
     ) -> (Result<Reply, ObjectError>, Vec<Outgoing>) {
-        let result = self.deliver(db, event, callers).await;
+        let result = self.deliver(db, event, path).await;
         if result.is_ok() {
             self.firing = None;
         }

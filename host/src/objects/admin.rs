@@ -5,15 +5,18 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
+use rusqlite::OptionalExtension;
 use tokio::sync::oneshot;
 
 use super::ObjectSystem;
 use super::actor::Actor;
+use super::alarms;
 use super::error::ObjectError;
 use super::id::{ObjectId, ObjectKey};
 use super::mailbox::Message;
 use super::namespaces::Namespace;
 use super::storage::{lock, remove_database_files};
+use crate::files::{rename_synced, write_synced};
 use crate::storage::ObjectRecord;
 
 /// One object, as `verge objects list` shows it.
@@ -172,51 +175,70 @@ pub(super) async fn import(actor: &mut Actor, bytes: &[u8]) -> Result<(), Object
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(io)?;
     }
-    std::fs::write(&incoming, bytes)
-        .with_context(|| format!("writing {}", incoming.display()))
-        .map_err(io)?;
-    let check: rusqlite::Result<String> = rusqlite::Connection::open(&incoming)
-        .and_then(|conn| conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)));
-    match check {
-        Ok(verdict) if verdict == "ok" => {}
-        Ok(verdict) => {
-            let _ = std::fs::remove_file(&incoming);
-            return Err(invalid(format!(
-                "the database failed its integrity check: {verdict}"
-            )));
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&incoming);
-            return Err(invalid(format!(
-                "the file is not a usable SQLite database: {e}"
-            )));
-        }
+    let system = actor.system()?;
+    system.closing.wait(&actor.key).await;
+    write_synced(&incoming, bytes).map_err(io)?;
+    if let Err(why) = check_import(&incoming) {
+        let _ = std::fs::remove_file(&incoming);
+        return Err(invalid(why));
     }
     actor.close();
     remove_database_files(&actor.path).map_err(io)?;
-    std::fs::rename(&incoming, &actor.path)
-        .with_context(|| format!("installing {}", actor.path.display()))
-        .map_err(io)?;
-    actor.db().await?;
+    rename_synced(&incoming, &actor.path).map_err(io)?;
+    let db = actor.db().await?;
+    // The new database's alarms, in the index and on the schedule.
+    alarms::reindex(&db, &system.control, &system.alarms, &actor.key);
     Ok(())
+}
+
+/// Why an uploaded database may not become an object's, if it may not.
+fn check_import(path: &std::path::Path) -> Result<(), String> {
+    let unusable = |e: rusqlite::Error| format!("the file is not a usable SQLite database: {e}");
+    let conn = rusqlite::Connection::open(path).map_err(unusable)?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(unusable)?;
+    if verdict != "ok" {
+        return Err(format!(
+            "the database failed its integrity check: {verdict}"
+        ));
+    }
+    // Verge's own tables must be plain tables: a view or a trigger there
+    // would run inside the host's own statements.
+    let intruder: Option<String> = conn
+        .query_row(
+            "SELECT type || ' ' || name FROM sqlite_master
+             WHERE (substr(name, 1, 7) = '_verge_' AND type NOT IN ('table', 'index'))
+                OR (type = 'trigger' AND substr(tbl_name, 1, 7) = '_verge_')",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unusable)?;
+    match intruder {
+        Some(what) => Err(format!(
+            "the database defines {what} on Verge's internal tables"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Removes the object's data, its record and its alarms, and closes its
 /// sockets.
-pub(super) fn delete(actor: &mut Actor) -> Result<(), ObjectError> {
+pub(super) async fn delete(actor: &mut Actor) -> Result<(), ObjectError> {
     let io = |e: anyhow::Error| ObjectError::storage(format!("{e:#}"));
+    let system = actor.system()?;
     actor.close();
+    system.closing.wait(&actor.key).await;
     remove_database_files(&actor.path).map_err(io)?;
-    if let Ok(system) = actor.system() {
-        system
-            .sockets
-            .close_object(&actor.key, 1001, "the object was deleted");
-        system.alarms.forget(&actor.key);
-        system.activity.forget(&actor.key);
-        system
-            .control
-            .forget_object(&actor.key.namespace, &actor.key.id.to_string())
-            .map_err(io)?;
-    }
+    system
+        .sockets
+        .close_object(&actor.key, 1001, "the object was deleted");
+    system.alarms.forget(&actor.key);
+    system.activity.forget(&actor.key);
+    system
+        .control
+        .forget_object(&actor.key.namespace, &actor.key.id.to_string())
+        .map_err(io)?;
     Ok(())
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use super::error::ObjectError;
 use super::hibernation::Outgoing;
-use super::mailbox::{Chain, Event, Pending, Reply};
+use super::mailbox::{CallPath, Event, Pending, Reply};
 use super::storage::{ObjectDb, lock};
 
 /// What the gates need from the object whose batch they run.
@@ -37,7 +37,7 @@ pub(crate) trait Events {
         &mut self,
         db: &Arc<Mutex<ObjectDb>>,
         event: Event,
-        callers: Chain,
+        path: CallPath,
     ) -> impl Future<Output = (Result<Reply, ObjectError>, Vec<Outgoing>)> + Send;
 
     /// After a failed event's writes were undone: the error to answer, or
@@ -74,15 +74,12 @@ pub(crate) async fn run(db: &Arc<Mutex<ObjectDb>>, batch: Vec<Pending>, events: 
             continue;
         }
         let Pending {
-            event,
-            callers,
-            reply,
-            ..
+            event, path, reply, ..
         } = pending;
         let began = lock(db).begin_event();
         let result = match began {
             Ok(()) => {
-                let (result, sent) = events.run(db, event, callers).await;
+                let (result, sent) = events.run(db, event, path).await;
                 if result.is_ok() {
                     outbox.extend(sent);
                 }
@@ -151,7 +148,7 @@ mod tests {
             &mut self,
             db: &Arc<Mutex<ObjectDb>>,
             event: Event,
-            _: Chain,
+            _: CallPath,
         ) -> (Result<Reply, ObjectError>, Vec<Outgoing>) {
             let Event::Rpc { method, .. } = event else {
                 unreachable!()

@@ -6,14 +6,14 @@
 //! actor that has decided to stop.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::ObjectError;
 use super::id::ObjectKey;
-use super::mailbox::{Inbox, Message, Outbox};
+use super::mailbox::{Backlog, Inbox, Message, Outbox};
 
 pub(crate) struct Directory {
     state: Mutex<Actors>,
@@ -23,11 +23,17 @@ pub(crate) struct Directory {
 }
 
 struct Actors {
-    mailboxes: HashMap<ObjectKey, Outbox>,
+    mailboxes: HashMap<ObjectKey, Mailbox>,
     /// The active actors, least recently sent anything first. An actor
     /// asked to leave is not in it: it no longer counts as active and is
     /// not picked again, unless an event arrives before it is gone.
     active: LruCache<ObjectKey, ()>,
+}
+
+/// How to reach an actor, and what waits for it.
+struct Mailbox {
+    outbox: Outbox,
+    backlog: Arc<Backlog>,
 }
 
 impl Directory {
@@ -47,48 +53,60 @@ impl Directory {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands `message` to `key`'s actor. When the object has none (or its
-    /// actor died), `start` is given the inbox of a new one, with `message`
+    /// Hands `message` to `key`'s actor, unless it is an event the object
+    /// has no room for. When the object has no actor (or its actor died),
+    /// `start` is given the inbox and backlog of a new one, with `message`
     /// waiting in it; an error from `start` is returned and nothing is kept.
     pub(crate) fn send(
         &self,
         key: &ObjectKey,
         message: Message,
-        start: impl FnOnce(Inbox) -> Result<(), ObjectError>,
+        start: impl FnOnce(Inbox, Arc<Backlog>) -> Result<(), ObjectError>,
     ) -> Result<(), ObjectError> {
         let mut actors = self.actors();
         let is_event = matches!(message, Message::Event(_));
         let message = match actors.mailboxes.get(key) {
-            Some(mailbox) => match mailbox.send(message) {
-                Ok(()) => {
-                    if !actors.active.promote(key) && is_event {
-                        // Asked to leave, but busy again: active after all.
-                        actors.active.put(key.clone(), ());
+            Some(mailbox) => {
+                if let Message::Event(pending) = &message {
+                    mailbox.backlog.admit(pending)?;
+                }
+                match mailbox.outbox.send(message) {
+                    Ok(()) => {
+                        if !actors.active.promote(key) && is_event {
+                            // Asked to leave, but busy again: active after all.
+                            actors.active.put(key.clone(), ());
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
+                    // The actor died (a panic in the host): start over.
+                    Err(mpsc::error::SendError(message)) => {
+                        actors.mailboxes.remove(key);
+                        actors.active.pop(key);
+                        message
+                    }
                 }
-                // The actor died (a panic in the host): start over.
-                Err(mpsc::error::SendError(message)) => {
-                    actors.mailboxes.remove(key);
-                    actors.active.pop(key);
-                    message
-                }
-            },
+            }
             None => message,
         };
         let (outbox, inbox) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog::default());
+        if let Message::Event(pending) = &message {
+            backlog.admit(pending)?;
+        }
         outbox.send(message).expect("the inbox is alive");
-        start(inbox)?;
+        start(inbox, backlog.clone())?;
         if actors.active.len() >= self.max_active
             && let Some((oldest, ())) = actors.active.pop_lru()
         {
             // It leaves once its queued events are done.
             let (done, _) = oneshot::channel();
             if let Some(mailbox) = actors.mailboxes.get(&oldest) {
-                let _ = mailbox.send(Message::Evict(done));
+                let _ = mailbox.outbox.send(Message::Evict(done));
             }
         }
-        actors.mailboxes.insert(key.clone(), outbox);
+        actors
+            .mailboxes
+            .insert(key.clone(), Mailbox { outbox, backlog });
         actors.active.put(key.clone(), ());
         Ok(())
     }
@@ -99,7 +117,7 @@ impl Directory {
         actors
             .mailboxes
             .get(key)
-            .is_some_and(|mailbox| mailbox.send(message).is_ok())
+            .is_some_and(|mailbox| mailbox.outbox.send(message).is_ok())
     }
 
     /// An actor that has nothing left to do asks to leave: it is removed
@@ -171,7 +189,7 @@ mod tests {
         fn event(&mut self, n: u8) {
             let mut started = None;
             self.directory
-                .send(&key(n), Message::Event(rpc("m").0), |inbox| {
+                .send(&key(n), Message::Event(rpc("m").0), |inbox, _| {
                     started = Some(inbox);
                     Ok(())
                 })
@@ -241,7 +259,7 @@ mod tests {
     #[test]
     fn a_failed_start_keeps_nothing() {
         let directory = Directory::new(8);
-        let refused = directory.send(&key(1), Message::Event(rpc("m").0), |_| {
+        let refused = directory.send(&key(1), Message::Event(rpc("m").0), |_, _| {
             Err(ObjectError::NotDeployed("no such class".into()))
         });
         assert!(matches!(refused, Err(ObjectError::NotDeployed(_))));

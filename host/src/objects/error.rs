@@ -91,11 +91,9 @@ impl From<InvokeError> for ObjectError {
     fn from(error: InvokeError) -> Self {
         match error {
             InvokeError::Handler(message) => Self::Handler(message),
-            InvokeError::AtCapacity => Self::Overloaded(error.to_string()),
-            InvokeError::CpuLimit(_)
-            | InvokeError::MemoryLimit(_)
-            | InvokeError::Timeout { .. }
-            | InvokeError::Trap(_) => Self::GuestTrap(error.to_string()),
+            _ if error.is_overload() => Self::Overloaded(error.to_string()),
+            // A trap, or a breached limit: CPU, memory, wall clock.
+            _ => Self::GuestTrap(error.to_string()),
         }
     }
 }

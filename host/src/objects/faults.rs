@@ -2,14 +2,27 @@
 //! sees success for writes that did not reach the disk. Built only with the
 //! `test-hooks` feature, which the host's own tests turn on.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct FaultInjection {
     failing_commits: AtomicU32,
+    close_delay_ms: AtomicU64,
 }
 
 impl FaultInjection {
+    /// Makes background closes of evicted databases wait this long first,
+    /// so a test can act while one is under way.
+    pub fn delay_closes(&self, delay: Duration) {
+        self.close_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub(crate) fn close_delay(&self) -> Duration {
+        Duration::from_millis(self.close_delay_ms.load(Ordering::SeqCst))
+    }
+
     pub fn fail_next_commits(&self, count: u32) {
         self.failing_commits.store(count, Ordering::SeqCst);
     }

@@ -13,7 +13,7 @@ use wasmtime::Store;
 use super::error::ObjectError;
 use super::hibernation::Outgoing;
 use super::id::ObjectKey;
-use super::mailbox::{Chain, Event, Reply};
+use super::mailbox::{CallPath, Chain, Event, Reply};
 use super::storage::ObjectDb;
 use crate::bindings::exports::verge::platform::object_events::AlarmInfo;
 use crate::bindings::exports::verge::platform::{object, object_events};
@@ -33,11 +33,11 @@ pub(crate) struct ObjectScope {
 }
 
 impl HostState {
-    /// The objects a call from here passes through: the current object's
-    /// callers and the object itself. An object already on it cannot be
-    /// called again (that would deadlock).
-    pub(crate) fn call_chain(&self) -> Chain {
-        match &self.object {
+    /// Where a call from here comes from: the current object's callers
+    /// and the object itself (an object already on it cannot be called
+    /// again: that would deadlock), and the request's hops.
+    pub(crate) fn call_path(&self) -> CallPath {
+        let objects = match &self.object {
             Some(object) => object
                 .callers
                 .iter()
@@ -45,6 +45,10 @@ impl HostState {
                 .chain([object.key.clone()])
                 .collect(),
             None => Chain::default(),
+        };
+        CallPath {
+            objects,
+            hops: self.hops,
         }
     }
 }
@@ -148,13 +152,14 @@ impl Warm {
         &mut self,
         event: Event,
         alarm: Option<&AlarmInfo>,
-        callers: Chain,
+        path: CallPath,
     ) -> Result<Reply, ObjectError> {
         let wall_ms = self.worker.context.config.limits.wall_ms;
         let state = self.store.data_mut();
         state.begin_event(RequestId::random());
+        state.hops = path.hops;
         if let Some(object) = &mut state.object {
-            object.callers = callers;
+            object.callers = path.objects;
         }
         self.store.set_epoch_deadline(1);
         let (store, exports) = (&mut self.store, &self.exports);

@@ -3,6 +3,7 @@
 //! under one commit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,6 +16,15 @@ use crate::bindings::{Request, Response};
 
 /// The objects on the current call path, outermost first.
 pub type Chain = Arc<[ObjectKey]>;
+
+/// Where an event comes from: the objects waiting on it (the calling object
+/// last), and how many Verge hosts the request that led to it had passed
+/// through (its outbound requests carry one more, see `LOOP_HEADER`).
+#[derive(Debug, Clone, Default)]
+pub struct CallPath {
+    pub objects: Chain,
+    pub hops: u32,
+}
 
 /// An event for an object.
 #[derive(Debug)]
@@ -77,7 +87,7 @@ pub(crate) struct Pending {
     pub(crate) event: Event,
     /// The object's name, when the caller reached it by name.
     pub(crate) name: Option<String>,
-    pub(crate) callers: Chain,
+    pub(crate) path: CallPath,
     pub(crate) reply: ReplyTo,
 }
 
@@ -104,18 +114,85 @@ pub(crate) enum Message {
 pub(crate) type Inbox = mpsc::UnboundedReceiver<Message>;
 pub(crate) type Outbox = mpsc::UnboundedSender<Message>;
 
+/// Fetch and RPC events one object may have waiting, and the bytes they
+/// carry: past either, callers are told the object is overloaded rather
+/// than queued without end. (WebSocket messages have their own window per
+/// socket, and alarms one per alarm.)
+const MAX_WAITING_EVENTS: usize = 1024;
+const MAX_WAITING_BYTES: usize = 64 << 20;
+
+/// What waits in one object's inbox from callers.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Backlog {
+    /// Counts `pending` in, unless the object already has too much waiting.
+    pub(crate) fn admit(&self, pending: &Pending) -> Result<(), ObjectError> {
+        let Some(bytes) = pending.weight() else {
+            return Ok(());
+        };
+        let events = self.events.fetch_add(1, Ordering::AcqRel);
+        let waiting = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        if events >= MAX_WAITING_EVENTS || waiting + bytes > MAX_WAITING_BYTES {
+            self.release(pending);
+            return Err(ObjectError::Overloaded(format!(
+                "the object is overloaded: {events} requests ({} MiB) are waiting for it",
+                waiting >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts `pending` out, as the actor takes it.
+    fn release(&self, pending: &Pending) {
+        if let Some(bytes) = pending.weight() {
+            self.events.fetch_sub(1, Ordering::AcqRel);
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Pending {
+    /// What a fetch or RPC event weighs in its object's backlog.
+    fn weight(&self) -> Option<usize> {
+        match &self.event {
+            Event::Fetch(request) => Some(request.body.len() + request.url.len()),
+            Event::Rpc { method, args } => Some(method.len() + args.len()),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller stopped waiting (a client that went away): the
+    /// event is dropped unrun.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
 /// The batch that starts with `first`: it and every event already waiting
-/// behind it, up to `max` in all. Stops early at a message that is not an
-/// event, which is returned to be handled after the batch.
+/// behind it, up to `max` in all, each counted out of `backlog`. Events
+/// whose caller has gone are dropped. Stops early at a message that is not
+/// an event, which is returned to be handled after the batch.
 pub(crate) fn take_batch(
     first: Pending,
     inbox: &mut Inbox,
+    backlog: &Backlog,
     max: usize,
 ) -> (Vec<Pending>, Option<Message>) {
-    let mut batch = vec![first];
+    let mut batch = Vec::new();
+    let take = |pending: Pending, batch: &mut Vec<Pending>| {
+        backlog.release(&pending);
+        if !pending.abandoned() {
+            batch.push(pending);
+        }
+    };
+    take(first, &mut batch);
     while batch.len() < max {
         match inbox.try_recv() {
-            Ok(Message::Event(pending)) => batch.push(pending),
+            Ok(Message::Event(pending)) => take(pending, &mut batch),
             Ok(other) => return (batch, Some(other)),
             Err(_) => break,
         }
@@ -136,7 +213,7 @@ pub(crate) mod tests {
                 args: Vec::new(),
             },
             name: None,
-            callers: Chain::default(),
+            path: CallPath::default(),
             reply,
         };
         (pending, answer)
@@ -149,19 +226,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// Queues RPCs named `methods`; their answers stay alive (nobody
+    /// stopped waiting) as long as the returned vector does.
+    fn queue(outbox: &Outbox, methods: &[&str]) -> Vec<PendingReply> {
+        methods
+            .iter()
+            .map(|m| {
+                let (pending, answer) = rpc(m);
+                let _ = outbox.send(Message::Event(pending));
+                answer
+            })
+            .collect()
+    }
+
     #[test]
     fn a_batch_takes_what_is_waiting_up_to_its_size() {
         let (outbox, mut inbox) = mpsc::unbounded_channel();
-        for n in 1..=4 {
-            let _ = outbox.send(Message::Event(rpc(&n.to_string()).0));
-        }
-        let (batch, held) = take_batch(rpc("0").0, &mut inbox, 3);
+        let _answers = queue(&outbox, &["1", "2", "3", "4"]);
+        let backlog = Backlog::default();
+        let (first, _a) = rpc("0");
+        let (batch, held) = take_batch(first, &mut inbox, &backlog, 3);
         assert_eq!(
             batch.iter().map(method).collect::<Vec<_>>(),
             ["0", "1", "2"]
         );
         assert!(held.is_none());
-        let (batch, _) = take_batch(rpc("x").0, &mut inbox, 3);
+        let (first, _b) = rpc("x");
+        let (batch, _) = take_batch(first, &mut inbox, &backlog, 3);
         assert_eq!(
             batch.iter().map(method).collect::<Vec<_>>(),
             ["x", "3", "4"]
@@ -171,15 +262,47 @@ pub(crate) mod tests {
     #[test]
     fn a_batch_stops_at_an_administrative_message_and_keeps_it() {
         let (outbox, mut inbox) = mpsc::unbounded_channel();
-        let _ = outbox.send(Message::Event(rpc("1").0));
+        let _one = queue(&outbox, &["1"]);
         let (done, _) = oneshot::channel();
         let _ = outbox.send(Message::Evict(done));
-        let _ = outbox.send(Message::Event(rpc("2").0));
-        let (batch, held) = take_batch(rpc("0").0, &mut inbox, 256);
+        let _two = queue(&outbox, &["2"]);
+        let (first, _a) = rpc("0");
+        let (batch, held) = take_batch(first, &mut inbox, &Backlog::default(), 256);
         assert_eq!(batch.iter().map(method).collect::<Vec<_>>(), ["0", "1"]);
         assert!(matches!(held, Some(Message::Evict(_))));
         // What came after the held message waits for the next batch.
         assert!(matches!(inbox.try_recv(), Ok(Message::Event(_))));
+    }
+
+    #[test]
+    fn events_whose_caller_left_are_dropped_unrun() {
+        let (outbox, mut inbox) = mpsc::unbounded_channel();
+        let (waited, _answer) = rpc("waited");
+        let (left, gone) = rpc("left");
+        drop(gone);
+        let _ = outbox.send(Message::Event(left));
+        let (batch, _) = take_batch(waited, &mut inbox, &Backlog::default(), 256);
+        assert_eq!(batch.iter().map(method).collect::<Vec<_>>(), ["waited"]);
+    }
+
+    #[test]
+    fn a_backlog_refuses_past_its_limit_and_frees_as_events_are_taken() {
+        let backlog = Backlog::default();
+        let mut admitted = Vec::new();
+        for _ in 0..MAX_WAITING_EVENTS {
+            let (pending, answer) = rpc("m");
+            backlog.admit(&pending).unwrap();
+            admitted.push((pending, answer));
+        }
+        let (one_more, _answer) = rpc("m");
+        assert!(matches!(
+            backlog.admit(&one_more),
+            Err(ObjectError::Overloaded(_))
+        ));
+        let (first, _answer) = admitted.pop().unwrap();
+        let (_, mut inbox) = mpsc::unbounded_channel();
+        let _ = take_batch(first, &mut inbox, &backlog, 1);
+        backlog.admit(&one_more).unwrap();
     }
 
     #[tokio::test]

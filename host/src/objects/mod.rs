@@ -32,6 +32,7 @@ mod actor;
 mod admin;
 mod alarms;
 mod batch;
+mod closing;
 mod directory;
 mod error;
 #[cfg(feature = "test-hooks")]
@@ -42,6 +43,7 @@ mod instance;
 mod mailbox;
 mod namespaces;
 mod storage;
+mod waits;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -58,7 +60,7 @@ pub(crate) use hibernation::{
 };
 pub use id::{ObjectId, ObjectKey};
 pub(crate) use instance::ObjectScope;
-pub use mailbox::{Chain, Event, Reply};
+pub use mailbox::{CallPath, Chain, Event, Reply};
 pub use namespaces::Namespace;
 pub(crate) use storage::{KvRange, ObjectDb, SqlError, SqlErrorKind, lock};
 
@@ -67,10 +69,12 @@ use crate::runtime::LoadedWorker;
 use crate::storage::ControlStore;
 use activity::Activity;
 use alarms::{AlarmSchedule, RetryPolicy};
+use closing::Closing;
 use directory::Directory;
 use instance::InstanceSlots;
 use mailbox::{Message, Pending, PendingReply, await_reply};
 use namespaces::Namespaces;
+use waits::WaitsFor;
 
 /// Where objects find the code they run: the active version of a worker.
 /// The platform implements it over what it serves; objects hold only this.
@@ -131,6 +135,8 @@ pub struct ObjectSystem {
     instances: InstanceSlots,
     sockets: SocketHub,
     alarms: AlarmSchedule,
+    closing: Closing,
+    waits: WaitsFor,
     /// Test hooks: make commits fail on purpose.
     #[cfg(feature = "test-hooks")]
     pub faults: FaultInjection,
@@ -164,6 +170,8 @@ impl ObjectSystem {
             instances: InstanceSlots::new(max_active),
             sockets: SocketHub::new(options.sockets),
             alarms: AlarmSchedule::default(),
+            closing: Closing::default(),
+            waits: WaitsFor::default(),
             #[cfg(feature = "test-hooks")]
             faults: FaultInjection::default(),
             options,
@@ -263,10 +271,14 @@ impl ObjectSystem {
         key: ObjectKey,
         name: Option<String>,
         event: Event,
-        callers: Chain,
+        path: CallPath,
         timeout: Duration,
     ) -> Result<Reply, ObjectError> {
-        let answer = self.enqueue(&key, name, event, callers);
+        let _waiting = match path.objects.last() {
+            Some(waiter) if *waiter != key => Some(self.waits.begin(waiter, &key)?),
+            _ => None,
+        };
+        let answer = self.enqueue(&key, name, event, path);
         await_reply(answer, timeout).await
     }
 
@@ -277,16 +289,16 @@ impl ObjectSystem {
         key: &ObjectKey,
         name: Option<String>,
         event: Event,
-        callers: Chain,
+        path: CallPath,
     ) -> Result<PendingReply, ObjectError> {
-        if callers.contains(key) {
+        if path.objects.contains(key) {
             return Err(ObjectError::Cycle(key.to_string()));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = Pending {
             event,
             name,
-            callers,
+            path,
             reply,
         };
         self.send(key, Message::Event(pending))?;
@@ -295,7 +307,7 @@ impl ObjectSystem {
 
     /// Hands `message` to the object's actor, starting one if it has none.
     fn send(&self, key: &ObjectKey, message: Message) -> Result<(), ObjectError> {
-        self.directory.send(key, message, |inbox| {
+        self.directory.send(key, message, |inbox, backlog| {
             let namespace = self.namespaces.by_id(&key.namespace).ok_or_else(|| {
                 ObjectError::NotDeployed(format!("namespace {} no longer exists", key.namespace))
             })?;
@@ -309,6 +321,7 @@ impl ObjectSystem {
                 namespace,
                 path,
                 inbox,
+                backlog,
             ));
             Ok(())
         })

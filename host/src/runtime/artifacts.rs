@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::files::write_atomically;
+
 pub struct ArtifactCache {
     engine: Engine,
     components_dir: PathBuf,
@@ -173,17 +175,4 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
         [_, _, 1, 0] => Ok(()),
         _ => bail!("unrecognised WebAssembly binary version {:?}", &bytes[4..8]),
     }
-}
-
-/// Writes through a synced temporary file and a rename, so a crash never
-/// leaves a truncated file under the final name.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }

@@ -4,10 +4,11 @@
 //!
 //! An object's own database holds the truth (`_verge_alarms`, written in the
 //! event's transaction). The index is written twice around each commit that
-//! changed alarms: new times are added before the commit, and the object's
-//! exact set replaces its rows after. A crash in between leaves extra rows,
-//! never missing ones; an extra row fires an alarm event that finds nothing
-//! in the object's database and does nothing.
+//! changed alarms: new times are added before the commit — an alarm moved
+//! later keeps its earlier time until then — and the object's exact set
+//! replaces its rows after. A crash in between leaves extra or early rows,
+//! never missing or late ones; such a row fires an alarm event that finds
+//! nothing due in the object's database and does nothing.
 
 use std::sync::Mutex;
 
@@ -44,7 +45,9 @@ impl ControlStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Adds or moves an object's alarms, keeping the ones not named.
+    /// Adds an object's alarms, keeping the ones not named, and the earlier
+    /// of two times for one alarm: until the commit, the database still
+    /// holds the old time, and an alarm must never fire late.
     pub(crate) fn upsert_alarms(
         &self,
         namespace: &str,
@@ -82,7 +85,8 @@ impl ControlStore {
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO alarms (namespace, object_id, name, at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (namespace, object_id, name) DO UPDATE SET at_ms = excluded.at_ms",
+                 ON CONFLICT (namespace, object_id, name)
+                 DO UPDATE SET at_ms = MIN(alarms.at_ms, excluded.at_ms)",
             )?;
             for (name, at_ms) in alarms {
                 upsert.execute(params![namespace, object_id, name, at_ms])?;
@@ -122,11 +126,20 @@ pub(crate) fn sync_index(
     schedule: &AlarmSchedule,
     key: &ObjectKey,
 ) {
-    let mut guard = lock(db);
-    if !guard.take_alarms_changed() {
-        return;
+    if lock(db).take_alarms_changed() {
+        reindex(db, control, schedule, key);
     }
-    let synced = guard
+}
+
+/// Makes the object's alarms, as its database has them, the index's and
+/// the scheduler's: after a batch, or after its database was replaced.
+pub(crate) fn reindex(
+    db: &Mutex<ObjectDb>,
+    control: &ControlStore,
+    schedule: &AlarmSchedule,
+    key: &ObjectKey,
+) {
+    let synced = lock(db)
         .alarm_list()
         .map_err(anyhow::Error::from)
         .and_then(|alarms| {
@@ -138,5 +151,57 @@ pub(crate) fn sync_index(
         // The index keeps the superset written before the commit: at
         // worst an alarm event finds nothing to fire.
         Err(e) => tracing::error!(object = %key, "updating the alarm index: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(control: &ControlStore, name: &str) -> Option<i64> {
+        control
+            .alarms()
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == name)
+            .map(|a| a.at_ms)
+    }
+
+    #[test]
+    fn an_alarm_moved_later_keeps_its_earlier_time_until_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = ControlStore::open(&dir.path().join("control.db")).unwrap();
+        control.add_version("w", "h", "name = \"w\"").unwrap();
+        control
+            .apply_migration(
+                "w",
+                &crate::storage::NamespaceMigration {
+                    tag: "v1",
+                    new_classes: &["C".to_owned()],
+                    renamed: Vec::new(),
+                    deleted: &[],
+                },
+            )
+            .unwrap();
+        let ns = control.namespaces().unwrap()[0].id.clone();
+        control
+            .replace_alarms(&ns, "o", &[("a".into(), 100)])
+            .unwrap();
+        // Before a commit that moves it to 500: a crash now must leave the
+        // index firing at 100, when the database still says 100.
+        control
+            .upsert_alarms(&ns, "o", &[("a".into(), 500)])
+            .unwrap();
+        assert_eq!(at(&control, "a"), Some(100));
+        // Moving earlier takes effect at once.
+        control
+            .upsert_alarms(&ns, "o", &[("a".into(), 50)])
+            .unwrap();
+        assert_eq!(at(&control, "a"), Some(50));
+        // After the commit, the exact set.
+        control
+            .replace_alarms(&ns, "o", &[("a".into(), 500)])
+            .unwrap();
+        assert_eq!(at(&control, "a"), Some(500));
     }
 }

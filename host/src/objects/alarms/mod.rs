@@ -21,7 +21,7 @@ mod table;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub(crate) use index::{commit_with_index, sync_index};
+pub(crate) use index::{commit_with_index, reindex, sync_index};
 pub(super) use schedule::{AlarmSchedule, run};
 pub(crate) use table::DueAlarm;
 

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::clock::unix_now_ms;
 use crate::objects::ObjectSystem;
 use crate::objects::id::ObjectKey;
-use crate::objects::mailbox::{Chain, Event, await_reply};
+use crate::objects::mailbox::{CallPath, Event, await_reply};
 
 /// How long an alarm event may take before the scheduler tries again.
 const ALARM_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -137,7 +137,7 @@ pub(crate) async fn run(system: Weak<ObjectSystem>) {
 /// retry delay; the object's database still has it, so nothing is lost.
 fn fire(system: &Arc<ObjectSystem>, key: ObjectKey, name: String) {
     let event = Event::Alarm { name: name.clone() };
-    let answer = system.enqueue(&key, None, event, Chain::default());
+    let answer = system.enqueue(&key, None, event, CallPath::default());
     let retry_after = system.options.alarm_retry_base;
     let system = Arc::downgrade(system);
     tokio::spawn(async move {

@@ -37,14 +37,16 @@ impl ObjectDb {
 
     fn alarm_write(&mut self, name: &str, at_ms: i64, retry: u32) -> Result<(), SqlError> {
         self.alarms_changed = true;
-        self.internal(|c| {
-            c.execute_batch(CREATE)?;
-            c.prepare_cached(
-                "INSERT INTO _verge_alarms (name, at_ms, retry) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms, retry = excluded.retry",
-            )?
-            .execute(rusqlite::params![name, at_ms, retry])
-            .map(|_| ())
+        self.bounded(|db| {
+            db.internal(|c| {
+                c.execute_batch(CREATE)?;
+                c.prepare_cached(
+                    "INSERT INTO _verge_alarms (name, at_ms, retry) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms, retry = excluded.retry",
+                )?
+                .execute(rusqlite::params![name, at_ms, retry])
+                .map(|_| ())
+            })
         })
     }
 

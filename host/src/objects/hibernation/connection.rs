@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use super::hub::{Accepted, Queue, close_frame, frame_size};
 use crate::bindings::verge::platform::websocket::Message as WsMessage;
 use crate::objects::ObjectSystem;
-use crate::objects::mailbox::{Chain, Event, await_reply};
+use crate::objects::mailbox::{CallPath, Event, await_reply};
 
 /// Messages of one connection waiting for the object at once; past this
 /// the host stops reading the client (TCP pushes back on it).
@@ -63,13 +63,13 @@ pub(crate) async fn serve_connection(
             frame = outbound.recv() => {
                 let Some(frame) = frame else { break Ending::ObjectClosed };
                 let mut closing = matches!(frame, Frame::Close(_));
-                backlog.fetch_sub(frame_size(&frame), Ordering::AcqRel);
+                backlog.sent(frame_size(&frame));
                 let mut sent = sink.feed(frame).await;
                 // Everything else already queued goes out with one flush.
                 while sent.is_ok() && !closing {
                     let Ok(frame) = outbound.try_recv() else { break };
                     closing = matches!(frame, Frame::Close(_));
-                    backlog.fetch_sub(frame_size(&frame), Ordering::AcqRel);
+                    backlog.sent(frame_size(&frame));
                     sent = sink.feed(frame).await;
                 }
                 if sent.is_err() || sink.flush().await.is_err() {
@@ -108,7 +108,7 @@ pub(crate) async fn serve_connection(
                 // Queued now, so messages reach the object in order; the
                 // answer is awaited aside, holding a place in the window.
                 let event = Event::WebSocketMessage { socket: id, message };
-                let answer = system.enqueue(&key, None, event, Chain::default());
+                let answer = system.enqueue(&key, None, event, CallPath::default());
                 tokio::spawn(async move {
                     if let Err(e) = await_reply(answer, EVENT_TIMEOUT).await {
                         tracing::warn!(socket = id, "websocket-message failed: {e}");
@@ -154,7 +154,7 @@ pub(crate) async fn serve_connection(
     // Messages still on their way run before the close event.
     let _ = in_flight.acquire_many(IN_FLIGHT_PER_SOCKET as u32).await;
     if let Err(e) = system
-        .call(key.clone(), None, event, Chain::default(), EVENT_TIMEOUT)
+        .call(key.clone(), None, event, CallPath::default(), EVENT_TIMEOUT)
         .await
     {
         tracing::warn!(socket = id, "websocket close event failed: {e}");

@@ -38,6 +38,12 @@ pub struct SocketLimits {
     /// an object may send.
     pub max_message_bytes: usize,
     pub max_per_object: usize,
+    /// Sockets open on the whole host; past it new ones close with 1013.
+    pub max_total: usize,
+    /// Bytes waiting to go out to clients, all sockets together; a socket
+    /// whose send would pass it is closed with 1013 rather than the host
+    /// buffering without end.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for SocketLimits {
@@ -45,6 +51,8 @@ impl Default for SocketLimits {
         Self {
             max_message_bytes: 1 << 20,
             max_per_object: 32_768,
+            max_total: 50_000,
+            max_buffered_bytes: 1 << 30,
         }
     }
 }
@@ -53,6 +61,8 @@ impl Default for SocketLimits {
 pub(crate) struct SocketHub {
     limits: SocketLimits,
     state: Mutex<Hub>,
+    /// Bytes waiting to go out, every socket together.
+    buffered: Arc<AtomicUsize>,
     /// Connection tasks running, so a shutdown can wait for their close
     /// frames to go out.
     pub(super) connections: AtomicUsize,
@@ -64,6 +74,22 @@ struct Hub {
     objects: HashMap<ObjectKey, ObjectSockets>,
     /// Accept order, so sockets list oldest first.
     accepted: u64,
+    /// Open sockets, all objects together.
+    open: usize,
+}
+
+impl Hub {
+    /// Marks a socket closed: it no longer counts, lists or receives.
+    fn set_closed(&mut self, key: &ObjectKey, id: SocketId) {
+        if let Some(sockets) = self.objects.get_mut(key)
+            && let Some(socket) = sockets.sockets.get_mut(&id)
+            && socket.open
+        {
+            socket.open = false;
+            sockets.open -= 1;
+            self.open -= 1;
+        }
+    }
 }
 
 /// An upgrade request on its way through the worker to an object.
@@ -79,6 +105,8 @@ struct Upgrade {
 #[derive(Default)]
 struct ObjectSockets {
     sockets: HashMap<SocketId, Socket>,
+    /// How many of them are open.
+    open: usize,
     /// A request text and the response the host sends back by itself.
     auto_response: Option<(String, Utf8Bytes)>,
 }
@@ -89,7 +117,7 @@ struct Socket {
     attachment: Option<Vec<u8>>,
     outbound: mpsc::UnboundedSender<Frame>,
     /// Bytes queued in `outbound`, not yet handed to the connection.
-    backlog: Arc<AtomicUsize>,
+    backlog: Arc<SendBacklog>,
     /// False once the client closed or the object closed it: it no longer
     /// lists or receives, but its tags and attachment stay readable until
     /// the close event has run.
@@ -110,7 +138,43 @@ pub(crate) struct Accepted {
 /// The receiving end of a socket's outbound frames.
 pub(super) struct Queue {
     pub(super) frames: mpsc::UnboundedReceiver<Frame>,
-    pub(super) backlog: Arc<AtomicUsize>,
+    pub(super) backlog: Arc<SendBacklog>,
+}
+
+/// Bytes queued for one socket, counted for it and for the host.
+pub(super) struct SendBacklog {
+    socket: AtomicUsize,
+    host: Arc<AtomicUsize>,
+}
+
+impl SendBacklog {
+    /// Counts `bytes` in, unless the socket or the host has too much
+    /// waiting already: then why not, as a close reason.
+    fn queue(&self, bytes: usize, host_max: usize) -> Result<(), &'static str> {
+        if self.socket.load(Ordering::Acquire) + bytes > MAX_BACKLOG_BYTES {
+            return Err("the client does not keep up");
+        }
+        if self.host.load(Ordering::Acquire) + bytes > host_max {
+            return Err("the host has too much waiting to be sent");
+        }
+        self.socket.fetch_add(bytes, Ordering::AcqRel);
+        self.host.fetch_add(bytes, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Counts `bytes` out: they went to the connection.
+    pub(super) fn sent(&self, bytes: usize) {
+        self.socket.fetch_sub(bytes, Ordering::AcqRel);
+        self.host.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+impl Drop for SendBacklog {
+    /// Whatever was still queued when the socket went is no longer held.
+    fn drop(&mut self) {
+        self.host
+            .fetch_sub(*self.socket.get_mut(), Ordering::AcqRel);
+    }
 }
 
 impl SocketHub {
@@ -118,6 +182,7 @@ impl SocketHub {
         Self {
             limits,
             state: Mutex::default(),
+            buffered: Arc::default(),
             connections: AtomicUsize::new(0),
         }
     }
@@ -169,19 +234,27 @@ impl SocketHub {
             .filter(|u| u.accepted_by.is_none())
             .ok_or(WsError::NotAnUpgrade)?;
         let sockets = hub.objects.entry(key.clone()).or_default();
-        let open = sockets.sockets.values().filter(|s| s.open).count();
-        if open >= self.limits.max_per_object {
+        if sockets.open >= self.limits.max_per_object {
             upgrade.over_limit = true;
             return Err(WsError::TooMany(self.limits.max_per_object as u32));
         }
+        if hub.open >= self.limits.max_total {
+            upgrade.over_limit = true;
+            return Err(WsError::TooMany(self.limits.max_total as u32));
+        }
         let (sender, frames) = mpsc::unbounded_channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
+        let backlog = Arc::new(SendBacklog {
+            socket: AtomicUsize::new(0),
+            host: self.buffered.clone(),
+        });
         upgrade.accepted_by = Some(key.clone());
         upgrade.outbound = Some(Queue {
             frames,
             backlog: backlog.clone(),
         });
         hub.accepted += 1;
+        hub.open += 1;
+        sockets.open += 1;
         sockets.sockets.insert(
             id,
             Socket {
@@ -333,16 +406,22 @@ impl SocketHub {
                 continue;
             };
             if socket.open {
-                let size = frame_size(&frame);
-                if socket.backlog.load(Ordering::Acquire) + size > MAX_BACKLOG_BYTES {
-                    tracing::warn!(object = %key, socket = id, "closing a WebSocket whose client does not keep up");
-                    socket.open = false;
-                    let _ = socket
-                        .outbound
-                        .send(close_frame(1008, "the client does not keep up"));
+                if let Err(reason) = socket
+                    .backlog
+                    .queue(frame_size(&frame), self.limits.max_buffered_bytes)
+                {
+                    tracing::warn!(object = %key, socket = id, "closing a WebSocket: {reason}");
+                    // 1008 when the client is the cause; 1013 (try again
+                    // later) when the host is.
+                    let code = if reason.contains("client") {
+                        1008
+                    } else {
+                        1013
+                    };
+                    let _ = socket.outbound.send(close_frame(code, reason));
+                    hub.set_closed(key, id);
                     continue;
                 }
-                socket.backlog.fetch_add(size, Ordering::AcqRel);
                 let _ = socket.outbound.send(frame);
             }
             if closing {
@@ -372,14 +451,7 @@ impl SocketHub {
     }
 
     pub(super) fn mark_closed(&self, key: &ObjectKey, id: SocketId) {
-        if let Some(socket) = self
-            .hub()
-            .objects
-            .get_mut(key)
-            .and_then(|o| o.sockets.get_mut(&id))
-        {
-            socket.open = false;
-        }
+        self.hub().set_closed(key, id);
     }
 
     /// Forgets a socket (its connection is over).
@@ -399,8 +471,13 @@ impl SocketHub {
 
     /// Closes every socket of an object (it was deleted).
     pub(crate) fn close_object(&self, key: &ObjectKey, code: u16, reason: &str) {
-        let Some(sockets) = self.hub().objects.remove(key) else {
-            return;
+        let sockets = {
+            let mut hub = self.hub();
+            let Some(sockets) = hub.objects.remove(key) else {
+                return;
+            };
+            hub.open -= sockets.open;
+            sockets
         };
         for socket in sockets.sockets.into_values() {
             let _ = socket.outbound.send(close_frame(code, reason));
@@ -437,6 +514,7 @@ impl SocketHub {
 }
 
 fn remove_socket(hub: &mut Hub, key: &ObjectKey, id: SocketId) {
+    hub.set_closed(key, id);
     if let Some(sockets) = hub.objects.get_mut(key) {
         sockets.sockets.remove(&id);
         if sockets.sockets.is_empty() && sockets.auto_response.is_none() {

@@ -1,7 +1,8 @@
 //! What guest SQL may do, decided by SQLite's authorizer when a statement
 //! is prepared: no ATTACH, no transaction control (the host owns it), no
 //! PRAGMA that changes how the file is kept, no extensions, no virtual
-//! tables but FTS5, and no access to Verge's own `_verge_` tables.
+//! tables but FTS5, no TEMP objects (they would live outside the object's
+//! size limit), and no access to Verge's own `_verge_` tables.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ const ALLOWED_PRAGMAS: &[&str] = &[
     "integrity_check",
     "optimize",
     "defer_foreign_keys",
+    // FTS5 reads it to know whether its cached index state is stale.
+    "data_version",
 ];
 
 /// The authorizer's view: whether the host itself is running a statement,
@@ -103,6 +106,13 @@ fn refusal(action: &AuthAction<'_>) -> Option<String> {
         A::Function { function_name } if function_name.eq_ignore_ascii_case("load_extension") => {
             Some("loading extensions is not allowed".into())
         }
+        A::CreateTempTable { .. }
+        | A::CreateTempIndex { .. }
+        | A::CreateTempTrigger { .. }
+        | A::CreateTempView { .. } => Some(
+            "TEMP tables, indexes, triggers and views are not allowed: they would live outside the object's storage limit"
+                .into(),
+        ),
         A::CreateVtable { module_name, .. } | A::DropVtable { module_name, .. }
             if !module_name.eq_ignore_ascii_case("fts5") =>
         {
@@ -122,6 +132,7 @@ fn refusal(action: &AuthAction<'_>) -> Option<String> {
         | A::DropTrigger { table_name, .. }
         | A::AlterTable { table_name, .. }
         | A::Analyze { table_name } => internal_table(table_name),
+        A::CreateView { view_name } | A::DropView { view_name } => internal_table(view_name),
         _ => None,
     }
 }

@@ -17,9 +17,27 @@ pub(crate) struct Rows {
     pub(crate) rows_written: u64,
 }
 
+/// The most one `exec` may return, summed over every value of every row:
+/// the host holds the whole result, and copies it into the guest, so a
+/// query must not be able to make it hold gigabytes.
+const MAX_RESULT_BYTES: usize = 32 << 20;
+
+/// Why guest SQL stopped short of SQLite's own errors.
+enum Failure {
+    Sqlite(rusqlite::Error),
+    TooLarge,
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(error)
+    }
+}
+
 impl ObjectDb {
     /// Runs guest SQL: every statement of `query`, `params` bound to the
-    /// last one, whose rows are returned.
+    /// last one, whose rows are returned. The statements run within the
+    /// event's SQL budget; writes within the object's size limit.
     pub(crate) fn exec(&mut self, query: &str, params: &[Value]) -> Result<Rows, SqlError> {
         self.refuse_if_lost()?;
         // Verge's tables may not exist yet, and SQLite reports a missing
@@ -32,18 +50,49 @@ impl ObjectDb {
         }
         self.guard.set_internal(false);
         self.guard.clear_denial();
-        let result = self.exec_unguarded(query, params);
-        result.map_err(|e| self.error(e))
+        let mut budget = self.budget;
+        let mut write_began = None;
+        let ran = budget.run(&self.deadline, || {
+            self.exec_unguarded(query, params, &mut write_began)
+        });
+        self.budget = budget;
+        let result = match ran {
+            None => Err(self.budget_spent()),
+            Some(Ok(rows)) => Ok(rows),
+            Some(Err(Failure::Sqlite(e))) => Err(self.error(e)),
+            Some(Err(Failure::TooLarge)) => Err(SqlError::new(
+                SqlErrorKind::Other,
+                format!(
+                    "the result is larger than {} MiB: select fewer rows or columns (LIMIT)",
+                    MAX_RESULT_BYTES >> 20
+                ),
+            )),
+        };
+        match write_began {
+            Some(before) => self.end_write(before, result),
+            None => result,
+        }
     }
 
-    fn exec_unguarded(&self, query: &str, params: &[Value]) -> rusqlite::Result<Rows> {
+    /// Runs the statements; opens the write savepoint (noting the size
+    /// before it in `write_began`) at the first statement that may write.
+    fn exec_unguarded(
+        &self,
+        query: &str,
+        params: &[Value],
+        write_began: &mut Option<u64>,
+    ) -> Result<Rows, Failure> {
         let mut batch = rusqlite::Batch::new(&self.conn, query);
         let mut result = Rows::default();
         let mut params_used = false;
+        let mut result_bytes = 0;
         let changes_before = self.conn.total_changes();
         // Each statement is prepared only after the one before it ran, so a
         // script may create a table and then use it.
         while let Some(mut statement) = batch.next()? {
+            if !statement.readonly() && write_began.is_none() {
+                *write_began = Some(self.begin_write()?);
+            }
             let bound: &[Value] = if statement.parameter_count() > 0 && !params_used {
                 params_used = true;
                 params
@@ -54,7 +103,8 @@ impl ObjectDb {
                 return Err(rusqlite::Error::InvalidParameterCount(
                     bound.len(),
                     statement.parameter_count(),
-                ));
+                )
+                .into());
             }
             let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
             let mut rows = statement.query(params_from_iter(bound.iter()))?;
@@ -62,7 +112,12 @@ impl ObjectDb {
             while let Some(row) = rows.next()? {
                 let mut record = Vec::with_capacity(columns.len());
                 for c in 0..columns.len() {
-                    record.push(row.get::<_, Value>(c)?);
+                    let value = row.get::<_, Value>(c)?;
+                    result_bytes += value_bytes(&value);
+                    record.push(value);
+                }
+                if result_bytes > MAX_RESULT_BYTES {
+                    return Err(Failure::TooLarge);
                 }
                 values.push(record);
             }
@@ -73,10 +128,19 @@ impl ObjectDb {
             result.rows = values;
         }
         if !params.is_empty() && !params_used {
-            return Err(rusqlite::Error::InvalidParameterCount(params.len(), 0));
+            return Err(rusqlite::Error::InvalidParameterCount(params.len(), 0).into());
         }
         result.rows_written = self.conn.total_changes().saturating_sub(changes_before);
         Ok(result)
+    }
+}
+
+/// What a value weighs in a result.
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::Text(text) => text.len(),
+        Value::Blob(blob) => blob.len(),
+        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
     }
 }
 

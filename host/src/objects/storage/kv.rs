@@ -30,10 +30,12 @@ impl ObjectDb {
 
     pub(crate) fn kv_put(&mut self, key: &str, value: &[u8]) -> Result<(), SqlError> {
         self.create_internal_tables()?;
-        self.internal(|c| {
-            c.prepare_cached("INSERT INTO _verge_kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
-                .execute(rusqlite::params![key, value])
-                .map(|_| ())
+        self.bounded(|db| {
+            db.internal(|c| {
+                c.prepare_cached("INSERT INTO _verge_kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+                    .execute(rusqlite::params![key, value])
+                    .map(|_| ())
+            })
         })
     }
 

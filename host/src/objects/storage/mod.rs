@@ -5,10 +5,20 @@
 //! returned is on disk. The batch loop wraps each batch of events in one
 //! transaction and each event in a savepoint (`transaction.rs`); guest SQL
 //! (`exec.rs`) cannot open or end transactions itself, nor touch Verge's
-//! own tables (`authorizer.rs`). The key-value API lives in `kv.rs`, the
-//! alarms table in `../alarms/table.rs`.
+//! own tables (`authorizer.rs`), nor run past its time budget
+//! (`budget.rs`). The key-value API lives in `kv.rs`, the alarms table in
+//! `../alarms/table.rs`.
+//!
+//! Guests are strangers, so the connection is set up defensively:
+//! `sqlite3_limit`s on lengths, columns, expression depth and variables;
+//! `trusted_schema=OFF` and `SQLITE_DBCONFIG_DEFENSIVE` (no writable
+//! schema, read-only FTS5 shadow tables); no TEMP objects. The size limit
+//! is enforced per statement (`bounded`), below SQLite's own hard cap: when
+//! SQLite itself runs out of room it rolls back the whole transaction, and
+//! with it every other event of the batch.
 
 mod authorizer;
+mod budget;
 mod error;
 mod exec;
 mod kv;
@@ -18,18 +28,48 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
+use rusqlite::config::DbConfig;
 use rusqlite::hooks::AuthContext;
 use rusqlite::{Connection, OptionalExtension};
 
 use authorizer::Guard;
+use budget::Deadline;
+pub(crate) use budget::EventBudget;
 pub(crate) use error::{SqlError, SqlErrorKind};
 pub(crate) use kv::KvRange;
+
+/// Room SQLite itself allows past an object's limit, so that one statement
+/// going over it fails alone (see `bounded`) instead of SQLite rolling back
+/// the whole batch. A single statement that writes more than this at once
+/// still loses its batch.
+const HARD_CAP_SLACK_BYTES: u64 = 64 << 20;
+
+/// `sqlite3_limit`s for guest SQL: generous for real work, small enough
+/// that no single statement can make the host allocate or recurse without
+/// bound.
+const SQL_LIMITS: &[(rusqlite::limits::Limit, i32)] = {
+    use rusqlite::limits::Limit as L;
+    &[
+        (L::SQLITE_LIMIT_LENGTH, 16 << 20),
+        (L::SQLITE_LIMIT_SQL_LENGTH, 1 << 20),
+        (L::SQLITE_LIMIT_COLUMN, 1000),
+        (L::SQLITE_LIMIT_EXPR_DEPTH, 100),
+        (L::SQLITE_LIMIT_COMPOUND_SELECT, 100),
+        (L::SQLITE_LIMIT_FUNCTION_ARG, 100),
+        (L::SQLITE_LIMIT_VARIABLE_NUMBER, 1000),
+        (L::SQLITE_LIMIT_TRIGGER_DEPTH, 20),
+    ]
+};
 
 /// An open object database.
 pub(crate) struct ObjectDb {
     conn: Connection,
     guard: Arc<Guard>,
     limit_bytes: u64,
+    /// What the progress handler checks.
+    deadline: Arc<Deadline>,
+    /// What is left of the current event's SQL time.
+    budget: EventBudget,
     /// Open `transaction-begin`s of the current event.
     transaction_depth: u32,
     /// Whether a batch transaction is open.
@@ -62,22 +102,35 @@ impl ObjectDb {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", synchronous())?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "trusted_schema", false)?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+        for (limit, value) in SQL_LIMITS {
+            conn.set_limit(*limit, *value)?;
+        }
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let page_size = page_size.max(512) as u64;
         conn.pragma_update(
             None,
             "max_page_count",
-            (limit_bytes / page_size).max(16) as i64,
+            (limit_bytes.saturating_add(HARD_CAP_SLACK_BYTES) / page_size) as i64,
         )?;
         let guard = Arc::new(Guard::default());
         let hook_guard = guard.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| hook_guard.authorize(ctx)))?;
+        let deadline = Deadline::new();
+        let hook_deadline = deadline.clone();
+        conn.progress_handler(
+            budget::STEPS_PER_CHECK,
+            Some(move || hook_deadline.passed()),
+        )?;
         Ok(Self {
             conn,
             guard,
             limit_bytes,
+            deadline,
+            budget: EventBudget::unlimited(),
             transaction_depth: 0,
             in_batch: false,
             lost: None,
@@ -108,23 +161,95 @@ impl ObjectDb {
         }
     }
 
+    /// Gives the next event its SQL time.
+    pub(crate) fn set_budget(&mut self, budget: EventBudget) {
+        self.budget = budget;
+    }
+
     /// Translates SQLite's error into the interface's terms, and notes when
     /// SQLite rolled the batch back on its own.
     fn error(&mut self, error: rusqlite::Error) -> SqlError {
-        let error = SqlError::describe(error, self.guard.take_denial(), self.limit_bytes);
+        let interrupted = matches!(&error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::OperationInterrupted);
+        let error = if interrupted && self.budget.spent() {
+            self.budget_spent()
+        } else {
+            SqlError::describe(error, self.guard.take_denial(), self.limit_bytes)
+        };
         if self.in_batch && self.conn.is_autocommit() && self.lost.is_none() {
             self.lost = Some(error.message.clone());
         }
         error
     }
 
+    /// The error of a statement stopped by the event's SQL budget.
+    fn budget_spent(&self) -> SqlError {
+        SqlError::new(
+            SqlErrorKind::Other,
+            format!(
+                "interrupted: this event used up its SQL time ({} ms, limits.sql_ms, within limits.wall_ms)",
+                self.budget.limit.as_millis()
+            ),
+        )
+    }
+
     /// Size of the database in bytes (pages in use times page size).
     pub(crate) fn size(&mut self) -> Result<u64, SqlError> {
-        self.internal(|c| {
-            let pages: i64 = c.pragma_query_value(None, "page_count", |r| r.get(0))?;
-            let page_size: i64 = c.pragma_query_value(None, "page_size", |r| r.get(0))?;
-            Ok((pages * page_size) as u64)
-        })
+        self.internal(|c| page_bytes(c))
+    }
+
+    /// Runs a host write on the guest's behalf (a key-value put) under the
+    /// same size limit as guest SQL.
+    pub(super) fn bounded<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let before = self.begin_write().map_err(|e| self.error(e))?;
+        let result = write(self);
+        self.end_write(before, result)
+    }
+
+    /// Opens a savepoint around a write, so that it can be undone alone;
+    /// returns the database's size before it. Takes `&self`, so that guest
+    /// SQL can open it halfway through a script.
+    fn begin_write(&self) -> rusqlite::Result<u64> {
+        self.guard.set_internal(true);
+        let before = page_bytes(&self.conn).and_then(|before| {
+            self.conn.execute_batch("SAVEPOINT verge_write")?;
+            Ok(before)
+        });
+        self.guard.set_internal(false);
+        before
+    }
+
+    /// Closes the savepoint of `begin_write`, undoing the write when it
+    /// failed or grew the database past the object's limit: the statement
+    /// fails with `full`, and the rest of the event and its batch go on.
+    fn end_write<T>(&mut self, before: u64, result: Result<T, SqlError>) -> Result<T, SqlError> {
+        let result = result.and_then(|written| {
+            let after = self.size()?;
+            if after > before && after > self.limit_bytes {
+                return Err(SqlError::new(
+                    SqlErrorKind::Full,
+                    format!(
+                        "database full: this object reached its limit of {} MiB (limits.object_storage_mb)",
+                        self.limit_bytes >> 20
+                    ),
+                ));
+            }
+            Ok(written)
+        });
+        // After SQLite rolled the whole transaction back there is no
+        // savepoint left to close.
+        if self.lost.is_none() {
+            let keep = result.is_ok();
+            self.internal(|c| {
+                if !keep {
+                    c.execute_batch("ROLLBACK TO verge_write")?;
+                }
+                c.execute_batch("RELEASE verge_write")
+            })?;
+        }
+        result
     }
 
     /// Whether Verge's tables exist (reads of a new object find nothing).
@@ -181,6 +306,30 @@ impl ObjectDb {
         let target = target.to_string_lossy().into_owned();
         self.internal(|c| c.execute("VACUUM INTO ?1", [target]).map(|_| ()))
     }
+}
+
+/// How commits reach the disk: `FULL`, unless the debug switch
+/// `VERGE_UNSAFE_NO_FSYNC=1` turns syncing off, which exists only to show
+/// that the power-loss test catches a missing fsync. Never for real data.
+fn synchronous() -> &'static str {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *OFF.get_or_init(|| {
+        let off = std::env::var_os("VERGE_UNSAFE_NO_FSYNC").is_some_and(|v| v == "1");
+        if off {
+            tracing::warn!(
+                "VERGE_UNSAFE_NO_FSYNC=1: object databases commit WITHOUT fsync; a power loss loses acknowledged writes"
+            );
+        }
+        off
+    });
+    if off { "OFF" } else { "FULL" }
+}
+
+/// Pages in use times page size.
+fn page_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok((pages * page_size) as u64)
 }
 
 /// Locks an object's database. Only its actor and its instance use it, one

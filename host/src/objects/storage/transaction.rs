@@ -14,10 +14,12 @@ impl ObjectDb {
     }
 
     /// Makes the batch durable: when this returns `Ok`, the writes survive a
-    /// crash.
+    /// crash. A batch SQLite or a failed undo has lost does not commit.
     pub(crate) fn commit_batch(&mut self) -> Result<(), SqlError> {
         let result = self.internal(|c| c.execute_batch("COMMIT"));
-        self.in_batch = false;
+        if result.is_ok() {
+            self.in_batch = false;
+        }
         result
     }
 
@@ -47,12 +49,20 @@ impl ObjectDb {
             // SQLite already undid everything: nothing to keep or discard.
             return Ok(());
         }
-        self.internal(|c| {
+        let ended = self.internal(|c| {
             if !keep {
                 c.execute_batch("ROLLBACK TO verge_event")?;
             }
             c.execute_batch("RELEASE verge_event")
-        })
+        });
+        if let Err(e) = &ended
+            && !keep
+        {
+            // The failed event's writes may still be in the transaction:
+            // nothing of this batch may commit.
+            self.lost = Some(format!("a failed event's writes could not be undone: {e}"));
+        }
+        ended
     }
 
     /// `transaction-begin`: a nested savepoint.
@@ -101,5 +111,25 @@ mod tests {
         db.commit_batch().unwrap();
         let rows = db.exec("SELECT v FROM t", &[]).unwrap();
         assert_eq!(rows.rows, vec![vec![Value::Integer(1)]]);
+    }
+
+    #[test]
+    fn a_failed_event_that_cannot_be_undone_fails_its_batch() {
+        let (_dir, mut db) = db();
+        db.exec("CREATE TABLE t (v INTEGER)", &[]).unwrap();
+        db.begin_batch().unwrap();
+        db.begin_event().unwrap();
+        db.exec("INSERT INTO t VALUES (1)", &[]).unwrap();
+        // The event's savepoint is gone (as after an I/O error), so its
+        // writes can no longer be rolled back on their own.
+        db.internal(|c| c.execute_batch("RELEASE verge_event"))
+            .unwrap();
+        assert!(db.end_event(false).is_err());
+        assert!(
+            db.commit_batch().is_err(),
+            "the failed event's write must not commit"
+        );
+        db.rollback_batch();
+        assert!(db.exec("SELECT v FROM t", &[]).unwrap().rows.is_empty());
     }
 }
