@@ -252,8 +252,8 @@ async fn up_builds_and_serves_every_example_with_an_index() {
         .unwrap();
     assert_eq!(
         proxied.status(),
-        200,
-        "fetch-proxy reaches hello through the front door"
+        403,
+        "fetch-proxy is no way back into the host itself"
     );
 }
 

@@ -28,11 +28,24 @@ async fn upstream() -> String {
     format!("http://{addr}")
 }
 
+/// fetch-proxy, allowed to reach `upstream` (a loopback address, which
+/// only a rule naming it opens) and loopback port 9.
+async fn proxy_for(host: &TestHost, upstream: &str) {
+    let proxy = guest("fetch-proxy");
+    let config = format!(
+        "name = \"fetch-proxy\"\nroutes = [\"/proxy\"]\n\
+         allowed_outbound_hosts = [\"{upstream}\", \"http://127.0.0.1:9\"]\n\
+         [limits]\nsubrequests = 5\n"
+    );
+    let deployed = host.upload("fetch-proxy", proxy.wasm, &config).await;
+    assert_eq!(deployed.status(), 201, "{}", deployed.text().await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_hosts_are_fetched_and_others_denied() {
     let upstream = upstream().await;
     let host = TestHost::start().await;
-    assert_eq!(host.deploy(&guest("fetch-proxy")).await.status(), 201);
+    proxy_for(&host, &upstream).await;
 
     let proxied = host.get(&format!("/proxy?url={upstream}/data")).await;
     assert_eq!(proxied.status(), 200);

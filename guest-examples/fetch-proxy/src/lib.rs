@@ -1,8 +1,9 @@
 //! Fetches `?url=` on the client's behalf, through the host's allow-list
 //! (`allowed_outbound_hosts` in verge.toml).
 //!
-//! Try `/proxy?url=http://127.0.0.1:8787/hello` under `verge up`: the
-//! worker fetches the hello example through the host's front door.
+//! Try `/proxy?url=https://example.com/` under `verge up`. A URL the
+//! allow-list does not name, or one that leads back to the host itself
+//! (`http://127.0.0.1:8787/hello`), is refused with a 403 saying why.
 
 use serde_json::json;
 use verge::{Env, Error, FetchError, Request, Response, Result};

@@ -78,15 +78,98 @@ pub(crate) fn headers_from_wire(pairs: &[(String, String)]) -> Result<HeaderMap>
     Ok(headers)
 }
 
-/// The guest's response as an `http` response, or an error saying what in it
-/// is not valid HTTP.
-pub(crate) fn response_from_wire(response: Response) -> Result<http::Response<axum::body::Body>> {
+/// Headers that describe the connection or the message's framing: the
+/// host decides them, never the guest. A guest-set `content-length` or
+/// `transfer-encoding` that disagreed with the body would let a client on
+/// a kept-alive connection read the rest as a second, forged response.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+/// The guest's response as an `http` response, framed by the host, or an
+/// error saying what in it is not valid HTTP. For a `head` request the
+/// guest's `content-length` stays: it describes the body a GET would get.
+pub(crate) fn response_from_wire(
+    response: Response,
+    head: bool,
+) -> Result<http::Response<axum::body::Body>> {
     let status = StatusCode::from_u16(response.status)
         .ok()
         .filter(|s| s.as_u16() >= 200)
         .ok_or_else(|| anyhow!("invalid status code {}", response.status))?;
+    let mut headers = headers_from_wire(&response.headers)?;
+    let named_by_connection: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let head_length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .filter(|v| head && v.to_str().is_ok_and(|v| v.parse::<u64>().is_ok()))
+        .cloned();
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    for name in named_by_connection {
+        headers.remove(name);
+    }
+    if let Some(length) = head_length {
+        headers.insert(http::header::CONTENT_LENGTH, length);
+    }
     let mut http_response = http::Response::new(axum::body::Body::from(response.body));
     *http_response.status_mut() = status;
-    *http_response.headers_mut() = headers_from_wire(&response.headers)?;
+    *http_response.headers_mut() = headers;
     Ok(http_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_frames_responses_not_the_guest() {
+        let response = Response {
+            status: 200,
+            headers: vec![
+                ("content-length".into(), "2".into()),
+                ("transfer-encoding".into(), "chunked".into()),
+                ("connection".into(), "keep-alive, x-secret".into()),
+                ("x-secret".into(), "1".into()),
+                ("x-kept".into(), "yes".into()),
+            ],
+            body: b"hello".to_vec(),
+        };
+        let framed = response_from_wire(response, false).unwrap();
+        let headers = framed.headers();
+        for gone in [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "x-secret",
+        ] {
+            assert!(!headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn a_head_response_keeps_its_length() {
+        let response = Response {
+            status: 200,
+            headers: vec![("content-length".into(), "1234".into())],
+            body: Vec::new(),
+        };
+        let framed = response_from_wire(response, true).unwrap();
+        assert_eq!(framed.headers()["content-length"], "1234");
+    }
 }

@@ -23,5 +23,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use fetch::OutboundHttp;
+pub(crate) use fetch::{AddressGuard, LOOP_HEADER, LOOP_TOKEN, OutboundHttp};
 pub use verge::platform::http_types::{Method, Request, Response};

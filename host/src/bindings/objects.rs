@@ -9,6 +9,17 @@ use super::{Request, Response};
 use crate::objects::{Event, ObjectError, ObjectId, ObjectKey, Reply};
 use crate::runtime::HostState;
 
+impl HostState {
+    /// Notes an overloaded object before the error goes to the guest: if
+    /// the request then fails, it fails as a 503 to retry.
+    fn noting_overload<T>(&mut self, result: Result<T, ObjectError>) -> Result<T, Error> {
+        if matches!(result, Err(ObjectError::Overloaded(_))) {
+            self.object_overloaded = true;
+        }
+        result.map_err(Error::from)
+    }
+}
+
 impl From<ObjectError> for Error {
     fn from(error: ObjectError) -> Self {
         match error {
@@ -48,8 +59,8 @@ impl HostState {
     {
         let key = self.object_key(binding, id)?;
         let timeout = Duration::from_millis(self.worker().config.limits.wall_ms);
-        let (objects, chain) = (self.worker().objects.clone(), self.call_chain());
-        Ok(async move { objects.call(key, name, event, chain, timeout).await })
+        let (objects, path) = (self.worker().objects.clone(), self.call_path());
+        Ok(async move { objects.call(key, name, event, path, timeout).await })
     }
 }
 
@@ -81,10 +92,9 @@ impl Host for HostState {
         name: Option<String>,
         request: Request,
     ) -> Result<Response, Error> {
-        match self
-            .call_object(&binding, &id, name, Event::Fetch(request))?
-            .await?
-        {
+        let call = self.call_object(&binding, &id, name, Event::Fetch(request))?;
+        let reply = call.await;
+        match self.noting_overload(reply)? {
             Reply::Fetch(response) => Ok(response),
             Reply::Rpc(_) | Reply::Done => Err(Error::Failed(
                 "the object answered a fetch with an RPC result".into(),
@@ -100,10 +110,9 @@ impl Host for HostState {
         method: String,
         args: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
-        match self
-            .call_object(&binding, &id, name, Event::Rpc { method, args })?
-            .await?
-        {
+        let call = self.call_object(&binding, &id, name, Event::Rpc { method, args })?;
+        let reply = call.await;
+        match self.noting_overload(reply)? {
             Reply::Rpc(bytes) => Ok(bytes),
             Reply::Fetch(_) | Reply::Done => Err(Error::Failed(
                 "the object answered an RPC with a response".into(),

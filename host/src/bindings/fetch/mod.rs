@@ -75,7 +75,9 @@ impl OutboundHttp {
             .no_proxy()
             .user_agent(concat!("verge/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| FetchError::Network(format!("the host's HTTP client failed to start: {e}")))?;
+            .map_err(|e| {
+                FetchError::Network(format!("the host's HTTP client failed to start: {e}"))
+            })?;
         clients.insert((scheme, port), client.clone());
         Ok(client)
     }
@@ -97,7 +99,11 @@ impl OutboundHttp {
             .host()
             .ok_or_else(|| FetchError::InvalidRequest(format!("URL {url} has no host")))?;
         let port = url.port_or_known_default().unwrap_or(80);
-        if !self.rules.iter().any(|rule| rule.allows(scheme, &host, port)) {
+        if !self
+            .rules
+            .iter()
+            .any(|rule| rule.allows(scheme, &host, port))
+        {
             return Err(FetchError::Denied(format!("{scheme}://{host}:{port}")));
         }
         let address = match host {
