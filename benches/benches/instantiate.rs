@@ -23,7 +23,7 @@ fn instantiate(c: &mut Criterion) {
     });
     c.bench_function("hello/instantiate+call", |b| {
         b.to_async(&runtime).iter(|| async {
-            invoke(&worker, hello_request(), RequestId::random())
+            invoke(&worker, hello_request(), RequestId::random(), 0)
                 .await
                 .unwrap()
         })

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use verge_benches::repo;
-use verge_host::objects::{Chain, Event, ObjectKey};
+use verge_host::objects::{CallPath, Event, ObjectKey};
 use verge_host::platform::{Platform, PlatformOptions};
 
 const STATEMENTS: u32 = 1000;
@@ -46,7 +46,13 @@ fn sql_round_trip(c: &mut Criterion) {
                 args: serde_json::to_vec(&(n,)).unwrap(),
             };
             objects
-                .call(key, None, event, Chain::default(), Duration::from_secs(60))
+                .call(
+                    key,
+                    None,
+                    event,
+                    CallPath::default(),
+                    Duration::from_secs(60),
+                )
                 .await
                 .unwrap();
         }

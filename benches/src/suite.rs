@@ -317,7 +317,7 @@ fn measure_instantiation(plan: &Plan) -> Result<Instantiation> {
         let mut with_call = Samples::default();
         for _ in 0..plan.instantiations {
             let started = Instant::now();
-            invoke(&worker, hello_request(), RequestId::random())
+            invoke(&worker, hello_request(), RequestId::random(), 0)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             with_call.push(started.elapsed());
@@ -594,7 +594,7 @@ fn durable_section(figures: &[DurableFigures]) -> Section {
 /// One guest → SQLite round trip, measured in-process: an object runs
 /// `SELECT ?` n times in one RPC; (time(n = 1000) - time(n = 0)) / 1000.
 fn measure_sql_round_trip(setup: &Setup, plan: &Plan) -> Result<Section> {
-    use verge_host::objects::{Chain, Event, ObjectKey};
+    use verge_host::objects::{CallPath, Event, ObjectKey};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -630,7 +630,13 @@ fn measure_sql_round_trip(setup: &Setup, plan: &Plan) -> Result<Section> {
                     args: serde_json::to_vec(&(n,))?,
                 };
                 objects
-                    .call(key, None, event, Chain::default(), Duration::from_secs(60))
+                    .call(
+                        key,
+                        None,
+                        event,
+                        CallPath::default(),
+                        Duration::from_secs(60),
+                    )
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 anyhow::Ok(started.elapsed())

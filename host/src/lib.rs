@@ -18,6 +18,7 @@ pub mod bindings;
 pub mod cli;
 mod clock;
 pub(crate) mod config;
+mod files;
 pub mod objects;
 pub mod platform;
 pub mod runtime;

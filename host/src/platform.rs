@@ -12,12 +12,12 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use crate::bindings::OutboundHttp;
+use crate::bindings::{AddressGuard, OutboundHttp};
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
 use crate::objects::{ActiveCode, ObjectOptions, ObjectSystem};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
-    WorkerContext, content_hash,
+    MemoryBudget, WorkerContext, content_hash,
 };
 use crate::storage::{ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 
@@ -94,9 +94,11 @@ pub struct Platform {
     linker: Linker<HostState>,
     artifacts: ArtifactCache,
     control: Arc<ControlStore>,
-    http: OutboundHttp,
+    /// Where guests' outbound requests may not go.
+    guard: Arc<AddressGuard>,
     objects: Arc<ObjectSystem>,
     request_slots: Arc<tokio::sync::Semaphore>,
+    memory: Arc<MemoryBudget>,
     options: PlatformOptions,
     serving: Arc<Deployed>,
     /// Serializes deploys, activations and deletions.
@@ -126,8 +128,9 @@ impl Platform {
             linker,
             artifacts,
             control,
-            http: OutboundHttp::default(),
+            guard: Arc::default(),
             objects,
+            memory: MemoryBudget::new((options.engine.memory_budget_mb as usize) << 20),
             request_slots: Arc::new(tokio::sync::Semaphore::new(
                 options.engine.max_instances as usize,
             )),
@@ -415,11 +418,16 @@ impl Platform {
         Ok(WorkerContext {
             name: name.into(),
             version,
+            http: OutboundHttp::new(&config.allowed_outbound_hosts, self.guard.clone()),
             config,
             secrets: self.control.secrets(name)?,
-            http: self.http.clone(),
             objects: self.objects.clone(),
             request_slots: self.request_slots.clone(),
+            worker_slots: Arc::new(tokio::sync::Semaphore::new(
+                self.options.engine.max_instances_per_worker.max(1) as usize,
+            )),
+            worker_slots_limit: self.options.engine.max_instances_per_worker.max(1),
+            memory: self.memory.clone(),
         })
     }
 
@@ -439,6 +447,14 @@ impl Platform {
             object: prepared.object,
             events: prepared.events,
         })
+    }
+
+    /// Makes the host's own listeners unreachable for guests' requests.
+    pub(crate) fn protect_listeners(
+        &self,
+        listeners: impl IntoIterator<Item = std::net::SocketAddr>,
+    ) {
+        self.guard.protect(listeners);
     }
 
     /// The Durable Object system.

@@ -277,6 +277,7 @@ async fn limits_close_with_the_proper_codes() {
         sockets: SocketLimits {
             max_message_bytes: 64 * 1024,
             max_per_object: 3,
+            ..SocketLimits::default()
         },
         ..ObjectOptions::default()
     };

@@ -18,29 +18,31 @@ pub(super) struct HostArgs {
     /// Bearer token for the admin API.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The host's data directory, to read its token from when none is
+    /// given (by default ./verge-data or ./.verge/up).
+    #[arg(long = "data", env = "VERGE_DATA")]
+    data: Option<std::path::PathBuf>,
 }
 
 pub(super) struct AdminClient {
     base: String,
-    token: Option<String>,
+    token: String,
     http: reqwest::Client,
 }
 
 impl AdminClient {
-    pub(super) fn new(args: &HostArgs) -> Self {
-        Self {
+    pub(super) fn new(args: &HostArgs) -> Result<Self> {
+        Ok(Self {
             base: args.url.trim_end_matches('/').to_owned(),
-            token: args.token.clone(),
+            token: super::token::client_token(args.token.as_deref(), args.data.as_deref())?,
             http: reqwest::Client::new(),
-        }
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
     }
 
     /// Uploads a version; returns the host's deployment record.
@@ -114,7 +116,7 @@ impl AdminClient {
 
 /// `verge workers`: one line per worker.
 pub(super) async fn list_workers(args: HostArgs) -> Result<()> {
-    let listing = AdminClient::new(&args).get("/v1/workers").await?;
+    let listing = AdminClient::new(&args)?.get("/v1/workers").await?;
     let workers = listing["workers"].as_array().cloned().unwrap_or_default();
     if workers.is_empty() {
         println!("no workers deployed");

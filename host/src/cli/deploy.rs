@@ -28,7 +28,7 @@ pub(super) async fn run(args: DeployArgs) -> Result<()> {
     let bytes = bytes?;
     let name = &project.config.name;
     eprintln!("verge: uploading `{name}` ({} KiB)", bytes.len() / 1024);
-    let deployment = AdminClient::new(&args.host)
+    let deployment = AdminClient::new(&args.host)?
         .upload(name, bytes, &project.config_text, !args.no_activate)
         .await?;
     let version = &deployment["version"];
@@ -58,7 +58,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         Some(name) => name,
         None => Project::open(std::path::Path::new("."))?.config.name,
     };
-    let deployment = AdminClient::new(&args.host)
+    let deployment = AdminClient::new(&args.host)?
         .post(&format!("/v1/workers/{name}/rollback"))
         .await?;
     println!(

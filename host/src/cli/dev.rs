@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::project::Project;
 use super::{EngineArgs, default_listen, shutdown_signal};
 use crate::platform::{Deployment, Platform, PlatformOptions};
-use crate::server::{Server, ServerOptions};
+use crate::server::{ConnectionLimits, Server, ServerOptions};
 
 #[derive(Args)]
 pub(super) struct DevArgs {
@@ -42,9 +42,9 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
         platform.clone(),
         ServerOptions {
             listen: args.listen,
-            admin_listen: None,
-            admin_token: None,
+            admin: None,
             index: None,
+            limits: ConnectionLimits::default(),
         },
     )
     .await?;

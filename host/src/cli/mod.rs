@@ -8,17 +8,18 @@ mod objects;
 mod project;
 mod secret;
 mod serve;
+mod token;
 mod up;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::objects::{ObjectOptions, SocketLimits};
 use crate::runtime::EngineOptions;
-use crate::server::{IndexPage, ServerOptions};
+use crate::server::{AdminOptions, ConnectionLimits, IndexPage, ServerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -61,21 +62,55 @@ struct ListenArgs {
     /// The public listener.
     #[arg(long, default_value_t = default_listen())]
     listen: SocketAddr,
-    /// The admin API listener; off a loopback address it requires a token.
+    /// The admin API listener.
     #[arg(long, default_value_t = default_admin_listen())]
     admin_listen: SocketAddr,
-    /// Bearer token for the admin API.
+    /// Bearer token for the admin API; without it, the one kept in the
+    /// data directory (`admin-token`), generated on first start.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A host name the admin API answers to besides IP addresses and
+    /// `localhost` (repeatable); others are refused, against DNS
+    /// rebinding.
+    #[arg(long = "admin-host")]
+    admin_hosts: Vec<String>,
+    #[command(flatten)]
+    connections: ConnectionArgs,
 }
 
 impl ListenArgs {
-    fn server_options(self, index: Option<IndexPage>) -> ServerOptions {
-        ServerOptions {
+    fn server_options(self, data_dir: &Path, index: Option<IndexPage>) -> Result<ServerOptions> {
+        Ok(ServerOptions {
             listen: self.listen,
-            admin_listen: Some(self.admin_listen),
-            admin_token: self.admin_token,
+            admin: Some(AdminOptions {
+                listen: self.admin_listen,
+                token: token::host_token(data_dir, self.admin_token)?,
+                hosts: self.admin_hosts,
+            }),
             index,
+            limits: self.connections.limits(),
+        })
+    }
+}
+
+/// Limits on the connections a host accepts.
+#[derive(Args, Debug, Clone, Copy)]
+struct ConnectionArgs {
+    /// Connections each listener keeps open at once; more are closed at
+    /// once (WebSockets count separately, see --max-websockets).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers, on a new or
+    /// an idle keep-alive connection.
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs_f64())]
+    header_timeout_secs: f64,
+}
+
+impl ConnectionArgs {
+    fn limits(self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: std::time::Duration::from_secs_f64(self.header_timeout_secs.max(0.001)),
         }
     }
 }
@@ -89,9 +124,17 @@ struct EngineArgs {
     /// Durable Objects that may be active at once.
     #[arg(long, default_value_t = EngineOptions::default().max_objects)]
     max_objects: u32,
+    /// Requests of one worker that may run at once; more get a 503 with
+    /// retry-after, so one stuck worker cannot take every instance slot.
+    #[arg(long, default_value_t = EngineOptions::default().max_instances_per_worker)]
+    max_instances_per_worker: u32,
     /// The most memory a worker may configure, in MiB.
     #[arg(long, default_value_t = EngineOptions::default().max_memory_mb)]
     max_memory_mb: u64,
+    /// What all instances' memory and buffered request bodies may add up
+    /// to, in MiB [default: three quarters of the machine's memory].
+    #[arg(long)]
+    memory_budget_mb: Option<u64>,
     /// Seconds without events after which an object is evicted (its
     /// WebSockets and data stay).
     #[arg(long, default_value_t = ObjectOptions::default().idle_timeout.as_secs_f64())]
@@ -103,14 +146,24 @@ struct EngineArgs {
     /// WebSockets one object may hold; more are closed with 1013.
     #[arg(long, default_value_t = SocketLimits::default().max_per_object)]
     max_websockets_per_object: usize,
+    /// WebSockets the whole host may hold; more are closed with 1013.
+    #[arg(long, default_value_t = SocketLimits::default().max_total)]
+    max_websockets: usize,
+    /// MiB waiting to go out to WebSocket clients, all together; a socket
+    /// whose send would pass it is closed with 1013.
+    #[arg(long, default_value_t = SocketLimits::default().max_buffered_bytes >> 20)]
+    max_websocket_buffer_mb: usize,
 }
 
 impl EngineArgs {
     fn engine(&self) -> EngineOptions {
+        let defaults = EngineOptions::default();
         EngineOptions {
             max_instances: self.max_instances,
             max_objects: self.max_objects,
             max_memory_mb: self.max_memory_mb,
+            max_instances_per_worker: self.max_instances_per_worker,
+            memory_budget_mb: self.memory_budget_mb.unwrap_or(defaults.memory_budget_mb),
         }
     }
 
@@ -120,14 +173,37 @@ impl EngineArgs {
             sockets: SocketLimits {
                 max_message_bytes: self.max_websocket_message.max(1),
                 max_per_object: self.max_websockets_per_object,
+                max_total: self.max_websockets,
+                max_buffered_bytes: self.max_websocket_buffer_mb << 20,
             },
             ..ObjectOptions::default()
         }
     }
 }
 
+/// Lifts the soft limit on open files to the hard one: every connection,
+/// WebSocket and open object database is a descriptor, and the usual soft
+/// limit (1,024) would stop a host long before its own caps do.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("cannot raise the open-files limit above {}", limit.rlim_cur);
+            }
+        }
+    }
+}
+
 /// Runs the command line; `main` only sets up logging and the runtime.
 pub async fn run() -> Result<()> {
+    raise_open_files_limit();
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
         Command::Serve(args) => serve::run(args).await,

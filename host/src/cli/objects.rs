@@ -72,7 +72,7 @@ impl ClassArgs {
             None => Project::open(std::path::Path::new("."))?.config.name,
         };
         Ok((
-            AdminClient::new(&self.host),
+            AdminClient::new(&self.host)?,
             format!("/v1/workers/{worker}/objects/{}", self.class),
         ))
     }

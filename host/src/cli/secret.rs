@@ -42,7 +42,7 @@ impl Target {
             Some(worker) => worker.clone(),
             None => Project::open(std::path::Path::new("."))?.config.name,
         };
-        Ok((AdminClient::new(&self.host), worker))
+        Ok((AdminClient::new(&self.host)?, worker))
     }
 }
 

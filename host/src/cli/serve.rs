@@ -19,6 +19,7 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) async fn run(args: ServeArgs) -> Result<()> {
+    let server_options = args.listen.server_options(&args.data, None)?;
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
         engine: args.engine.engine(),
@@ -26,7 +27,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         dev: false,
     })
     .await?;
-    let server = Server::start(platform, args.listen.server_options(None)).await?;
+    let server = Server::start(platform, server_options).await?;
     tracing::info!(
         listen = %server.addr(),
         admin = %server.admin_addr().expect("serve always opens the admin API"),

@@ -31,6 +31,7 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
     eprintln!("verge: building the examples in {}", examples.display());
     let built = tokio::task::spawn_blocking(move || toolchain::build(&examples)).await??;
 
+    let token_dir = args.data.clone();
     let platform = Platform::open(PlatformOptions {
         data_dir: args.data,
         engine: args.engine.engine(),
@@ -53,7 +54,11 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
 
     let index = IndexPage::new(&entries);
-    let server = Server::start(platform, args.listen.server_options(Some(index))).await?;
+    let server = Server::start(
+        platform,
+        args.listen.server_options(&token_dir, Some(index))?,
+    )
+    .await?;
     let addr = server.addr();
     eprintln!("\nVerge is up: http://{addr}/");
     for entry in &entries {

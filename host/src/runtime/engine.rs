@@ -20,6 +20,12 @@ pub struct EngineOptions {
     pub max_objects: u32,
     /// The largest `limits.memory_mb` a worker may ask for.
     pub max_memory_mb: u64,
+    /// Requests of one worker that may run at once; more get a 503 with
+    /// `retry-after`, while other workers keep their share of the pool.
+    pub max_instances_per_worker: u32,
+    /// What every instance's memory and every buffered body may add up to,
+    /// host-wide, in MiB.
+    pub memory_budget_mb: u64,
 }
 
 impl Default for EngineOptions {
@@ -28,6 +34,8 @@ impl Default for EngineOptions {
             max_instances: 1000,
             max_objects: 1000,
             max_memory_mb: 1024,
+            max_instances_per_worker: 250,
+            memory_budget_mb: (super::MemoryBudget::default_limit() >> 20) as u64,
         }
     }
 }

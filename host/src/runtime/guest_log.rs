@@ -17,6 +17,9 @@ use crate::runtime::RequestId;
 /// logging in a loop cannot flood the host's log.
 const LOG_BUDGET_BYTES: usize = 256 << 10;
 
+/// The longest line logged whole; a longer one is cut, saying how much.
+const MAX_LINE_BYTES: usize = 8 << 10;
+
 /// The log sink of one request (or one Durable Object event). Cheap to
 /// clone; clones share the request id and the budget.
 #[derive(Clone)]
@@ -42,7 +45,11 @@ impl GuestLog {
     }
 
     /// Emits one line, unless the request has used up its log budget.
+    /// Control characters are escaped, so a guest cannot forge a line of
+    /// the host's own log with a newline, nor hide one with a terminal
+    /// escape.
     pub fn emit(&self, level: Level, message: &str) {
+        let message = &escape_line(message);
         let before = self.spent.fetch_add(message.len(), Ordering::Relaxed);
         if before >= LOG_BUDGET_BYTES {
             return;
@@ -70,6 +77,24 @@ impl GuestLog {
             pending: Vec::new(),
         }
     }
+}
+
+/// `line` as one log line: control characters escaped (`\n`, `\u{1b}`),
+/// and cut to [`MAX_LINE_BYTES`].
+fn escape_line(line: &str) -> String {
+    let mut escaped = String::with_capacity(line.len().min(MAX_LINE_BYTES));
+    for (at, c) in line.char_indices() {
+        if escaped.len() >= MAX_LINE_BYTES {
+            escaped.push_str(&format!("… ({} more bytes)", line.len() - at));
+            break;
+        }
+        if c.is_control() {
+            escaped.extend(c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 /// Buffers bytes up to a newline, then logs the line. Never fails and never
@@ -178,4 +203,20 @@ impl OutputStream for LineWriter {
 #[wasmtime_wasi::async_trait]
 impl Pollable for LineWriter {
     async fn ready(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_cannot_forge_others_or_run_on() {
+        assert_eq!(
+            escape_line("ok\n2026-01-01 INFO forged\u{1b}[2J"),
+            "ok\\n2026-01-01 INFO forged\\u{1b}[2J"
+        );
+        let long = escape_line(&"x".repeat(MAX_LINE_BYTES * 10));
+        assert!(long.len() < MAX_LINE_BYTES + 64, "{}", long.len());
+        assert!(long.ends_with(&format!("… ({} more bytes)", MAX_LINE_BYTES * 9)));
+    }
 }

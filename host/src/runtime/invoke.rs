@@ -7,7 +7,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use crate::bindings::{Request, Response};
 
-use super::limits::{self, CpuLimitExceeded, MemoryLimitExceeded};
+use super::limits::{self, CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
 
 /// Why a request produced no response from the guest.
@@ -21,6 +21,15 @@ pub enum InvokeError {
     Timeout { limit_ms: u64 },
     #[error("every instance slot is busy")]
     AtCapacity,
+    /// The worker already runs as many requests as one worker may.
+    #[error("this worker already runs {limit} requests, its share of the host")]
+    WorkerBusy { limit: u32 },
+    #[error(transparent)]
+    HostMemory(#[from] HostMemoryExhausted),
+    /// The request failed after a Durable Object it called said it was
+    /// overloaded.
+    #[error("a Durable Object this request called is overloaded: {0}")]
+    ObjectOverloaded(String),
     /// The guest trapped (a panic, `unreachable`, a bad memory access...).
     /// Carries wasmtime's message with the wasm backtrace.
     #[error("the guest trapped: {0}")]
@@ -30,6 +39,20 @@ pub enum InvokeError {
     Handler(String),
 }
 
+impl InvokeError {
+    /// The host (or an object) had no room for the request: retrying
+    /// later may succeed.
+    pub fn is_overload(&self) -> bool {
+        matches!(
+            self,
+            Self::AtCapacity
+                | Self::WorkerBusy { .. }
+                | Self::HostMemory(_)
+                | Self::ObjectOverloaded(_)
+        )
+    }
+}
+
 /// The longest a request waits for a free instance slot.
 const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
 
@@ -37,10 +60,12 @@ const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
 ///
 /// Nothing survives the call: the store, the instance and its memory are
 /// dropped (and the pool slot recycled) before this returns.
+/// `hops` is how many Verge hosts the request had passed through.
 pub async fn invoke(
     worker: &LoadedWorker,
     request: Request,
     request_id: RequestId,
+    hops: u32,
 ) -> Result<Response, InvokeError> {
     let Some(handler) = &worker.handler else {
         return Err(InvokeError::Handler(
@@ -48,6 +73,11 @@ pub async fn invoke(
              add a #[verge::worker] function, or remove the worker's routes"
                 .into(),
         ));
+    };
+    let Ok(_worker_slot) = worker.context.worker_slots.try_acquire() else {
+        return Err(InvokeError::WorkerBusy {
+            limit: worker.context.worker_slots_limit,
+        });
     };
     // A burst beyond the instance pool waits for a slot (within the wall
     // clock) instead of failing at once.
@@ -57,15 +87,25 @@ pub async fn invoke(
         Ok(Ok(slot)) => slot,
         _ => return Err(InvokeError::AtCapacity),
     };
-    let mut store = new_store(worker, HostState::new(worker.context.clone(), request_id));
-    guarded(wall_ms, async {
+    let mut state = HostState::new(worker.context.clone(), request_id);
+    state.hops = hops;
+    let mut store = new_store(worker, state);
+    let result = guarded(wall_ms, async {
         let instance = worker.instantiate(&mut store).await?;
         handler
             .load(&mut store, &instance)?
             .call_handle(&mut store, &request)
             .await
     })
-    .await
+    .await;
+    match result {
+        Err(InvokeError::Handler(error) | InvokeError::Trap(error))
+            if store.data().object_overloaded =>
+        {
+            Err(InvokeError::ObjectOverloaded(error))
+        }
+        other => other,
+    }
 }
 
 /// The Durable Object classes a component defines, asked of a throwaway
@@ -121,8 +161,14 @@ fn classify(error: wasmtime::Error) -> InvokeError {
         Ok(memory) => return memory.into(),
         Err(other) => other,
     };
+    let error = match error.downcast::<HostMemoryExhausted>() {
+        Ok(memory) => return memory.into(),
+        Err(other) => other,
+    };
     if error.is::<PoolConcurrencyLimitError>() {
         return InvokeError::AtCapacity;
     }
-    InvokeError::Trap(format!("{error:?}"))
+    // The chain of causes with the guest's wasm backtrace, never the
+    // host's own Rust backtrace.
+    InvokeError::Trap(format!("{error:#}"))
 }

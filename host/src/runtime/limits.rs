@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
+use wasmtime::{CallHook, ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
 
 use super::HostState;
 
@@ -13,6 +13,14 @@ use super::HostState;
 pub struct MemoryLimitExceeded {
     pub limit_mb: u64,
     pub desired_mb: u64,
+}
+
+/// Growing the guest's memory would pass the host's memory budget, shared
+/// by every instance and buffered body.
+#[derive(Debug, thiserror::Error)]
+#[error("the host's memory budget of {budget_mb} MiB for instances is used up; retry shortly")]
+pub struct HostMemoryExhausted {
+    pub budget_mb: u64,
 }
 
 /// The guest ran longer than `limits.cpu_ms`.
@@ -28,7 +36,7 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 impl ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -41,6 +49,10 @@ impl ResourceLimiter for HostState {
                 limit_mb: limits.memory_mb,
                 desired_mb: (desired as u64).div_ceil(1 << 20),
             }));
+        }
+        if !self.memory.grow(desired.saturating_sub(current)) {
+            let budget_mb = (self.worker().memory.limit() >> 20) as u64;
+            return Err(wasmtime::Error::new(HostMemoryExhausted { budget_mb }));
         }
         Ok(true)
     }
@@ -59,12 +71,22 @@ impl ResourceLimiter for HostState {
 /// that meters the guest's CPU time, and the epoch check.
 pub(crate) fn install(store: &mut Store<HostState>) {
     store.limiter(|state| state);
+    // A response (or an argument) as large as the worker's body limit
+    // must cross the component boundary; wasmtime's default stops at 128
+    // MiB with an opaque error.
+    let body = store.data().worker().config.limits.body_bytes();
+    store.set_hostcall_fuel(
+        body.saturating_mul(2)
+            .saturating_add(16 << 20)
+            .max(128 << 20),
+    );
     store.call_hook(|mut store, hook| {
         let cpu = &mut store.data_mut().cpu;
-        if hook.exiting_host() {
-            cpu.enter();
-        } else {
-            cpu.leave();
+        match hook {
+            CallHook::CallingWasm => cpu.calling_wasm(),
+            CallHook::ReturningFromWasm => cpu.returning_from_wasm(),
+            CallHook::CallingHost => cpu.calling_host(),
+            CallHook::ReturningFromHost => cpu.returning_from_host(),
         }
         Ok(())
     });
@@ -78,10 +100,10 @@ pub(crate) fn install(store: &mut Store<HostState>) {
 ///
 /// Each tick also yields to the async runtime, so a spinning guest cannot
 /// starve other requests on its thread.
-fn on_epoch_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
-    let state = store.data();
+fn on_epoch_tick(mut store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = store.data_mut();
     let limit_ms = state.worker().config.limits.cpu_ms;
-    if state.cpu.used() > Duration::from_millis(limit_ms) {
+    if state.cpu.exceeds(Duration::from_millis(limit_ms)) {
         return Err(wasmtime::Error::new(CpuLimitExceeded { limit_ms }));
     }
     Ok(UpdateDeadline::Yield(1))

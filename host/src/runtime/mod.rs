@@ -8,6 +8,7 @@ mod guest_log;
 mod invoke;
 mod limits;
 mod linker;
+mod memory;
 mod state;
 mod worker;
 
@@ -15,7 +16,9 @@ pub use artifacts::{ArtifactCache, ArtifactStats, content_hash};
 pub use engine::{EPOCH_TICK, EngineOptions, new_engine};
 pub(crate) use invoke::guarded;
 pub use invoke::{InvokeError, component_classes, invoke, new_store};
-pub use limits::{CpuLimitExceeded, MemoryLimitExceeded};
+pub use limits::{CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 pub use linker::{LinkError, Prepared, new_linker, prepare};
+pub use memory::MemoryBudget;
+pub(crate) use memory::Reservation;
 pub use state::{HostState, RequestId};
 pub use worker::{LoadedWorker, WorkerContext};

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::cpu_time::GuestCpu;
 use super::guest_log::{GuestLog, GuestOutput};
+use super::memory::Reservation;
 use super::worker::WorkerContext;
 use crate::objects::ObjectScope;
 
@@ -52,8 +53,15 @@ pub struct HostState {
     guest_log: GuestLog,
     /// CPU time the guest's own code has used; see `cpu_time.rs`.
     pub(crate) cpu: GuestCpu,
+    /// The guest's linear memory, taken from the host's budget.
+    pub(crate) memory: Reservation,
+    /// A Durable Object this request called answered that it is
+    /// overloaded: the request's failure is then a 503 to retry.
+    pub(crate) object_overloaded: bool,
     /// Outbound fetches made so far.
     pub(crate) subrequests: u32,
+    /// Verge hosts the request had passed through when it arrived.
+    pub(crate) hops: u32,
     /// Set when this store runs a Durable Object: the one seam between a
     /// store and the object it serves (`objects/instance.rs`).
     pub(crate) object: Option<ObjectScope>,
@@ -62,6 +70,7 @@ pub struct HostState {
 impl HostState {
     pub fn new(worker: Arc<WorkerContext>, request_id: RequestId) -> Self {
         let guest_log = GuestLog::new(worker.name.clone(), request_id);
+        let memory = worker.memory.reserve();
         // No preopened files and no environment by default; sockets are
         // denied explicitly (outbound HTTP goes through `fetch` and its
         // allow-list), and random bytes are capped because the host
@@ -81,7 +90,10 @@ impl HostState {
             request_id,
             guest_log,
             cpu: GuestCpu::default(),
+            memory,
+            object_overloaded: false,
             subrequests: 0,
+            hops: 0,
             object: None,
         }
     }
@@ -93,6 +105,13 @@ impl HostState {
         self.guest_log.reset(request_id);
         self.cpu.reset();
         self.subrequests = 0;
+    }
+
+    /// The loop header an outbound request carries: one entry per Verge
+    /// host passed through, this one included.
+    pub(crate) fn loop_header_value(&self) -> http::HeaderValue {
+        let hops = vec![crate::bindings::LOOP_TOKEN; self.hops as usize + 1].join(", ");
+        http::HeaderValue::from_str(&hops).expect("tokens and commas are a valid header")
     }
 
     pub fn worker(&self) -> &WorkerContext {

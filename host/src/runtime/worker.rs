@@ -20,10 +20,16 @@ pub struct WorkerContext {
     pub version: u32,
     pub config: WorkerConfig,
     pub secrets: BTreeMap<String, String>,
-    pub http: OutboundHttp,
+    pub(crate) http: OutboundHttp,
     pub objects: Arc<ObjectSystem>,
     /// Host-wide permits for requests in flight, one per instance slot.
     pub request_slots: Arc<tokio::sync::Semaphore>,
+    /// This worker's share of them: a worker whose requests hang cannot
+    /// take the slots every other worker needs.
+    pub(crate) worker_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) worker_slots_limit: u32,
+    /// The host's memory budget.
+    pub(crate) memory: Arc<super::MemoryBudget>,
 }
 
 /// A worker version with its component pre-instantiated: serving a request

@@ -31,7 +31,8 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::require_token;
+use super::AdminOptions;
+use super::auth::{AdminGate, check};
 use super::errors::json_error;
 use crate::objects::{Namespace, ObjectError, ObjectId, ObjectKey};
 use crate::platform::{DeployError, Platform};
@@ -41,8 +42,8 @@ const MAX_UPLOAD_BYTES: usize = 256 << 20;
 
 type Shared = State<Arc<Platform>>;
 
-pub(super) fn router(platform: Arc<Platform>, token: Option<String>) -> Router {
-    let token: Option<Arc<str>> = token.map(Into::into);
+pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
+    let gate = AdminGate::new(&options.token, &options.hosts);
     Router::new()
         .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
         .route("/v1/stats", get(stats))
@@ -71,7 +72,7 @@ pub(super) fn router(platform: Arc<Platform>, token: Option<String>) -> Router {
             put(import_object),
         )
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
-        .layer(middleware::from_fn_with_state(token, require_token))
+        .layer(middleware::from_fn_with_state(gate, check))
         .with_state(platform)
 }
 
@@ -197,31 +198,39 @@ async fn upload_version(
 ) -> AdminResult<(StatusCode, Json<serde_json::Value>)> {
     let bad_request = |message: String| AdminError(StatusCode::BAD_REQUEST, message);
     let mut multipart = multipart.map_err(|e| {
-        bad_request(format!(
-            "expected a multipart/form-data upload with parts `component` and `config`: {e}"
-        ))
+        AdminError(
+            e.status(),
+            format!(
+                "expected a multipart/form-data upload with parts `component` and `config`: {e}"
+            ),
+        )
     })?;
+    // An upload over the limit is a 413 saying so, wherever it is cut.
+    let unreadable = |what: &str, e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("the upload is larger than {} MiB", MAX_UPLOAD_BYTES >> 20)
+        } else {
+            e.to_string()
+        };
+        AdminError(status, format!("reading {what}: {why}"))
+    };
     let (mut component, mut config) = (None, None);
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| bad_request(format!("reading the upload: {e}")))?
+        .map_err(|e| unreadable("the upload", e))?
     {
         match field.name() {
             Some("component") => {
                 let bytes = field
                     .bytes()
                     .await
-                    .map_err(|e| bad_request(format!("reading `component`: {e}")))?;
+                    .map_err(|e| unreadable("`component`", e))?;
                 component = Some(bytes.to_vec());
             }
             Some("config") => {
-                config = Some(
-                    field
-                        .text()
-                        .await
-                        .map_err(|e| bad_request(format!("reading `config`: {e}")))?,
-                );
+                config = Some(field.text().await.map_err(|e| unreadable("`config`", e))?);
             }
             other => return Err(bad_request(format!("unexpected multipart part {other:?}"))),
         }

@@ -49,6 +49,12 @@ pub(super) fn invoke_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The host is at capacity; retry shortly".to_owned(),
         ),
+        InvokeError::WorkerBusy { .. }
+        | InvokeError::HostMemory(_)
+        | InvokeError::ObjectOverloaded(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Overloaded; retry shortly: {error}"),
+        ),
         InvokeError::Trap(_) | InvokeError::Handler(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Worker threw an exception".to_owned(),
@@ -68,7 +74,7 @@ pub(super) fn invoke_error(
         body.push_str(&format!("\n{error}\n"));
     }
     let mut response = text(status, body);
-    if matches!(error, InvokeError::AtCapacity) {
+    if error.is_overload() {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

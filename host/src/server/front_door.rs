@@ -24,7 +24,7 @@ use super::errors::{invoke_error, text};
 use crate::bindings::{self, http_types};
 use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
-use crate::runtime::{self, LoadedWorker, RequestId};
+use crate::runtime::{self, LoadedWorker, RequestId, Reservation};
 
 #[derive(Clone)]
 struct FrontDoor {
@@ -74,15 +74,28 @@ async fn serve_with(
     let name = &*worker.context.name;
     let limit = worker.context.config.limits.body_bytes();
     let (mut parts, body) = request.into_parts();
+    let hops = hops(&parts.headers);
+    if hops >= MAX_HOPS {
+        return text(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "This request has passed through Verge {hops} times: a worker fetching itself in a loop?\n"
+            ),
+        );
+    }
+    let head = parts.method == http::Method::HEAD;
     // Only the front door sets this header.
     parts.headers.remove(UPGRADE_HEADER);
     let upgrade = websocket_upgrade(platform, &mut parts).await;
     let request = Request::from_parts(parts, body);
-    let wire = match to_wire(request, host, limit).await {
+    // Held until the response is built: the body counts against the
+    // host's memory budget for as long as the host holds it.
+    let mut reservation = worker.context.memory.reserve();
+    let wire = match to_wire(request, host, limit, &mut reservation).await {
         Ok(wire) => wire,
         Err(response) => return response,
     };
-    let result = runtime::invoke(worker, wire, request_id).await;
+    let result = runtime::invoke(worker, wire, request_id, hops).await;
     let invalid = |e: anyhow::Error| {
         let error = runtime::InvokeError::Handler(format!(
             "the worker returned an invalid response: {e:#}"
@@ -98,7 +111,9 @@ async fn serve_with(
         (Ok(response), Some((upgrade, pending))) => {
             complete_upgrade(platform, upgrade, &pending, response).unwrap_or_else(invalid)
         }
-        (Ok(response), None) => http_types::response_from_wire(response).unwrap_or_else(invalid),
+        (Ok(response), None) => {
+            http_types::response_from_wire(response, head).unwrap_or_else(invalid)
+        }
         (Err(error), _) => invoke_error(&error, name, request_id, platform.options().dev),
     }
 }
@@ -167,7 +182,7 @@ fn complete_upgrade(
         .find(|(name, _)| name.eq_ignore_ascii_case(UPGRADE_HEADER))
         .and_then(|(_, value)| value.parse::<SocketId>().ok());
     if response.status != 101 || answered_token != Some(token) {
-        return http_types::response_from_wire(response);
+        return http_types::response_from_wire(response, false);
     }
     let Some(accepted) = hub.finish_upgrade(token) else {
         anyhow::bail!("it answered 101 without accepting the WebSocket (state.accept_websocket)");
@@ -189,12 +204,34 @@ fn complete_upgrade(
         .on_upgrade(move |socket| serve_connection(system, socket, accepted)))
 }
 
-/// Reads the body (up to `limit` bytes) and builds the guest's view of the
-/// request; a too-large or broken body is answered right here.
+/// Requests that have passed through this many Verge hosts are refused: a
+/// worker fetching itself (through any name that leads back here) would
+/// otherwise recurse without end.
+const MAX_HOPS: u32 = 16;
+
+/// How many Verge hosts a request has passed through, from its loop header.
+fn hops(headers: &http::HeaderMap) -> u32 {
+    headers
+        .get_all(bindings::LOOP_HEADER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter(|entry| entry.split(';').next().map(str::trim) == Some(bindings::LOOP_TOKEN))
+        .count() as u32
+}
+
+/// How long a client may take to send a whole request body: a slow sender
+/// holds an instance slot's worth of nothing.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the body (up to `limit` bytes, each byte taken from the host's
+/// memory budget) and builds the guest's view of the request; a too-large,
+/// too-slow or broken body is answered right here.
 async fn to_wire(
     request: Request,
     host: &str,
     limit: usize,
+    reservation: &mut Reservation,
 ) -> Result<bindings::Request, Response> {
     let too_large = || {
         text(
@@ -218,13 +255,28 @@ async fn to_wire(
         drain(body);
         return Err(too_large());
     }
-    let body = match read_body(body, limit).await {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err(too_large()),
-        Err(e) => {
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit, reservation)).await {
+        Ok(Ok(BodyRead::Read(bytes))) => bytes,
+        Ok(Ok(BodyRead::TooLarge)) => return Err(too_large()),
+        Ok(Ok(BodyRead::NoMemory)) => {
+            let mut busy = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The host's memory budget is used up; retry shortly\n".into(),
+            );
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(busy);
+        }
+        Ok(Err(e)) => {
             return Err(text(
                 StatusCode::BAD_REQUEST,
                 format!("Could not read the request body: {e}\n"),
+            ));
+        }
+        Err(_) => {
+            return Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("The request body did not arrive within {BODY_TIMEOUT:?}\n"),
             ));
         }
     };
@@ -237,20 +289,34 @@ async fn to_wire(
     })
 }
 
-/// The whole body, or `None` once it grows past `limit` (the rest is then
-/// drained).
-async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+/// What reading a request body came to.
+enum BodyRead {
+    Read(Bytes),
+    /// Past the worker's limit (the rest is drained).
+    TooLarge,
+    /// Past the host's memory budget.
+    NoMemory,
+}
+
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<BodyRead, axum::Error> {
     let mut bytes = BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Some(data) = frame?.data_ref() {
             if bytes.len() + data.len() > limit {
                 drain(body);
-                return Ok(None);
+                return Ok(BodyRead::TooLarge);
+            }
+            if !reservation.grow(data.len()) {
+                return Ok(BodyRead::NoMemory);
             }
             bytes.extend_from_slice(data);
         }
     }
-    Ok(Some(bytes.freeze()))
+    Ok(BodyRead::Read(bytes.freeze()))
 }
 
 /// How much of a refused body is read and discarded after the 413, and for
@@ -276,7 +342,7 @@ fn drain(mut body: Body) {
 
 /// The host the client addressed: the `Host` header (HTTP/1.1) or the URI
 /// authority (HTTP/2).
-fn request_host(request: &Request<Body>) -> String {
+fn request_host(request: &Request) -> String {
     request
         .headers()
         .get(header::HOST)

@@ -6,6 +6,7 @@ mod auth;
 mod errors;
 mod front_door;
 mod index;
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use index::{IndexEntry, IndexPage};
+pub use listener::ConnectionLimits;
 
 use crate::platform::Platform;
 
@@ -23,12 +25,21 @@ use crate::platform::Platform;
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub listen: SocketAddr,
-    /// `None` runs without an admin API (as `verge dev` does).
-    pub admin_listen: Option<SocketAddr>,
-    /// Required for a non-loopback admin address.
-    pub admin_token: Option<String>,
+    /// The admin API: where it listens, and the token it requires.
+    pub admin: Option<AdminOptions>,
     /// A page at `/` listing workers, for `verge up`.
     pub index: Option<IndexPage>,
+    pub limits: ConnectionLimits,
+}
+
+/// The admin API's listener. It always requires a token.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    pub listen: SocketAddr,
+    pub token: String,
+    /// Host names clients may address it by besides its own address and
+    /// `localhost` (anything else is refused, against DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 /// A running server. Dropping it does not stop it; call
@@ -47,33 +58,38 @@ const SOCKET_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2
 impl Server {
     /// Binds the listeners and starts serving.
     pub async fn start(platform: Arc<Platform>, options: ServerOptions) -> Result<Self> {
-        if let Some(admin) = options.admin_listen
-            && !admin.ip().is_loopback()
-            && options.admin_token.is_none()
+        if let Some(admin) = &options.admin
+            && admin.token.len() < MIN_TOKEN_LEN
         {
-            bail!(
-                "refusing to open the admin API on {admin} without a token: \
-                 set VERGE_ADMIN_TOKEN, or listen on a loopback address"
-            );
+            bail!("the admin token must be at least {MIN_TOKEN_LEN} characters long");
         }
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
         let listener = bind(options.listen).await?;
         let addr = listener.local_addr()?;
-        let front = front_door::router(platform.clone(), options.index.map(Arc::new));
-        tasks.spawn(run(listener, front, stopped.clone()));
-
-        let admin_addr = match options.admin_listen {
-            Some(admin_listen) => {
-                let listener = bind(admin_listen).await?;
-                let admin_addr = listener.local_addr()?;
-                let admin = admin::router(platform.clone(), options.admin_token);
-                tasks.spawn(run(listener, admin, stopped));
-                Some(admin_addr)
-            }
+        let admin_listener = match &options.admin {
+            Some(admin) => Some(bind(admin.listen).await?),
             None => None,
         };
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        // Guests' outbound requests may never reach the host itself.
+        platform.protect_listeners(std::iter::once(addr).chain(admin_addr));
+
+        let front = front_door::router(platform.clone(), options.index.map(Arc::new));
+        tasks.spawn(listener::serve(
+            listener,
+            front,
+            options.limits,
+            stopped.clone(),
+        ));
+        if let (Some(listener), Some(admin)) = (admin_listener, options.admin) {
+            let router = admin::router(platform.clone(), admin);
+            tasks.spawn(listener::serve(listener, router, options.limits, stopped));
+        }
         Ok(Self {
             addr,
             admin_addr,
@@ -134,25 +150,5 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding {addr}"))
 }
 
-async fn run(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stopped: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a small WebSocket frame or response waits for
-    // the client's delayed ACK: tens of milliseconds.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    })
-    .await
-}
+/// The shortest admin token accepted: a guessable one protects nothing.
+const MIN_TOKEN_LEN: usize = 16;
