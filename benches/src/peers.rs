@@ -46,6 +46,9 @@ pub struct Bins {
     pub native_hello: PathBuf,
 }
 
+/// The admin token every Verge the harness starts uses.
+const ADMIN_TOKEN: &str = "verge-bench-admin-token";
+
 /// `verge serve` on `data` and a fixed port, given `flags` besides those,
 /// timed to its first 200 for `ready_path` (so a worker serving it must
 /// already be deployed there).
@@ -57,6 +60,7 @@ pub fn verge(bins: &Bins, data: &Path, flags: &[&str], ready_path: &str) -> Resu
         .args(flags)
         .arg("--data")
         .arg(data)
+        .env("VERGE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn");
     start("verge", command, addr, ready_path)
 }
@@ -75,6 +79,7 @@ pub fn verge_empty(bins: &Bins, data: &Path) -> Result<(Service, String, String)
             "--data",
         ])
         .arg(data)
+        .env("VERGE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "info");
     let service = Service::spawn("verge", command)?;
     let ready = service.wait_for_line(START_TIMEOUT, |line| {
@@ -106,6 +111,7 @@ pub fn upload(admin_url: &str, name: &str, wasm: &[u8], config: &str) -> Result<
         .text("config", config.to_owned());
     let response = reqwest::blocking::Client::new()
         .post(format!("{admin_url}/v1/workers/{name}/versions"))
+        .bearer_auth(ADMIN_TOKEN)
         .multipart(form)
         .send()?;
     if !response.status().is_success() {

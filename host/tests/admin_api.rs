@@ -281,3 +281,60 @@ async fn secrets_reach_the_guest_and_are_never_listed_back() {
         .unwrap();
     assert_eq!(again.status(), 404);
 }
+
+/// A page on another domain cannot reach the admin API through a browser
+/// by rebinding its name to the host's address: names the API does not
+/// answer to are refused, even with the right token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_only_to_its_own_names() {
+    let host = TestHost::start().await;
+    let url = format!("{}/v1/workers", host.admin_url);
+    let rebound = host
+        .client
+        .get(&url)
+        .header("host", "attacker.example:8788")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 421);
+    for name in ["localhost", "127.0.0.1:8788"] {
+        let direct = host
+            .client
+            .get(&url)
+            .header("host", name)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(direct.status(), 200, "{name}");
+    }
+}
+
+/// An upload past the admin API's limit is a 413 that says so, not a
+/// confusing multipart error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upload_is_a_413() {
+    let host = TestHost::start().await;
+    let size: u64 = 300 << 20;
+    let zeros = futures::stream::iter(
+        (0..size / (1 << 20)).map(|_| Ok::<_, std::io::Error>(vec![0u8; 1 << 20])),
+    );
+    let part =
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(zeros), size)
+            .file_name("huge.wasm");
+    let form = reqwest::multipart::Form::new()
+        .text("config", "name = \"huge\"\n")
+        .part("component", part);
+    let refused = host
+        .client
+        .post(format!("{}/v1/workers/huge/versions", host.admin_url))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    let error = refused.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(error.contains("larger than"), "{error}");
+}

@@ -184,6 +184,40 @@ async fn deleting_an_object_deletes_its_alarms() {
     host.shutdown().await;
 }
 
+/// An imported database brings its alarms: they are indexed and fire for
+/// the object they now belong to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_databases_alarms_fire() {
+    let host = host(ObjectOptions::default()).await;
+    let scheduled = Instant::now();
+    schedule(&host, "exporter", "value=carried&in_ms=3000").await;
+    let base = "/v1/workers/durable-test/objects/Ledger";
+    let from = host.object_id("durable-test", "Ledger", "exporter").await;
+    let bytes = host
+        .admin(Method::GET, &format!("{base}/{from}/export"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let to = host.object_id("durable-test", "Ledger", "importer").await;
+    let imported = host
+        .admin(Method::PUT, &format!("{base}/{to}/import"))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), 200);
+    assert!(
+        scheduled.elapsed() < Duration::from_millis(3000),
+        "the import came after the alarm was due: nothing was tested"
+    );
+    let fired = wait_until(&host, "/ledger/importer/fired", |f| len(f) == 1).await;
+    assert_eq!(fired[0]["name"], "carried");
+    host.shutdown().await;
+}
+
 /// The reminders example on the real binary: one reminder falls due while
 /// the host is down (SIGKILL) and fires when it starts again; another is
 /// delivered to a connected WebSocket.

@@ -323,3 +323,58 @@ async fn objects_commands_list_export_import_and_delete() {
     let a: serde_json::Value = get_json(&client, &format!("{}/counter/a", host.url)).await;
     assert_eq!(a["value"], 0);
 }
+
+/// Started without VERGE_ADMIN_TOKEN, `verge serve` generates a token into
+/// its data directory, readable by its owner alone; the CLI pointed at
+/// that directory uses it, and nothing gets in without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_generates_a_private_admin_token_that_the_cli_finds() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("verge-data");
+    let mut child = verge(work.path())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .env_remove("VERGE_ADMIN_TOKEN")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let _serve = KillOnDrop(child);
+    let ready = wait_for(&lines, "verge serve is ready");
+    let admin = ready
+        .split("admin=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let token_file = data.join("admin-token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is private");
+
+    let open = reqwest::get(format!("http://{admin}/v1/workers"))
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 401, "the admin API is never open");
+
+    // Run from the directory holding verge-data/, the CLI finds the token.
+    let listed = verge(work.path())
+        .args(["workers", "--host", &format!("http://{admin}")])
+        .env_remove("VERGE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+}

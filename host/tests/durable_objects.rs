@@ -133,6 +133,8 @@ async fn the_sql_guard_refuses_what_it_should() {
         ("SELECT * FROM _verge_kv", "internal"),
         ("BEGIN", "transaction_sync"),
         ("COMMIT", "transaction_sync"),
+        ("CREATE TEMP TABLE t (x)", "TEMP"),
+        ("CREATE TEMPORARY VIEW v AS SELECT 1", "TEMP"),
     ] {
         let res: Value = host
             .client
@@ -483,4 +485,107 @@ async fn assert_all_present(
             );
         }
     }
+}
+
+async fn sql(host: &TestHost, ledger: &str, query: &str) -> Value {
+    host.client
+        .post(format!("{}/ledger/{ledger}/sql", host.url))
+        .body(query.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// FTS5 works (its MATCH reads `PRAGMA data_version`), and its shadow
+/// tables are the index's alone (defensive mode makes them read-only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fts5_searches_and_its_shadow_tables_are_read_only() {
+    let host = host_with("durable-test").await;
+    let made = sql(
+        &host,
+        "fts",
+        "CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('the quick brown fox'), ('lazy dogs')",
+    )
+    .await;
+    assert_eq!(made["ok"], true, "{made}");
+    let found = sql(
+        &host,
+        "fts",
+        "SELECT body FROM docs WHERE docs MATCH 'quick'",
+    )
+    .await;
+    assert_eq!(found["ok"], true, "{found}");
+    assert_eq!(found["rows"], 1);
+    let forged = sql(&host, "fts", "INSERT INTO docs_data VALUES (99, x'00')").await;
+    assert_eq!(forged["ok"], false, "a shadow table was writable: {forged}");
+}
+
+/// A write past the object's size limit fails alone: the events batched
+/// with it commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_the_cap_write_fails_only_its_own_event() {
+    let host = host_with("durable-test").await;
+    let before = entries(&host, "cap").await.len();
+    // durable-test allows 1 MiB per object; fill's 100 KB rows pass it.
+    let paths: Vec<String> = (0..20)
+        .map(|n| format!("/ledger/cap/append?value=small-{n}"))
+        .collect();
+    let writes = paths.iter().map(|path| post(&host, path));
+    let fill = post(&host, "/ledger/cap/fill");
+    let (appended, filled) = tokio::join!(futures::future::join_all(writes), fill);
+    assert!(appended.iter().all(|r| r.status() == 200));
+    let filled = filled.text().await.unwrap();
+    assert!(filled.contains("database full"), "{filled}");
+    let after = entries(&host, "cap").await;
+    for n in 0..20 {
+        assert!(after.contains(&format!("small-{n}")), "small-{n} was lost");
+    }
+    assert!(after.len() > before + 20, "fill kept the rows that fitted");
+}
+
+/// Two objects that call each other at the same time (A -> B while
+/// B -> A) would wait on each other until their wall-clock limits: one
+/// call fails at once instead, and the other goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_calls_fail_fast_instead_of_deadlocking() {
+    let host = host_with("durable-test").await;
+    let started = std::time::Instant::now();
+    let (ab, ba) = tokio::join!(
+        host.get("/ping/x?then=y&wait=500"),
+        host.get("/ping/y?then=x&wait=500")
+    );
+    let answers = [ab.text().await.unwrap(), ba.text().await.unwrap()];
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the calls waited on each other for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        answers.iter().any(|a| a.contains("deadlock")),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|a| a.contains("done")), "{answers:?}");
+}
+
+/// Evicting an object closes its database in the background (a
+/// checkpoint and a sync). An event that brings the object back meanwhile
+/// waits for that close instead of finding the file still locked by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_back_during_its_background_close_waits_for_it() {
+    let host = host_with("durable-test").await;
+    assert_eq!(
+        post(&host, "/ledger/back/append?value=old").await.status(),
+        200
+    );
+    let objects = host.platform.objects();
+    // Longer than SQLite waits for a lock.
+    objects.faults.delay_closes(Duration::from_millis(2500));
+    objects.evict_all().await;
+    objects.faults.delay_closes(Duration::ZERO);
+    let again = post(&host, "/ledger/back/append?value=new").await;
+    assert_eq!(again.status(), 200, "{}", again.text().await.unwrap());
+    assert_eq!(entries(&host, "back").await, ["old", "new"]);
 }

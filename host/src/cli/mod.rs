@@ -100,6 +100,9 @@ struct ConnectionArgs {
     /// once (WebSockets count separately, see --max-websockets).
     #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
     max_connections: usize,
+    /// Connections one client address may keep open at once.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Seconds a client may take to send a request's headers, on a new or
     /// an idle keep-alive connection.
     #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs_f64())]
@@ -110,6 +113,7 @@ impl ConnectionArgs {
     fn limits(self) -> ConnectionLimits {
         ConnectionLimits {
             max_connections: self.max_connections.max(1),
+            max_connections_per_ip: self.max_connections_per_ip.max(1),
             header_timeout: std::time::Duration::from_secs_f64(self.header_timeout_secs.max(0.001)),
         }
     }

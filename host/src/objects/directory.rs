@@ -159,17 +159,11 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use super::super::id::ObjectId;
     use super::super::mailbox::tests::rpc;
     use super::*;
 
     fn key(n: u8) -> ObjectKey {
-        ObjectKey {
-            namespace: Arc::from("ns"),
-            id: ObjectId::parse(&format!("{n:02x}").repeat(32)).unwrap(),
-        }
+        ObjectKey::numbered(n)
     }
 
     /// A directory whose actors are just their inboxes, kept by key.

@@ -65,6 +65,17 @@ impl fmt::Display for ObjectKey {
 }
 
 #[cfg(test)]
+impl ObjectKey {
+    /// Object `n` of a test namespace.
+    pub(crate) fn numbered(n: u8) -> Self {
+        Self {
+            namespace: Arc::from("ns"),
+            id: ObjectId([n; 32]),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

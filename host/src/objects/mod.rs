@@ -152,7 +152,12 @@ impl ObjectSystem {
         max_active: usize,
         code: Arc<dyn ActiveCode>,
     ) -> Result<Arc<Self>> {
+        // SQLite runs on these threads, synchronously: a statement that
+        // uses up its SQL budget holds one for up to `limits.sql_ms`. More
+        // threads than cores keep other objects moving meanwhile.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads((cores * 2).max(4))
             .thread_name("verge-objects")
             .enable_all()
             .build()

@@ -94,14 +94,10 @@ fn lock(graph: &Mutex<Graph>) -> MutexGuard<'_, Graph> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::id::ObjectId;
     use super::*;
 
     fn key(n: u8) -> ObjectKey {
-        ObjectKey {
-            namespace: Arc::from("ns"),
-            id: ObjectId::parse(&format!("{n:02x}").repeat(32)).unwrap(),
-        }
+        ObjectKey::numbered(n)
     }
 
     #[test]

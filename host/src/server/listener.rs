@@ -1,9 +1,12 @@
 //! Accepting connections, with the limits a server facing the open network
-//! needs and `axum::serve` does not offer: a cap on open connections, a
+//! needs and `axum::serve` does not offer: caps on open connections, in
+//! all and from one address (so one client cannot take them all), a
 //! deadline for a request's headers (which also ends idle keep-alive
 //! connections and slowloris clients), and a graceful stop.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,6 +25,8 @@ pub struct ConnectionLimits {
     /// Connections open at once; one more is closed as soon as it is
     /// accepted, until others end.
     pub max_connections: usize,
+    /// Connections one client address may keep open at once.
+    pub max_connections_per_ip: usize,
     /// How long a client may take to send a request's headers, counted
     /// from when the connection is ready for it: a new connection, or an
     /// idle keep-alive one.
@@ -32,6 +37,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             header_timeout: Duration::from_secs(10),
         }
     }
@@ -53,6 +59,7 @@ pub(super) async fn serve(
     };
     tokio::pin!(stop);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -82,6 +89,11 @@ pub(super) async fn serve(
             drop(stream);
             continue;
         };
+        let Some(from_peer) = per_ip.take(peer.ip(), limits.max_connections_per_ip) else {
+            tracing::debug!(%peer, "refusing a connection: {} are open from that address", limits.max_connections_per_ip);
+            drop(stream);
+            continue;
+        };
         // Without TCP_NODELAY a small WebSocket frame or response waits
         // for the client's delayed ACK: tens of milliseconds.
         if let Err(e) = stream.set_nodelay(true) {
@@ -100,7 +112,7 @@ pub(super) async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
-            drop(slot);
+            drop((slot, from_peer));
         });
     }
     drop(listener);
@@ -111,4 +123,42 @@ pub(super) async fn serve(
         tracing::warn!("requests still running after {STOP_GRACE:?}; closing their connections");
     }
     Ok(())
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted for its address until dropped.
+struct FromAddress {
+    counts: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// Counts one more connection from `ip`, unless it has `max` already.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<FromAddress> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(FromAddress {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for FromAddress {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }

@@ -35,7 +35,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// The header that counts how many times a request has passed through a
 /// Verge host (RFC 8586): the front door refuses one that has looped.
-pub(crate) const LOOP_HEADER: &str = "cdn-loop";
+pub(crate) const LOOP_HEADER: http::HeaderName = http::HeaderName::from_static("cdn-loop");
 /// This host's entry in [`LOOP_HEADER`].
 pub(crate) const LOOP_TOKEN: &str = "verge";
 

@@ -66,6 +66,8 @@ pub(crate) struct ObjectDb {
     conn: Connection,
     guard: Arc<Guard>,
     limit_bytes: u64,
+    /// Fixed for the life of the file.
+    page_size: u64,
     /// What the progress handler checks.
     deadline: Arc<Deadline>,
     /// What is left of the current event's SQL time.
@@ -97,9 +99,10 @@ impl ObjectDb {
             Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         // Only this connection ever opens the file, so the WAL index can
         // live in its memory: no `-shm` file to create, map and delete per
-        // object. A connection still closing in the background (an evicted
-        // actor) holds the lock for a moment: wait for it.
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // object. (A connection still closing in the background would hold
+        // the lock, but actors wait for those closes before they open; see
+        // `closing.rs`.)
+        conn.busy_timeout(std::time::Duration::from_secs(1))?;
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", synchronous())?;
@@ -129,6 +132,7 @@ impl ObjectDb {
             conn,
             guard,
             limit_bytes,
+            page_size,
             deadline,
             budget: EventBudget::unlimited(),
             transaction_depth: 0,
@@ -194,7 +198,8 @@ impl ObjectDb {
 
     /// Size of the database in bytes (pages in use times page size).
     pub(crate) fn size(&mut self) -> Result<u64, SqlError> {
-        self.internal(|c| page_bytes(c))
+        let page_size = self.page_size;
+        self.internal(|c| page_bytes(c, page_size))
     }
 
     /// Runs a host write on the guest's behalf (a key-value put) under the
@@ -213,8 +218,8 @@ impl ObjectDb {
     /// SQL can open it halfway through a script.
     fn begin_write(&self) -> rusqlite::Result<u64> {
         self.guard.set_internal(true);
-        let before = page_bytes(&self.conn).and_then(|before| {
-            self.conn.execute_batch("SAVEPOINT verge_write")?;
+        let before = page_bytes(&self.conn, self.page_size).and_then(|before| {
+            run_cached(&self.conn, "SAVEPOINT verge_write")?;
             Ok(before)
         });
         self.guard.set_internal(false);
@@ -244,9 +249,9 @@ impl ObjectDb {
             let keep = result.is_ok();
             self.internal(|c| {
                 if !keep {
-                    c.execute_batch("ROLLBACK TO verge_write")?;
+                    run_cached(c, "ROLLBACK TO verge_write")?;
                 }
-                c.execute_batch("RELEASE verge_write")
+                run_cached(c, "RELEASE verge_write")
             })?;
         }
         result
@@ -326,10 +331,19 @@ fn synchronous() -> &'static str {
 }
 
 /// Pages in use times page size.
-fn page_bytes(conn: &Connection) -> rusqlite::Result<u64> {
-    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    Ok((pages * page_size) as u64)
+fn page_bytes(conn: &Connection, page_size: u64) -> rusqlite::Result<u64> {
+    // Cached: a write checks the size twice, and a reparse each time
+    // costs more than the check.
+    let pages: i64 = conn
+        .prepare_cached("PRAGMA page_count")?
+        .query_row([], |r| r.get(0))?;
+    Ok(pages.max(0) as u64 * page_size)
+}
+
+/// Runs a statement that takes no parameters and returns no rows, from
+/// the statement cache: the savepoints around every write.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Locks an object's database. Only its actor and its instance use it, one

@@ -2,13 +2,13 @@
 //! events, a savepoint per event, and nested savepoints for the guest's
 //! own `transaction_sync`.
 
-use super::{ObjectDb, SqlError, SqlErrorKind};
+use super::{ObjectDb, SqlError, SqlErrorKind, run_cached};
 
 impl ObjectDb {
     /// Starts the transaction of a batch of events.
     pub(crate) fn begin_batch(&mut self) -> Result<(), SqlError> {
         self.lost = None;
-        self.internal(|c| c.execute_batch("BEGIN IMMEDIATE"))?;
+        self.internal(|c| run_cached(c, "BEGIN IMMEDIATE"))?;
         self.in_batch = true;
         Ok(())
     }
@@ -16,7 +16,7 @@ impl ObjectDb {
     /// Makes the batch durable: when this returns `Ok`, the writes survive a
     /// crash. A batch SQLite or a failed undo has lost does not commit.
     pub(crate) fn commit_batch(&mut self) -> Result<(), SqlError> {
-        let result = self.internal(|c| c.execute_batch("COMMIT"));
+        let result = self.internal(|c| run_cached(c, "COMMIT"));
         if result.is_ok() {
             self.in_batch = false;
         }
@@ -27,14 +27,14 @@ impl ObjectDb {
     pub(crate) fn rollback_batch(&mut self) {
         self.lost = None;
         self.internal_tables = false;
-        let _ = self.internal(|c| c.execute_batch("ROLLBACK"));
+        let _ = self.internal(|c| run_cached(c, "ROLLBACK"));
         self.in_batch = false;
     }
 
     /// Opens the savepoint around one event.
     pub(crate) fn begin_event(&mut self) -> Result<(), SqlError> {
         self.transaction_depth = 0;
-        self.internal(|c| c.execute_batch("SAVEPOINT verge_event"))
+        self.internal(|c| run_cached(c, "SAVEPOINT verge_event"))
     }
 
     /// Keeps (`true`) or discards the event's writes, closing any
@@ -51,9 +51,9 @@ impl ObjectDb {
         }
         let ended = self.internal(|c| {
             if !keep {
-                c.execute_batch("ROLLBACK TO verge_event")?;
+                run_cached(c, "ROLLBACK TO verge_event")?;
             }
-            c.execute_batch("RELEASE verge_event")
+            run_cached(c, "RELEASE verge_event")
         });
         if let Err(e) = &ended
             && !keep

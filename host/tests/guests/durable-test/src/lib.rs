@@ -325,18 +325,20 @@ impl Pinger {
         Self { env }
     }
 
-    /// Calls the first pinger in `path` with the rest of it.
+    /// Waits `wait_ms`, then calls the first pinger in `path` with the
+    /// rest of it.
     #[rpc]
-    fn hop(&mut self, path: Vec<String>) -> Result<String> {
+    fn hop(&mut self, path: Vec<String>, wait_ms: u64) -> Result<String> {
         let Some((next, rest)) = path.split_first() else {
             return Ok("done".into());
         };
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
         let pinger = self
             .env
             .durable_object("PINGER")?
             .get_by_name(next)?
             .typed::<Pinger>();
-        Ok(format!("{next}>{}", pinger.hop(rest.to_vec())?))
+        Ok(format!("{next}>{}", pinger.hop(rest.to_vec(), wait_ms)?))
     }
 }
 
@@ -398,11 +400,15 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
+            let wait_ms = req
+                .query_param("wait")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0);
             let first = ctx
                 .env
                 .durable_object("PINGER")?
                 .get_by_name(ctx.param("first").unwrap_or_default())?;
-            answer(first.typed::<Pinger>().hop(path))
+            answer(first.typed::<Pinger>().hop(path, wait_ms))
         })
         .get("/id", |req, ctx| {
             let text = req.query_param("s").unwrap_or_default();
