@@ -343,7 +343,7 @@ async fn the_object_hears_clean_and_unclean_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sockets_on_one_object() {
     // Both ends live in this process: 2,000 descriptors and more.
-    raise_open_files_limit();
+    verge_host::cli::raise_open_files_limit();
     let host = host_with(&["durable-test"], ObjectOptions::default()).await;
     let mut clients = Vec::new();
     for _ in 0..1000 {
@@ -409,22 +409,6 @@ async fn a_host_shutdown_closes_sockets_as_going_away() {
     assert_eq!(next_text(&mut client).await, "1:hi");
     let (_, frame) = tokio::join!(host.shutdown(), close_frame(&mut client));
     assert_eq!(u16::from(frame.unwrap().code), 1001);
-}
-
-/// Lifts the soft limit on open files to the hard one (often 1,024 soft).
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 /// The ledger's record of socket closes and errors, once `done` says it

@@ -185,10 +185,11 @@ impl EngineArgs {
     }
 }
 
-/// Lifts the soft limit on open files to the hard one: every connection,
-/// WebSocket and open object database is a descriptor, and the usual soft
-/// limit (1,024) would stop a host long before its own caps do.
-fn raise_open_files_limit() {
+/// Lifts the soft limit on open files to the hard one, and returns the
+/// limit in force: every connection, WebSocket and open object database is
+/// a descriptor, and the usual soft limit (1,024) would stop a host long
+/// before its own caps do. Processes started afterwards inherit it.
+pub fn raise_open_files_limit() -> libc::rlim_t {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -199,10 +200,12 @@ fn raise_open_files_limit() {
         {
             limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("cannot raise the open-files limit above {}", limit.rlim_cur);
+                tracing::warn!("cannot raise the open-files limit to {}", limit.rlim_max);
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
             }
         }
     }
+    limit.rlim_cur
 }
 
 /// Runs the command line; `main` only sets up logging and the runtime.

@@ -186,6 +186,12 @@ impl Actor {
         };
         let system = self.system()?;
         let worker = self.active_worker(&system)?;
+        // Before the constructor too: it runs SQL of its own.
+        let limits = worker.context.config.limits;
+        lock(db).set_budget(EventBudget::new(
+            Duration::from_millis(limits.sql_ms),
+            Instant::now().checked_add(Duration::from_millis(limits.wall_ms)),
+        ));
         if self
             .warm
             .as_ref()
@@ -210,11 +216,6 @@ impl Actor {
             self.warm = Some(warm);
         }
         let warm = self.warm.as_mut().expect("started above");
-        let limits = warm.worker.context.config.limits;
-        lock(db).set_budget(EventBudget::new(
-            Duration::from_millis(limits.sql_ms),
-            Instant::now().checked_add(Duration::from_millis(limits.wall_ms)),
-        ));
         let result = warm.run(event, alarm.as_ref(), path).await;
         if let Err(error @ ObjectError::GuestTrap(_)) = &result {
             // A trap or a breached limit leaves the instance unusable.

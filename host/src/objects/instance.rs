@@ -135,7 +135,10 @@ impl Warm {
                 .map(|()| (exports, events)))
         })
         .await
-        .map_err(|e| ObjectError::from(e).context(&format!("constructing {class} {id}")))?;
+        .map_err(|e| {
+            ObjectError::from(store.data().with_last_words(e))
+                .context(&format!("constructing {class} {id}"))
+        })?;
         Ok(Self {
             worker,
             class: class.to_owned(),
@@ -221,7 +224,7 @@ impl Warm {
                 call.map(|()| Reply::Done)
             }
         };
-        result.map_err(ObjectError::from)
+        result.map_err(|error| ObjectError::from(self.store.data().with_last_words(error)))
     }
 
     /// What the last event sent on its sockets.

@@ -2,9 +2,10 @@
 //! worker and the request, whether they come from the `log` interface or
 //! from the guest's stdout and stderr.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -27,7 +28,14 @@ pub struct GuestLog {
     worker: Arc<str>,
     request_id: Arc<AtomicU64>,
     spent: Arc<AtomicUsize>,
+    /// The last warnings and errors the guest wrote (a panic's message
+    /// among them), to name in the error of a trap that follows.
+    last_words: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// Lines, and bytes of each, kept as a guest's last words.
+const LAST_WORDS: usize = 3;
+const LAST_WORD_BYTES: usize = 512;
 
 impl GuestLog {
     pub fn new(worker: Arc<str>, request_id: RequestId) -> Self {
@@ -35,6 +43,7 @@ impl GuestLog {
             worker,
             request_id: Arc::new(AtomicU64::new(request_id.into())),
             spent: Arc::new(AtomicUsize::new(0)),
+            last_words: Arc::default(),
         }
     }
 
@@ -42,6 +51,18 @@ impl GuestLog {
     pub fn reset(&self, request_id: RequestId) {
         self.request_id.store(request_id.into(), Ordering::Relaxed);
         self.spent.store(0, Ordering::Relaxed);
+        self.words().clear();
+    }
+
+    fn words(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
+        self.last_words.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The guest's last warnings and errors, one line, if it wrote any:
+    /// what a panicking guest said before it trapped.
+    pub(crate) fn last_words(&self) -> Option<String> {
+        let words = self.words();
+        (!words.is_empty()).then(|| words.iter().cloned().collect::<Vec<_>>().join(" / "))
     }
 
     /// Emits one line, unless the request has used up its log budget.
@@ -50,6 +71,14 @@ impl GuestLog {
     /// escape.
     pub fn emit(&self, level: Level, message: &str) {
         let message = &escape_line(message);
+        if level <= Level::WARN && !message.is_empty() {
+            let mut words = self.words();
+            if words.len() == LAST_WORDS {
+                words.pop_front();
+            }
+            let cut = message.floor_char_boundary(LAST_WORD_BYTES);
+            words.push_back(message[..cut].to_owned());
+        }
         let before = self.spent.fetch_add(message.len(), Ordering::Relaxed);
         if before >= LOG_BUDGET_BYTES {
             return;

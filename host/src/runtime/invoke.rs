@@ -97,7 +97,8 @@ pub async fn invoke(
             .call_handle(&mut store, &request)
             .await
     })
-    .await;
+    .await
+    .map_err(|error| store.data().with_last_words(error));
     match result {
         Err(InvokeError::Handler(error) | InvokeError::Trap(error))
             if store.data().object_overloaded =>

@@ -7,6 +7,7 @@ use tracing::Level;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::InvokeError;
 use super::cpu_time::GuestCpu;
 use super::guest_log::{GuestLog, GuestOutput};
 use super::memory::Reservation;
@@ -112,6 +113,16 @@ impl HostState {
     pub(crate) fn loop_header_value(&self) -> http::HeaderValue {
         let hops = vec![crate::bindings::LOOP_TOKEN; self.hops as usize + 1].join(", ");
         http::HeaderValue::from_str(&hops).expect("tokens and commas are a valid header")
+    }
+
+    /// A trap's error with what the guest last wrote at warning level or
+    /// above: a panicking Rust guest prints its message just before it
+    /// traps, and the error line should carry it.
+    pub(crate) fn with_last_words(&self, error: InvokeError) -> InvokeError {
+        match (error, self.guest_log.last_words()) {
+            (InvokeError::Trap(trap), Some(words)) => InvokeError::Trap(format!("{words}: {trap}")),
+            (error, _) => error,
+        }
     }
 
     pub fn worker(&self) -> &WorkerContext {

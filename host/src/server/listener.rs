@@ -104,13 +104,23 @@ pub(super) async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request)
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            // hyper's header timeout starts once it reads; a client that
+            // connects and sends nothing would otherwise hold its slot.
+            // (Readiness may be reported spuriously; a peeked byte may not.)
+            let first_bytes =
+                tokio::time::timeout(header_timeout, stream.peek(&mut [0u8; 1])).await;
+            if matches!(first_bytes, Ok(Ok(1..))) {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(e) = watcher.watch(connection).await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            } else {
+                tracing::debug!(%peer, "closing a connection that sent nothing");
             }
             drop((slot, from_peer));
         });

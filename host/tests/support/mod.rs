@@ -239,11 +239,22 @@ pub struct VergeProcess {
 
 impl VergeProcess {
     pub fn serve(data: &Path) -> Self {
-        Self::serve_with_env(data, &[])
+        Self::serve_with(data, &[], &[])
     }
 
     /// `verge serve` with extra environment variables.
     pub fn serve_with_env(data: &Path, env: &[(&str, &str)]) -> Self {
+        Self::serve_with(data, &[], env)
+    }
+
+    /// `verge serve` with extra flags (replacing the defaults of the same
+    /// name) and environment variables.
+    pub fn serve_with(data: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
+        let defaults = [("--max-instances", "64"), ("--max-objects", "256")];
+        let kept = defaults
+            .iter()
+            .filter(|(flag, _)| !flags.contains(flag))
+            .flat_map(|(flag, value)| [*flag, *value]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
             .args([
                 "serve",
@@ -252,7 +263,8 @@ impl VergeProcess {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
-            .args(["--max-instances", "64", "--max-objects", "256"])
+            .args(kept)
+            .args(flags)
             .arg("--data")
             .arg(data)
             .env("VERGE_ADMIN_TOKEN", TOKEN)
@@ -322,6 +334,11 @@ impl VergeProcess {
         }
     }
 
+    /// The process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
@@ -349,4 +366,195 @@ fn field(line: &str, key: &str) -> SocketAddr {
     value
         .parse()
         .unwrap_or_else(|_| panic!("bad address {value:?} in {line:?}"))
+}
+
+/// How long `/hello` may take to answer during an attack: generous, since
+/// a debug build shares two cores with the attack and the tests beside it,
+/// while a wedged host does not answer at all.
+const FAIR_ANSWER: Duration = Duration::from_secs(5);
+
+/// Polls another worker's `/hello` while an attack runs, one request at a
+/// time on a fresh connection from 127.0.0.2 (so limits per client address
+/// that the attack trips from 127.0.0.1 do not apply to it), recording how
+/// long each answer took: the fairness check of the hostile-guest tests.
+pub struct HelloWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<HelloStats>,
+}
+
+/// What a [`HelloWatch`] saw.
+#[derive(Debug)]
+pub struct HelloStats {
+    pub polls: usize,
+    pub slowest: Duration,
+    /// Every answer that was not a 200, or did not come.
+    pub failures: Vec<String>,
+}
+
+impl HelloWatch {
+    /// Starts polling `{base}/hello` (the `hello` example must be deployed),
+    /// from a thread and runtime of its own, so that the attack's clients
+    /// in this process do not delay the measurement.
+    pub fn start(base: &str) -> Self {
+        let url = format!("{base}/hello");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(poll_hello(url, stopped))
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops polling and checks that every answer was a 200 within
+    /// [`FAIR_ANSWER`].
+    pub async fn assert_fair(self, attack: &str) -> HelloStats {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let thread = self.thread;
+        let stats = tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        eprintln!(
+            "{attack}: /hello answered {} polls, the slowest in {:?}",
+            stats.polls, stats.slowest
+        );
+        assert!(
+            stats.failures.is_empty(),
+            "during {attack}, /hello failed: {:?}",
+            stats.failures
+        );
+        assert!(
+            stats.slowest < FAIR_ANSWER,
+            "during {attack}, /hello took {:?} to answer (the bound is {FAIR_ANSWER:?})",
+            stats.slowest
+        );
+        stats
+    }
+}
+
+/// Polls `url` one request at a time, on a fresh connection from
+/// 127.0.0.2, until `stopped` (at least once).
+async fn poll_hello(url: String, stopped: Arc<std::sync::atomic::AtomicBool>) -> HelloStats {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut stats = HelloStats {
+        polls: 0,
+        slowest: Duration::ZERO,
+        failures: Vec::new(),
+    };
+    loop {
+        let started = Instant::now();
+        let outcome = match client.get(&url).send().await {
+            Ok(response) => {
+                let status = response.status();
+                match response.text().await {
+                    Ok(_) if status == 200 => Ok(()),
+                    Ok(body) => Err(format!("{status}: {body}")),
+                    Err(e) => Err(format!("{status}, then the body failed: {e}")),
+                }
+            }
+            Err(e) => Err(format!("no answer: {e}")),
+        };
+        let took = started.elapsed();
+        stats.polls += 1;
+        stats.slowest = stats.slowest.max(took);
+        if let Err(why) = outcome {
+            stats.failures.push(format!("after {took:?}: {why}"));
+        }
+        if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The resident memory of process `pid`, in bytes (VmRSS).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib << 10
+}
+
+/// Waits (up to 10 s) for process `pid`'s resident memory to come back
+/// within `slack` bytes of `baseline`.
+pub async fn assert_rss_returns(pid: u32, baseline: u64, slack: u64, attack: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rss = rss_bytes(pid);
+        if rss <= baseline + slack {
+            eprintln!(
+                "{attack}: RSS back to {} MiB (baseline {} MiB)",
+                rss >> 20,
+                baseline >> 20
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {attack}, the host's RSS stayed at {} MiB for 10 s (baseline {} MiB, slack {} MiB)",
+            rss >> 20,
+            baseline >> 20,
+            slack >> 20
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where the hosts of one build share compiled components (under
+/// `target/tmp`): a data directory seeded from it maps a component
+/// compiled by an earlier host back in, as after a restart, instead of
+/// compiling it again (seconds per component in a debug build).
+fn artifact_store() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("verge-test-artifacts")
+}
+
+/// Seeds `data` (a host's data directory, before anything is deployed to
+/// it) with the compiled components earlier hosts kept.
+pub fn seed_artifacts(data: &Path) {
+    let target = data.join("artifacts");
+    std::fs::create_dir_all(&target).unwrap();
+    let Ok(entries) = std::fs::read_dir(artifact_store()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".cwasm") && !target.join(&name).exists() {
+            let _ = std::fs::copy(entry.path(), target.join(&name));
+        }
+    }
+}
+
+/// Keeps the components the host of `data` compiled, for later hosts.
+pub fn keep_artifacts(data: &Path) {
+    let store = artifact_store();
+    std::fs::create_dir_all(&store).unwrap();
+    let Ok(entries) = std::fs::read_dir(data.join("artifacts")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().ends_with(".cwasm") || store.join(&name).exists() {
+            continue;
+        }
+        // Copied aside, then renamed: another test process may be reading.
+        let partial = store.join(format!(
+            "{}.{}.partial",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if std::fs::copy(entry.path(), &partial).is_ok() {
+            let _ = std::fs::rename(&partial, store.join(&name));
+        }
+    }
 }
