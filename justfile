@@ -59,3 +59,44 @@ bench-smoke:
 # Criterion micro-benches only.
 bench-micro:
     cargo bench -p verge-benches
+
+# Fuzz each target for `secs` seconds (cargo-fuzz on stable via RUSTC_BOOTSTRAP).
+# New corpus entries stay in host/fuzz/corpus/<target>; a crash stops that
+# target (its input lands in host/fuzz/artifacts/<target>/) and fails the
+# recipe at the end. Logs: host/fuzz/artifacts/<target>.log.
+fuzz secs="60":
+    #!/usr/bin/env bash
+    set -uo pipefail
+    export RUSTC_BOOTSTRAP=1
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked || exit 1
+    cd host
+    # No sanitizer: the targets are safe Rust, and wasmtime's trap
+    # handling and address-space reservations do not mix with ASan.
+    cargo fuzz build --sanitizer none || exit 1
+    failed=()
+    # target:max_len
+    for spec in worker_config:4096 outbound_rule:1024 routes:2048 object_id:256 admin_upload:65536 front_door:4096; do
+        target=${spec%%:*}
+        max_len=${spec#*:}
+        mkdir -p fuzz/artifacts
+        log=fuzz/artifacts/$target.log
+        echo "== $target: {{secs}} s"
+        if ! cargo fuzz run --sanitizer none "$target" -- \
+            -max_total_time={{secs}} -max_len="$max_len" -rss_limit_mb=4096 -timeout=60 \
+            -dict="$PWD/fuzz/dicts/$target.dict" -print_final_stats=1 >"$log" 2>&1; then
+            failed+=("$target")
+            grep -E -A30 'ERROR: libFuzzer|panicked at|==[0-9]+==' "$log" | head -60
+        fi
+        grep -E '^Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' "$log"
+        echo "corpus: $(ls fuzz/corpus/$target | wc -l) files"
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "crashed: ${failed[*]} (inputs in host/fuzz/artifacts/)"
+        exit 1
+    fi
+
+# The hostile-guest cases too big for CI: eight 900 MiB memory bombs
+# (about 4 GiB free) and 40,000 WebSockets (an open-files limit of 45,000:
+# run as root, or raise `ulimit -Hn`). `cargo test` runs the small versions.
+hostile-big:
+    cargo test -p verge-host --test hostile --test hostile_network -- --ignored --nocapture

@@ -19,6 +19,8 @@ pub mod cli;
 mod clock;
 pub(crate) mod config;
 mod files;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod objects;
 pub mod platform;
 pub mod runtime;

@@ -20,8 +20,12 @@ enum HostMatch {
     Exact(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Two patterns are equal when they match the same requests, however they
+/// are spelled (`/hello` and `*/hello`, `Example.com/*` and
+/// `example.com/*`): two workers claiming equal patterns conflict.
+#[derive(Debug, Clone)]
 pub struct RoutePattern {
+    /// As written, for messages.
     text: String,
     host: HostMatch,
     /// The literal part of the path.
@@ -73,6 +77,14 @@ fn valid_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+impl PartialEq for RoutePattern {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.host, &self.path, self.prefix) == (&other.host, &other.path, other.prefix)
+    }
+}
+
+impl Eq for RoutePattern {}
+
 impl fmt::Display for RoutePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -96,14 +108,17 @@ impl RoutePattern {
             }
     }
 
-    /// Orders patterns so that the most specific comes first.
-    fn specificity(&self) -> (u8, usize, bool) {
-        let host = match self.host {
-            HostMatch::Exact(_) => 2,
-            HostMatch::Suffix(_) => 1,
-            HostMatch::Any => 0,
+    /// Orders patterns so that the most specific comes first. Two
+    /// patterns that match one request and rank the same are equal, so
+    /// which one serves never depends on the order routes were listed in.
+    fn specificity(&self) -> (u8, usize, usize, bool) {
+        let (host, suffix) = match &self.host {
+            HostMatch::Exact(_) => (2, 0),
+            // `*.shop.example.com` before `*.example.com`.
+            HostMatch::Suffix(suffix) => (1, suffix.len()),
+            HostMatch::Any => (0, 0),
         };
-        (host, self.path.len(), !self.prefix)
+        (host, suffix, self.path.len(), !self.prefix)
     }
 
     /// A path a browser on any host can open: exact paths without a host.
@@ -207,5 +222,32 @@ mod tests {
             ("/a".parse().unwrap(), "two".to_string()),
         ]);
         assert!(conflict.is_err());
+    }
+
+    /// Found by fuzzing (`host/fuzz`, target `routes`): with these, which
+    /// worker served depended on the order of the table's input.
+    #[test]
+    fn one_route_spelled_two_ways_conflicts_and_the_longer_suffix_wins() {
+        for (a, b) in [("/hello", "*/hello"), ("example.com/*", "EXAMPLE.com/*")] {
+            let conflict = RouteTable::new([
+                (a.parse().unwrap(), "one".to_string()),
+                (b.parse().unwrap(), "two".to_string()),
+            ]);
+            assert!(conflict.is_err(), "{a} and {b}");
+        }
+        for routes in [
+            [
+                ("*.example.com/*", "wide"),
+                ("*.shop.example.com/*", "narrow"),
+            ],
+            [
+                ("*.shop.example.com/*", "narrow"),
+                ("*.example.com/*", "wide"),
+            ],
+        ] {
+            let t = table(&routes);
+            assert_eq!(t.lookup("a.shop.example.com", "/"), Some("narrow"));
+            assert_eq!(t.lookup("a.example.com", "/"), Some("wide"));
+        }
     }
 }
