@@ -46,20 +46,6 @@ impl MemoryBudget {
         self.limit
     }
 
-    /// Takes `bytes` more for `reservation`, unless that passes the limit.
-    pub(crate) fn grow(&self, reservation: &mut Reservation, bytes: usize) -> bool {
-        let taken = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.limit)
-            })
-            .is_ok();
-        if taken {
-            reservation.bytes += bytes;
-        }
-        taken
-    }
-
     /// An empty reservation to grow.
     pub(crate) fn reserve(self: &Arc<Self>) -> Reservation {
         Reservation {
@@ -70,9 +56,20 @@ impl MemoryBudget {
 }
 
 impl Reservation {
+    /// Takes `bytes` more from the budget, unless that passes its limit.
     pub(crate) fn grow(&mut self, bytes: usize) -> bool {
-        let budget = self.budget.clone();
-        budget.grow(self, bytes)
+        let budget = &self.budget;
+        let taken = budget
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes)
+                    .filter(|total| *total <= budget.limit)
+            })
+            .is_ok();
+        if taken {
+            self.bytes += bytes;
+        }
+        taken
     }
 }
 

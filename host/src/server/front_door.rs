@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::response::{Html, IntoResponse, Response};
@@ -255,7 +255,13 @@ async fn to_wire(
         drain(body);
         return Err(too_large());
     }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit, reservation)).await {
+    // Most requests have no body: no timer, nothing to read.
+    let read = if body.is_end_stream() {
+        Ok(Ok(BodyRead::Read(Bytes::new())))
+    } else {
+        tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit, reservation)).await
+    };
+    let body = match read {
         Ok(Ok(BodyRead::Read(bytes))) => bytes,
         Ok(Ok(BodyRead::TooLarge)) => return Err(too_large()),
         Ok(Ok(BodyRead::NoMemory)) => {

@@ -296,6 +296,28 @@ impl Forgetful {
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
+
+    /// Removes the entry `name` of `parent` with `remove` (a file or a
+    /// directory), forgetting its name.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        remove: impl FnOnce(&Path) -> io::Result<()>,
+    ) {
+        let mut state = self.lock();
+        let result = state.child(parent, name).and_then(|path| {
+            let md = fs::symlink_metadata(&path)?;
+            remove(&path)?;
+            state.name_removed(&path, key(&md));
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
 }
 
 /// Locks the state, ignoring poisoning: a panicking request leaves no
@@ -444,31 +466,11 @@ impl Filesystem for Forgetful {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.lock();
-        let result = state.child(parent, name).and_then(|path| {
-            let md = fs::symlink_metadata(&path)?;
-            fs::remove_file(&path)?;
-            state.name_removed(&path, key(&md));
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |path| fs::remove_file(path));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.lock();
-        let result = state.child(parent, name).and_then(|path| {
-            let md = fs::symlink_metadata(&path)?;
-            fs::remove_dir(&path)?;
-            state.name_removed(&path, key(&md));
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |path| fs::remove_dir(path));
     }
 
     fn rename(
