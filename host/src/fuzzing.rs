@@ -570,17 +570,21 @@ pub fn front_door(data: &[u8]) {
     let host = FuzzHost::get();
     host.runtime
         .block_on(exchange(host.front, data, true, Duration::from_secs(1)));
-    if host.inputs.fetch_add(1, Ordering::Relaxed).is_multiple_of(CHECK_EVERY) {
+    if host
+        .inputs
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(CHECK_EVERY)
+    {
         host.check_hello();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! Replays the inputs that once crashed a target (committed, in
-    //! `host/fuzz/regressions/<target>/`) and the local corpora (left by
-    //! `just fuzz`, not committed) through the pure targets. Run with
-    //! `cargo test -p verge-host --features fuzzing --lib fuzzing`.
+    //! Replays the committed corpora (`host/fuzz/corpus/<target>/`) and
+    //! the inputs that once crashed a target
+    //! (`host/fuzz/regressions/<target>/`) through the pure targets. Run
+    //! with `cargo test -p verge-host --features fuzzing --lib fuzzing`.
 
     use std::path::Path;
 

@@ -371,7 +371,7 @@ fn field(line: &str, key: &str) -> SocketAddr {
 /// How long `/hello` may take to answer during an attack: generous, since
 /// a debug build shares two cores with the attack and the tests beside it,
 /// while a wedged host does not answer at all.
-const FAIR_ANSWER: Duration = Duration::from_secs(5);
+const FAIR_ANSWER: Duration = Duration::from_secs(8);
 
 /// Polls another worker's `/hello` while an attack runs, one request at a
 /// time on a fresh connection from 127.0.0.2 (so limits per client address
