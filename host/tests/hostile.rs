@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    HelloWatch, TOKEN, TestHost, VergeProcess, assert_rss_returns, guest, keep_artifacts,
+    HelloWatch, TOKEN, TestHost, VergeProcess, assert_rss_returns, get_json, guest, keep_artifacts,
     rss_bytes, seed_artifacts, upload,
 };
 use verge_host::cli::raise_open_files_limit;
@@ -701,14 +701,7 @@ async fn stale_events_are_refused_or_dropped_not_run() {
     );
     assert!(answered.is_empty(), "unexpected answers: {answered:?}");
     // Queued behind whatever is left: an RPC to the same object.
-    let runs: i64 = patient
-        .get(&runs_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs: i64 = get_json(&patient, &runs_url).await;
     let stale_runs = runs - 1;
     eprintln!("the object ran {stale_runs} of the 180 impatient events");
     assert!(
