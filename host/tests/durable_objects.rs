@@ -38,14 +38,19 @@ async fn concurrent_reserves_never_oversell() {
         .unwrap();
     assert_eq!(stocked["stock"], 100);
 
-    let reserves = (0..200).map(|_| post(&host, "/inventory/flash/reserve"));
-    let statuses: Vec<u16> = futures::future::join_all(reserves)
-        .await
+    let reserves = (0..200).map(|_| async {
+        let res = post(&host, "/inventory/flash/reserve").await;
+        (res.status().as_u16(), res.text().await.unwrap())
+    });
+    let answers = futures::future::join_all(reserves).await;
+    let unexpected: Vec<_> = answers
         .iter()
-        .map(|r| r.status().as_u16())
+        .filter(|(status, _)| ![200, 409].contains(status))
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 100);
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 100);
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let count = |wanted| answers.iter().filter(|(s, _)| *s == wanted).count();
+    assert_eq!(count(200), 100);
+    assert_eq!(count(409), 100);
     assert_eq!(host.get_json("/inventory/flash").await["stock"], 0);
 }
 

@@ -522,11 +522,11 @@ async fn guest_logs_cannot_forge_lines_flood_the_log_or_leak_host_backtraces() {
         .send()
         .await
         .unwrap();
-    assert_eq!(flood.status(), 200);
     let flood_id = flood.headers()["x-verge-request-id"]
         .to_str()
         .unwrap()
         .to_owned();
+    assert_eq!(flood.status(), 200, "{}", flood.text().await.unwrap());
     let log = host.wait_for_log("log budget");
     let flooded: usize = lines_of(&log, &flood_id).iter().map(|l| l.len() + 1).sum();
     assert!(

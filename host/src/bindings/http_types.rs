@@ -2,7 +2,7 @@
 //! types used by axum and reqwest.
 
 use anyhow::{Context, Result, anyhow};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use super::verge::platform::http_types::Host;
 use super::{Method, Response};
@@ -69,29 +69,36 @@ pub(crate) fn headers_to_wire(headers: &HeaderMap) -> Vec<(String, String)> {
 pub(crate) fn headers_from_wire(pairs: &[(String, String)]) -> Result<HeaderMap> {
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .with_context(|| format!("invalid header name {name:?}"))?;
-        let value = HeaderValue::from_str(value)
-            .with_context(|| format!("invalid value for header `{name}`"))?;
+        let (name, value) = header_from_wire(name, value)?;
         headers.append(name, value);
     }
     Ok(headers)
+}
+
+fn header_from_wire(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .with_context(|| format!("invalid header name {name:?}"))?;
+    let value = HeaderValue::from_str(value)
+        .with_context(|| format!("invalid value for header `{name}`"))?;
+    Ok((name, value))
 }
 
 /// Headers that describe the connection or the message's framing: the
 /// host decides them, never the guest. A guest-set `content-length` or
 /// `transfer-encoding` that disagreed with the body would let a client on
 /// a kept-alive connection read the rest as a second, forged response.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
+/// (Compared as parsed names: checking every response against a list of
+/// strings would parse each of them again.)
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
 ];
 
 /// The guest's response as an `http` response, framed by the host, or an
@@ -105,26 +112,33 @@ pub(crate) fn response_from_wire(
         .ok()
         .filter(|s| s.as_u16() >= 200)
         .ok_or_else(|| anyhow!("invalid status code {}", response.status))?;
-    let mut headers = headers_from_wire(&response.headers)?;
-    let named_by_connection: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    let head_length = headers
-        .get(http::header::CONTENT_LENGTH)
-        .filter(|v| head && v.to_str().is_ok_and(|v| v.parse::<u64>().is_ok()))
-        .cloned();
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let mut named_by_connection = Vec::new();
+    let mut head_length = None;
+    for (name, value) in &response.headers {
+        let (name, value) = header_from_wire(name, value)?;
+        if name == header::CONNECTION {
+            named_by_connection.extend(
+                value
+                    .to_str()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+            );
+        } else if name == header::CONTENT_LENGTH
+            && head
+            && value.to_str().is_ok_and(|v| v.parse::<u64>().is_ok())
+        {
+            head_length = Some(value);
+        } else if !HOP_BY_HOP.contains(&name) {
+            headers.append(name, value);
+        }
     }
     for name in named_by_connection {
         headers.remove(name);
     }
     if let Some(length) = head_length {
-        headers.insert(http::header::CONTENT_LENGTH, length);
+        headers.insert(header::CONTENT_LENGTH, length);
     }
     let mut http_response = http::Response::new(axum::body::Body::from(response.body));
     *http_response.status_mut() = status;

@@ -7,16 +7,17 @@ use rusqlite::types::Value as SqlValue;
 
 use super::verge::platform::sql::{Cursor, Error, ErrorKind, Host, Value};
 use crate::objects::{ObjectDb, SqlError, SqlErrorKind, lock};
-use crate::runtime::HostState;
+use crate::runtime::{HostState, HostWork};
 
 impl HostState {
     /// The current object's database, or the error a stateless worker gets.
-    pub(crate) fn object_db(&self) -> Result<MutexGuard<'_, ObjectDb>, Error> {
+    /// The time the guard is held is the host's, not the guest's.
+    pub(crate) fn object_db(&self) -> Result<HostWork<'_, MutexGuard<'_, ObjectDb>>, Error> {
         let object = self.object.as_ref().ok_or_else(|| Error {
             kind: ErrorKind::Unavailable,
             message: "storage is only available inside a Durable Object".into(),
         })?;
-        Ok(lock(&object.db))
+        Ok(self.cpu.host_work(|| lock(&object.db)))
     }
 }
 

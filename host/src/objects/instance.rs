@@ -122,7 +122,8 @@ impl Warm {
         let mut state = HostState::new(worker.context.clone(), RequestId::random());
         state.object = Some(scope);
         let mut store = new_store(&worker, state);
-        let (exports, events) = guarded(wall_ms, async {
+        let cpu = store.data().cpu.clone();
+        let (exports, events) = guarded(wall_ms, &cpu, async {
             let instance = worker.instantiate(&mut store).await?;
             let exports = indices.load(&mut store, &instance)?;
             let events = match &worker.events {
@@ -165,13 +166,16 @@ impl Warm {
             object.callers = path.objects;
         }
         self.store.set_epoch_deadline(1);
+        let cpu = self.store.data().cpu.clone();
         let (store, exports) = (&mut self.store, &self.exports);
         let result = match event {
-            Event::Fetch(request) => guarded(wall_ms, exports.call_fetch(&mut *store, &request))
-                .await
-                .map(Reply::Fetch),
+            Event::Fetch(request) => {
+                guarded(wall_ms, &cpu, exports.call_fetch(&mut *store, &request))
+                    .await
+                    .map(Reply::Fetch)
+            }
             Event::Rpc { method, args } => {
-                guarded(wall_ms, exports.call_rpc(&mut *store, &method, &args))
+                guarded(wall_ms, &cpu, exports.call_rpc(&mut *store, &method, &args))
                     .await
                     .map(Reply::Rpc)
             }
@@ -186,6 +190,7 @@ impl Warm {
                     Event::WebSocketMessage { socket, message } => {
                         guarded(
                             wall_ms,
+                            &cpu,
                             events.call_websocket_message(&mut *store, socket, &message),
                         )
                         .await
@@ -198,6 +203,7 @@ impl Warm {
                     } => {
                         guarded(
                             wall_ms,
+                            &cpu,
                             events.call_websocket_close(
                                 &mut *store,
                                 socket,
@@ -211,13 +217,14 @@ impl Warm {
                     Event::WebSocketError { socket, error } => {
                         guarded(
                             wall_ms,
+                            &cpu,
                             events.call_websocket_error(&mut *store, socket, &error),
                         )
                         .await
                     }
                     Event::Alarm { .. } => {
                         let info = alarm.expect("an alarm event comes with its alarm");
-                        guarded(wall_ms, events.call_alarm(&mut *store, info)).await
+                        guarded(wall_ms, &cpu, events.call_alarm(&mut *store, info)).await
                     }
                     Event::Fetch(_) | Event::Rpc { .. } => unreachable!("matched above"),
                 };

@@ -1,166 +1,179 @@
 //! CPU time a guest's own code uses.
 //!
-//! Wasmtime's call hooks mark every crossing between wasm and the host:
-//! entering wasm (a call into the guest, or a host call returning to it)
-//! and leaving it (the guest returning, or calling the host, the epoch
-//! check included). What is not counted:
+//! A guest call is a future the host polls (`invoke::guarded`); between
+//! polls — while a fetch or a stub call is awaited, or after the guest
+//! yielded at an epoch tick — its thread runs other tasks. So the guest is
+//! charged poll by poll: what each poll took, less the host's own work
+//! inside it — SQL, key-value and alarm calls, which have budgets of their
+//! own ([`GuestCpu::host_work`]), and writing the guest's log lines.
 //!
-//! - host calls (SQL, key-value, fetch, logging, memory growth), which
-//!   have budgets of their own, and the epoch check itself;
-//! - time the thread waited for a core: a saturated machine slows a guest
-//!   down but does not make it fail its CPU limit.
-//!
-//! Reading the thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) is a system
-//! call, ~0.4 µs; a request crosses the boundary dozens of times and a
-//! chat-room broadcast thousands. So every crossing reads only the cheap
-//! monotonic clock, and the guest's stretches of wall-clock time add up as
-//! *pending*. The CPU clock is read when pending time reaches
-//! [`SETTLE_EVERY`], and then the interval since the last reading is
-//! settled: of its wall time, what the thread did not run was waiting for a
-//! core, and what the host's calls took is the host's, so the guest is
-//! charged `min(pending, cpu - host)`. A host call long enough to have
-//! suspended the guest (a fetch, a yield) or a move to another thread ends
-//! an interval: what is pending then — less than [`SETTLE_EVERY`] — is
-//! charged as it stands, and the next stretch starts a new interval.
+//! The thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) leaves out time the
+//! thread spent waiting for a core, but reading it is a system call: 0.5 µs
+//! on a 2-core VM, against 20 ns for the monotonic clock, and a simple
+//! request does all its work in one poll of some tens of microseconds. So
+//! a call starts on the monotonic clock, and a stretch measured on it is
+//! charged at most one epoch tick: a poll in which no tick found the guest
+//! running cannot have run guest code for much longer than a tick, since
+//! the first check after the epoch passed its deadline would have called
+//! the epoch callback. Once a call has been charged a tick's worth, or a
+//! tick found it running, it has become worth measuring exactly: from then
+//! on every poll's start and end and every tick read the CPU clock, so a
+//! guest that computes for 40 ms passes a 50 ms limit on a saturated
+//! machine. (wasmtime's call hooks, marking every crossing between wasm
+//! and the host instead, cost dozens of clock reads per request.)
 //!
 //! The epoch ticks drive the check: every tick a running guest leaves wasm
-//! for the epoch callback, which settles and compares with the limit (see
-//! `limits::on_epoch_tick`).
+//! for the epoch callback, which charges the stretch so far and compares
+//! the total with the limit (see `limits::on_epoch_tick`).
 
+use std::ops::{Deref, DerefMut};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Guest time after which the CPU clock is read and pending time settled.
-const SETTLE_EVERY: Duration = Duration::from_micros(100);
-/// A host call this long may have suspended the guest, or run other tasks
-/// on its thread: the interval it is part of ends.
-const LONG_HOST_CALL: Duration = Duration::from_micros(50);
+use super::EPOCH_TICK;
 
-/// The guest's CPU time for one request or one object event.
+/// The guest's CPU time for one request or one object event; clones share
+/// one meter, so the poll wrapper can reach it while the call borrows the
+/// store.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GuestCpu(Arc<Mutex<Meter>>);
+
 #[derive(Debug, Default)]
-pub(crate) struct GuestCpu {
+struct Meter {
     charged: Duration,
-    /// Guest wall-clock time since `since`, not yet charged.
-    pending: Duration,
-    /// When the current stretch of guest code began; `None` while the host
-    /// runs.
-    entered: Option<Instant>,
-    /// When the guest last left wasm.
-    left: Option<Instant>,
-    /// Host calls under way: wasm they call back into (an allocation for
-    /// a result) is host work on the guest's behalf, not counted.
-    host_depth: u32,
-    since: Option<Reading>,
+    /// Where the stretch of the poll under way began; `None` between polls.
+    stretch: Option<Mark>,
+    /// Host work done inside the current stretch, on the monotonic clock.
+    host: Duration,
+    /// Stretches are measured on the thread's CPU clock from now on.
+    precise: bool,
 }
 
-/// The thread's clocks, read together.
+/// A point in time on the clocks a stretch is measured with.
 #[derive(Debug, Clone, Copy)]
-struct Reading {
-    thread: usize,
+struct Mark {
     wall: Instant,
-    cpu: Duration,
+    /// The thread's CPU clock, read only once the meter is precise.
+    cpu: Option<Duration>,
 }
 
-impl Reading {
-    fn now() -> Self {
-        Self {
-            thread: current_thread(),
+impl Meter {
+    fn mark(&self) -> Mark {
+        Mark {
             wall: Instant::now(),
-            cpu: thread_cpu_time(),
+            cpu: self.precise.then(thread_cpu_time),
+        }
+    }
+
+    /// Charges the stretch under way up to `now`, and ends it.
+    fn charge_until(&mut self, now: Mark) {
+        let Some(start) = self.stretch.take() else {
+            return;
+        };
+        let host = std::mem::take(&mut self.host);
+        self.charged += match (start.cpu, now.cpu) {
+            (Some(start), Some(now)) => now.saturating_sub(start).saturating_sub(host),
+            _ => {
+                let wall = now.wall.saturating_duration_since(start.wall);
+                wall.saturating_sub(host).min(EPOCH_TICK)
+            }
+        };
+        if self.charged >= EPOCH_TICK {
+            self.precise = true;
         }
     }
 }
 
 impl GuestCpu {
-    /// A call into wasm begins.
-    pub(crate) fn calling_wasm(&mut self) {
-        if self.host_depth == 0 {
-            self.enter();
+    fn meter(&self) -> std::sync::MutexGuard<'_, Meter> {
+        // The meter holds plain numbers: a panic elsewhere cannot leave
+        // them half-updated in a way that matters.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Polls `call` to completion, charging each poll to the guest.
+    pub(crate) async fn metered<F: Future>(&self, call: F) -> F::Output {
+        let mut call = pin!(call);
+        std::future::poll_fn(|cx| {
+            {
+                let mut meter = self.meter();
+                meter.host = Duration::ZERO;
+                meter.stretch = Some(meter.mark());
+            }
+            let result = call.as_mut().poll(cx);
+            let mut meter = self.meter();
+            let now = meter.mark();
+            meter.charge_until(now);
+            result
+        })
+        .await
+    }
+
+    /// An epoch tick found the guest running: charges the stretch so far
+    /// and returns the guest's total.
+    pub(crate) fn at_tick(&self) -> Duration {
+        let mut meter = self.meter();
+        meter.precise = true;
+        let now = meter.mark();
+        meter.charge_until(now);
+        meter.stretch = Some(now);
+        meter.charged
+    }
+
+    /// Runs host work on the guest's behalf (`work` takes the lock the
+    /// work needs), and keeps the time it takes, until the returned guard
+    /// drops, off the guest's account.
+    pub(crate) fn host_work<T>(&self, work: impl FnOnce() -> T) -> HostWork<'_, T> {
+        let started = Instant::now();
+        HostWork {
+            value: work(),
+            cpu: self,
+            started,
         }
     }
 
-    /// A call into wasm returned.
-    pub(crate) fn returning_from_wasm(&mut self) {
-        if self.host_depth == 0 {
-            self.leave();
-        }
-    }
-
-    /// The guest calls the host.
-    pub(crate) fn calling_host(&mut self) {
-        self.leave();
-        self.host_depth += 1;
-    }
-
-    /// A host call returns to the guest.
-    pub(crate) fn returning_from_host(&mut self) {
-        self.host_depth = self.host_depth.saturating_sub(1);
-        self.enter();
-    }
-
-    fn enter(&mut self) {
-        let now = Instant::now();
-        let long_call = self
-            .left
-            .take()
-            .is_some_and(|left| now - left > LONG_HOST_CALL);
-        let moved = self.since.is_some_and(|s| s.thread != current_thread());
-        if long_call || moved {
-            self.charged += std::mem::take(&mut self.pending);
-            self.since = None;
-        }
-        if self.since.is_none() {
-            self.since = Some(Reading::now());
-        }
-        self.entered = Some(now);
-    }
-
-    fn leave(&mut self) {
-        let Some(entered) = self.entered.take() else {
-            return;
-        };
-        let now = Instant::now();
-        self.pending += now - entered;
-        self.left = Some(now);
-        if self.pending >= SETTLE_EVERY {
-            self.settle();
-        }
-    }
-
-    /// Charges the pending time, corrected by the thread's CPU clock.
-    fn settle(&mut self) {
-        let Some(since) = self.since else {
-            self.charged += std::mem::take(&mut self.pending);
-            return;
-        };
-        let now = Reading::now();
-        debug_assert_eq!(now.thread, since.thread, "settled on another thread");
-        let cpu = now.cpu.saturating_sub(since.cpu);
-        let host = (now.wall - since.wall).saturating_sub(self.pending);
-        self.charged += self.pending.min(cpu.saturating_sub(host));
-        self.pending = Duration::ZERO;
-        self.since = Some(now);
-    }
-
-    /// Whether the guest has used more than `limit`. Called from the epoch
-    /// callback, on the thread that just ran the guest.
-    pub(crate) fn exceeds(&mut self, limit: Duration) -> bool {
-        if self.charged + self.pending <= limit {
-            return false;
-        }
-        self.settle();
-        self.charged > limit
+    /// Runs host work on the guest's behalf, its time off the guest's
+    /// account.
+    pub(crate) fn exclude<T>(&self, work: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let value = work();
+        self.meter().host += started.elapsed();
+        value
     }
 
     /// Starts counting from zero (the next event of a warm object).
-    pub(crate) fn reset(&mut self) {
-        *self = Self::default();
+    pub(crate) fn reset(&self) {
+        *self.meter() = Meter::default();
     }
 }
 
-/// Identifies the calling thread, cheaply: the address of a thread-local.
-fn current_thread() -> usize {
-    thread_local!(static MARK: u8 = const { 0 });
-    MARK.with(|mark| mark as *const u8 as usize)
+/// What [`GuestCpu::host_work`] returns: the work's value, its time
+/// uncharged until this drops.
+pub(crate) struct HostWork<'a, T> {
+    value: T,
+    cpu: &'a GuestCpu,
+    started: Instant,
+}
+
+impl<T> Deref for HostWork<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for HostWork<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T> Drop for HostWork<'_, T> {
+    fn drop(&mut self) {
+        self.cpu.meter().host += self.started.elapsed();
+    }
 }
 
 /// The calling thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`): time it has
@@ -179,6 +192,8 @@ fn thread_cpu_time() -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll, Waker};
+
     use super::*;
 
     fn spin(for_at_least: Duration) {
@@ -188,64 +203,105 @@ mod tests {
         }
     }
 
-    fn used(cpu: &mut GuestCpu) -> Duration {
-        cpu.settle();
-        cpu.charged
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
     }
 
-    #[test]
-    fn counts_guest_stretches_and_not_host_calls_or_sleeps() {
-        let mut cpu = GuestCpu::default();
-        cpu.calling_wasm();
-        spin(Duration::from_millis(5));
-        // A host call doing work, then one that sleeps (as a suspended
-        // fetch would).
-        cpu.calling_host();
-        spin(Duration::from_millis(20));
-        cpu.returning_from_host();
-        spin(Duration::from_millis(5));
-        cpu.calling_host();
-        std::thread::sleep(Duration::from_millis(20));
-        cpu.returning_from_host();
-        spin(Duration::from_millis(5));
-        cpu.returning_from_wasm();
-        let used = used(&mut cpu);
-        assert!(used >= Duration::from_millis(14), "{used:?}");
-        assert!(used < Duration::from_millis(25), "{used:?}");
-        cpu.reset();
-        assert_eq!(used_now(&cpu), Duration::ZERO);
+    fn charged(cpu: &GuestCpu) -> Duration {
+        cpu.meter().charged
     }
 
-    fn used_now(cpu: &GuestCpu) -> Duration {
-        cpu.charged + cpu.pending
+    /// What a guest call does, step by step.
+    enum Step {
+        /// The guest's own code, for this much CPU time; the epoch callback
+        /// runs after each tick's worth, as it would.
+        Guest(Duration),
+        /// A host call that works for this long.
+        HostWork(Duration),
+        /// The call awaits something: the poll ends.
+        Suspend,
     }
 
-    #[test]
-    fn many_short_stretches_between_short_host_calls_add_up() {
-        let mut cpu = GuestCpu::default();
-        cpu.calling_wasm();
-        for _ in 0..200 {
-            spin(Duration::from_micros(50));
-            cpu.calling_host();
-            cpu.returning_from_host();
+    /// Runs the steps as a metered call, polled the way an executor would;
+    /// between polls the thread spins for other tasks.
+    fn run(cpu: &GuestCpu, steps: Vec<Step>) {
+        let mut steps = steps.into_iter();
+        let call = cpu.metered(std::future::poll_fn(|_| {
+            for step in steps.by_ref() {
+                match step {
+                    Step::Guest(mut left) => {
+                        while left > Duration::ZERO {
+                            let stretch = left.min(EPOCH_TICK);
+                            spin(stretch);
+                            left -= stretch;
+                            if stretch == EPOCH_TICK {
+                                cpu.at_tick();
+                            }
+                        }
+                    }
+                    Step::HostWork(time) => drop(cpu.host_work(|| spin(time))),
+                    Step::Suspend => return Poll::Pending,
+                }
+            }
+            Poll::Ready(())
+        }));
+        let mut call = pin!(call);
+        let mut cx = Context::from_waker(Waker::noop());
+        while call.as_mut().poll(&mut cx).is_pending() {
+            spin(ms(20));
         }
-        cpu.returning_from_wasm();
-        let used = used(&mut cpu);
-        assert!(used >= Duration::from_millis(9), "{used:?}");
-        assert!(used < Duration::from_millis(15), "{used:?}");
     }
 
     #[test]
-    fn wasm_called_from_inside_a_host_call_is_the_hosts() {
-        let mut cpu = GuestCpu::default();
-        cpu.calling_wasm();
-        cpu.calling_host();
-        // The host lowers a result: an allocation in the guest.
-        cpu.calling_wasm();
-        spin(Duration::from_millis(5));
-        cpu.returning_from_wasm();
-        cpu.returning_from_host();
-        cpu.returning_from_wasm();
-        assert!(used(&mut cpu) < Duration::from_millis(2));
+    fn counts_the_guests_own_work_not_host_work_or_other_tasks() {
+        use Step::*;
+        let cpu = GuestCpu::default();
+        let steps = vec![
+            Guest(ms(5)),
+            HostWork(ms(20)),
+            Guest(ms(5)),
+            Suspend,
+            Guest(ms(5)),
+            Suspend,
+            HostWork(ms(20)),
+            Guest(ms(5)),
+        ];
+        run(&cpu, steps);
+        let used = charged(&cpu);
+        assert!(used >= ms(19), "{used:?}");
+        assert!(used < ms(30), "{used:?}");
+        cpu.reset();
+        assert_eq!(charged(&cpu), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_short_call_is_timed_on_the_monotonic_clock() {
+        use Step::*;
+        let cpu = GuestCpu::default();
+        let guest = Duration::from_micros(300);
+        run(&cpu, vec![Guest(guest), HostWork(ms(5)), Guest(guest)]);
+        let used = charged(&cpu);
+        assert!(used >= 2 * guest, "{used:?}");
+        assert!(used <= EPOCH_TICK, "{used:?}");
+        assert!(!cpu.meter().precise);
+    }
+
+    #[test]
+    fn time_the_thread_did_not_run_is_not_charged() {
+        let cpu = GuestCpu::default();
+        // Descheduled: the wall clock moves, the thread's CPU clock does
+        // not. Before the first tick the stretch is on the monotonic
+        // clock, but no poll without a tick is charged more than one.
+        let call = pin!(cpu.metered(std::future::poll_fn(|_| {
+            std::thread::sleep(ms(30));
+            cpu.at_tick();
+            std::thread::sleep(ms(30));
+            Poll::Ready(())
+        })));
+        assert!(
+            call.poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
+        assert!(charged(&cpu) < EPOCH_TICK + ms(2), "{:?}", charged(&cpu));
     }
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tracing::Level;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::cpu_time::GuestCpu;
 use crate::runtime::RequestId;
 
 /// Log output one request may produce; past it lines are dropped, so a guest
@@ -31,6 +32,9 @@ pub struct GuestLog {
     /// The last warnings and errors the guest wrote (a panic's message
     /// among them), to name in the error of a trap that follows.
     last_words: Arc<Mutex<VecDeque<String>>>,
+    /// Writing a line is the host's work: a slow log pipe must not count
+    /// against the guest's CPU time.
+    cpu: GuestCpu,
 }
 
 /// Lines, and bytes of each, kept as a guest's last words.
@@ -38,12 +42,13 @@ const LAST_WORDS: usize = 3;
 const LAST_WORD_BYTES: usize = 512;
 
 impl GuestLog {
-    pub fn new(worker: Arc<str>, request_id: RequestId) -> Self {
+    pub(crate) fn new(worker: Arc<str>, request_id: RequestId, cpu: GuestCpu) -> Self {
         Self {
             worker,
             request_id: Arc::new(AtomicU64::new(request_id.into())),
             spent: Arc::new(AtomicUsize::new(0)),
             last_words: Arc::default(),
+            cpu,
         }
     }
 
@@ -70,6 +75,10 @@ impl GuestLog {
     /// the host's own log with a newline, nor hide one with a terminal
     /// escape.
     pub fn emit(&self, level: Level, message: &str) {
+        self.cpu.exclude(|| self.write(level, message));
+    }
+
+    fn write(&self, level: Level, message: &str) {
         let message = &escape_line(message);
         if level <= Level::WARN && !message.is_empty() {
             let mut words = self.words();

@@ -7,6 +7,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use crate::bindings::{Request, Response};
 
+use super::cpu_time::GuestCpu;
 use super::limits::{self, CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
 
@@ -90,7 +91,8 @@ pub async fn invoke(
     let mut state = HostState::new(worker.context.clone(), request_id);
     state.hops = hops;
     let mut store = new_store(worker, state);
-    let result = guarded(wall_ms, async {
+    let cpu = store.data().cpu.clone();
+    let result = guarded(wall_ms, &cpu, async {
         let instance = worker.instantiate(&mut store).await?;
         handler
             .load(&mut store, &instance)?
@@ -121,7 +123,8 @@ pub async fn component_classes(worker: &LoadedWorker) -> Result<Vec<String>, Str
         worker,
         HostState::new(worker.context.clone(), RequestId::random()),
     );
-    guarded(worker.context.config.limits.wall_ms, async {
+    let cpu = store.data().cpu.clone();
+    guarded(worker.context.config.limits.wall_ms, &cpu, async {
         let instance = worker.instantiate(&mut store).await?;
         Ok(Ok(object
             .load(&mut store, &instance)?
@@ -139,12 +142,15 @@ pub fn new_store(worker: &LoadedWorker, state: HostState) -> Store<HostState> {
     store
 }
 
-/// Runs one guest call under the wall-clock limit, and names what went
-/// wrong: a breached limit, a trap, or the guest's own `Err`.
+/// Runs one guest call under the wall-clock limit, metering its CPU time
+/// on `cpu` (the store's), and names what went wrong: a breached limit, a
+/// trap, or the guest's own `Err`.
 pub(crate) async fn guarded<T>(
     wall_ms: u64,
+    cpu: &GuestCpu,
     call: impl Future<Output = wasmtime::Result<Result<T, String>>>,
 ) -> Result<T, InvokeError> {
+    let call = cpu.metered(call);
     match tokio::time::timeout(Duration::from_millis(wall_ms), call).await {
         Err(_elapsed) => Err(InvokeError::Timeout { limit_ms: wall_ms }),
         Ok(Err(error)) => Err(classify(error)),

@@ -1,9 +1,9 @@
 //! Per-request resource limits enforced inside the store: memory through a
-//! [`ResourceLimiter`], CPU time through the call hooks and epoch ticks.
+//! [`ResourceLimiter`], CPU time at the epoch ticks.
 
 use std::time::Duration;
 
-use wasmtime::{CallHook, ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
+use wasmtime::{ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
 
 use super::HostState;
 
@@ -67,8 +67,8 @@ impl ResourceLimiter for HostState {
     }
 }
 
-/// Installs the limits in a new store: the memory limiter, the call hook
-/// that meters the guest's CPU time, and the epoch check.
+/// Installs the limits in a new store: the memory limiter and the epoch
+/// check of the guest's CPU time.
 pub(crate) fn install(store: &mut Store<HostState>) {
     store.limiter(|state| state);
     // A response (or an argument) as large as the worker's body limit
@@ -80,30 +80,19 @@ pub(crate) fn install(store: &mut Store<HostState>) {
             .saturating_add(16 << 20)
             .max(128 << 20),
     );
-    store.call_hook(|mut store, hook| {
-        let cpu = &mut store.data_mut().cpu;
-        match hook {
-            CallHook::CallingWasm => cpu.calling_wasm(),
-            CallHook::ReturningFromWasm => cpu.returning_from_wasm(),
-            CallHook::CallingHost => cpu.calling_host(),
-            CallHook::ReturningFromHost => cpu.returning_from_host(),
-        }
-        Ok(())
-    });
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(on_epoch_tick);
 }
 
-/// Called by wasmtime each time a running guest crosses an epoch tick: a
-/// host call, so the guest's CPU time is up to date here (see
-/// `cpu_time.rs`).
+/// Called by wasmtime each time a running guest crosses an epoch tick
+/// (see `cpu_time.rs`).
 ///
 /// Each tick also yields to the async runtime, so a spinning guest cannot
 /// starve other requests on its thread.
-fn on_epoch_tick(mut store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
-    let state = store.data_mut();
+fn on_epoch_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = store.data();
     let limit_ms = state.worker().config.limits.cpu_ms;
-    if state.cpu.exceeds(Duration::from_millis(limit_ms)) {
+    if state.cpu.at_tick() > Duration::from_millis(limit_ms) {
         return Err(wasmtime::Error::new(CpuLimitExceeded { limit_ms }));
     }
     Ok(UpdateDeadline::Yield(1))

@@ -13,6 +13,7 @@ mod state;
 mod worker;
 
 pub use artifacts::{ArtifactCache, ArtifactStats, content_hash};
+pub(crate) use cpu_time::HostWork;
 pub use engine::{EPOCH_TICK, EngineOptions, new_engine};
 pub(crate) use invoke::guarded;
 pub use invoke::{InvokeError, component_classes, invoke, new_store};

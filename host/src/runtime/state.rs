@@ -70,7 +70,8 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(worker: Arc<WorkerContext>, request_id: RequestId) -> Self {
-        let guest_log = GuestLog::new(worker.name.clone(), request_id);
+        let cpu = GuestCpu::default();
+        let guest_log = GuestLog::new(worker.name.clone(), request_id, cpu.clone());
         let memory = worker.memory.reserve();
         // No preopened files and no environment by default; sockets are
         // denied explicitly (outbound HTTP goes through `fetch` and its
@@ -90,7 +91,7 @@ impl HostState {
             worker,
             request_id,
             guest_log,
-            cpu: GuestCpu::default(),
+            cpu,
             memory,
             object_overloaded: false,
             subrequests: 0,

@@ -179,7 +179,7 @@ fn complete_upgrade(
     let answered_token = response
         .headers
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(UPGRADE_HEADER))
+        .find(|(name, _)| name.eq_ignore_ascii_case(UPGRADE_HEADER.as_str()))
         .and_then(|(_, value)| value.parse::<SocketId>().ok());
     if response.status != 101 || answered_token != Some(token) {
         return http_types::response_from_wire(response, false);
@@ -220,6 +220,9 @@ fn hops(headers: &http::HeaderMap) -> u32 {
         .count() as u32
 }
 
+/// The client's address, as the guest reads it.
+const REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
+
 /// How long a client may take to send a whole request body: a slow sender
 /// holds an instance slot's worth of nothing.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -244,7 +247,7 @@ async fn to_wire(
     // whatever the client sent under this name is replaced.
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         let ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header");
-        parts.headers.insert("x-real-ip", ip);
+        parts.headers.insert(REAL_IP, ip);
     }
     let declared = parts
         .headers

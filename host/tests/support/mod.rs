@@ -143,7 +143,7 @@ impl TestHost {
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        self.get(path).await.json().await.unwrap()
+        json_body(self.get(path).await).await
     }
 
     pub async fn get_text(&self, path: &str) -> String {
@@ -206,20 +206,28 @@ pub async fn admin_json(
     method: reqwest::Method,
     path: &str,
 ) -> serde_json::Value {
-    client
+    let res = client
         .request(method, format!("{admin_url}{path}"))
         .bearer_auth(TOKEN)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        .unwrap();
+    json_body(res).await
 }
 
 /// GETs `url` and parses the JSON answer.
 pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
-    client.get(url).send().await.unwrap().json().await.unwrap()
+    json_body(client.get(url).send().await.unwrap()).await
+}
+
+/// A response's body as JSON; a body that is not JSON fails the test with
+/// the status and the body, which say what went wrong.
+pub async fn json_body<T: serde::de::DeserializeOwned>(res: reqwest::Response) -> T {
+    let (url, status) = (res.url().clone(), res.status());
+    let body = res.text().await.unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| {
+        panic!("{url} answered {status} with a body that is not JSON ({e}): {body}")
+    })
 }
 
 /// The `name = "..."` of a verge.toml.

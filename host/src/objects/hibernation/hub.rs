@@ -16,7 +16,8 @@ use crate::objects::ObjectKey;
 
 /// The header carrying an upgrade's token from the front door to the object
 /// and back.
-pub(crate) const UPGRADE_HEADER: &str = "verge-websocket";
+pub(crate) const UPGRADE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("verge-websocket");
 
 /// A socket's id, also its upgrade token: random, so one object cannot
 /// guess its way to another's connection.
