@@ -10,17 +10,21 @@
 //! The thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) leaves out time the
 //! thread spent waiting for a core, but reading it is a system call: 0.5 µs
 //! on a 2-core VM, against 20 ns for the monotonic clock, and a simple
-//! request does all its work in one poll of some tens of microseconds. So
-//! a call starts on the monotonic clock, and a stretch measured on it is
-//! charged at most one epoch tick: a poll in which no tick found the guest
-//! running cannot have run guest code for much longer than a tick, since
-//! the first check after the epoch passed its deadline would have called
-//! the epoch callback. Once a call has been charged a tick's worth, or a
-//! tick found it running, it has become worth measuring exactly: from then
-//! on every poll's start and end and every tick read the CPU clock, so a
-//! guest that computes for 40 ms passes a 50 ms limit on a saturated
-//! machine. (wasmtime's call hooks, marking every crossing between wasm
-//! and the host instead, cost dozens of clock reads per request.)
+//! request does all its work in one or two polls of some tens of
+//! microseconds. So a call starts on the monotonic clock, and a stretch
+//! measured on it is charged at most one epoch tick: between two ticks —
+//! from a poll's start, or from the last epoch callback, to the next
+//! callback or the poll's end — the guest cannot have run much longer than
+//! a tick, since its first check after the epoch advanced calls the epoch
+//! callback. Once a call has been charged [`MONOTONIC_UP_TO`] it is worth
+//! measuring exactly: from then on every poll's start and end and every
+//! tick read the CPU clock, so a guest that computes for 40 ms passes a
+//! 50 ms limit on a saturated machine. (Switching at the first epoch
+//! callback instead would put most requests of a loaded host on the CPU
+//! clock: a callback only says that a tick passed since the store was
+//! made, and on a loaded host one usually has. wasmtime's call hooks,
+//! marking every crossing between wasm and the host, cost dozens of clock
+//! reads per request.)
 //!
 //! The epoch ticks drive the check: every tick a running guest leaves wasm
 //! for the epoch callback, which charges the stretch so far and compares
@@ -32,6 +36,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::EPOCH_TICK;
+
+/// What a call may be charged on the monotonic clock before it is measured
+/// on the CPU clock: at most this much of a limit can be time spent
+/// waiting for a core.
+const MONOTONIC_UP_TO: Duration = Duration::from_millis(10);
 
 /// The guest's CPU time for one request or one object event; clones share
 /// one meter, so the poll wrapper can reach it while the call borrows the
@@ -79,7 +88,7 @@ impl Meter {
                 wall.saturating_sub(host).min(EPOCH_TICK)
             }
         };
-        if self.charged >= EPOCH_TICK {
+        if self.charged >= MONOTONIC_UP_TO {
             self.precise = true;
         }
     }
@@ -114,7 +123,6 @@ impl GuestCpu {
     /// and returns the guest's total.
     pub(crate) fn at_tick(&self) -> Duration {
         let mut meter = self.meter();
-        meter.precise = true;
         let now = meter.mark();
         meter.charge_until(now);
         meter.stretch = Some(now);
@@ -290,8 +298,8 @@ mod tests {
     fn time_the_thread_did_not_run_is_not_charged() {
         let cpu = GuestCpu::default();
         // Descheduled: the wall clock moves, the thread's CPU clock does
-        // not. Before the first tick the stretch is on the monotonic
-        // clock, but no poll without a tick is charged more than one.
+        // not. A call's first stretches are on the monotonic clock, but
+        // none is charged more than a tick.
         let call = pin!(cpu.metered(std::future::poll_fn(|_| {
             std::thread::sleep(ms(30));
             cpu.at_tick();
@@ -303,5 +311,29 @@ mod tests {
                 .is_ready()
         );
         assert!(charged(&cpu) < EPOCH_TICK + ms(2), "{:?}", charged(&cpu));
+    }
+
+    #[test]
+    fn waiting_for_a_core_costs_a_call_at_most_the_monotonic_allowance() {
+        let cpu = GuestCpu::default();
+        // Thirty short polls, each descheduled for longer than a tick.
+        let mut polls = 0;
+        let call = cpu.metered(std::future::poll_fn(|_| {
+            std::thread::sleep(ms(2));
+            polls += 1;
+            if polls == 30 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }));
+        let mut call = pin!(call);
+        while call
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+        {}
+        let used = charged(&cpu);
+        assert!(used < MONOTONIC_UP_TO + ms(2), "{used:?}");
     }
 }

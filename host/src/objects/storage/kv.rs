@@ -30,7 +30,10 @@ impl ObjectDb {
 
     pub(crate) fn kv_put(&mut self, key: &str, value: &[u8]) -> Result<(), SqlError> {
         self.create_internal_tables()?;
-        self.bounded(|db| {
+        // The row, its index entry, the pages their overflow chains take
+        // and a split at every level of both trees, with room to spare.
+        let growth = 2 * (key.len() + value.len()) as u64 + 32 * self.page_size;
+        self.bounded_by(growth, |db| {
             db.internal(|c| {
                 c.prepare_cached("INSERT INTO _verge_kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
                     .execute(rusqlite::params![key, value])
@@ -82,8 +85,33 @@ impl ObjectDb {
 
 #[cfg(test)]
 mod tests {
+    use super::super::SqlErrorKind;
     use super::super::tests::db;
     use super::*;
+
+    #[test]
+    fn puts_stop_at_the_size_limit_and_keep_what_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = ObjectDb::open(&dir.path().join("o.sqlite"), 1 << 20).unwrap();
+        let value = vec![7u8; 100 << 10];
+        // Far from the limit a put skips the savepoint; near it, the one
+        // that would pass it fails alone.
+        let mut stored = 0;
+        let error = loop {
+            match db.kv_put(&format!("k{stored}"), &value) {
+                Ok(()) => stored += 1,
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(error.kind, SqlErrorKind::Full, "{}", error.message);
+        assert!(
+            (5..=10).contains(&stored),
+            "{stored} puts of 100 KiB fit in 1 MiB"
+        );
+        assert!(db.size().unwrap() <= 1 << 20);
+        assert_eq!(db.kv_get(&format!("k{}", stored - 1)).unwrap(), Some(value));
+        assert_eq!(db.kv_get(&format!("k{stored}")).unwrap(), None);
+    }
 
     #[test]
     fn kv_lists_by_prefix_range_and_order() {

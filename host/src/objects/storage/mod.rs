@@ -202,7 +202,7 @@ impl ObjectDb {
         self.internal(|c| page_bytes(c, page_size))
     }
 
-    /// Runs a host write on the guest's behalf (a key-value put) under the
+    /// Runs a host write on the guest's behalf (setting an alarm) under the
     /// same size limit as guest SQL.
     pub(super) fn bounded<T>(
         &mut self,
@@ -211,6 +211,21 @@ impl ObjectDb {
         let before = self.begin_write().map_err(|e| self.error(e))?;
         let result = write(self);
         self.end_write(before, result)
+    }
+
+    /// [`bounded`](Self::bounded) for a write known to grow the database
+    /// by at most `growth` bytes: far enough below the limit it cannot
+    /// reach it, and runs without the savepoint and the second size check
+    /// (a key-value put, on every reservation of the inventory counter).
+    pub(super) fn bounded_by<T>(
+        &mut self,
+        growth: u64,
+        write: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        if self.size()?.saturating_add(growth) <= self.limit_bytes {
+            return write(self);
+        }
+        self.bounded(write)
     }
 
     /// Opens a savepoint around a write, so that it can be undone alone;
