@@ -164,6 +164,48 @@ async fn deploy_builds_and_uploads_to_a_running_host() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("hello"));
 }
 
+/// A wrong `--host` or token fails in one line that says what is wrong,
+/// before the build: the project's build command would leave a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_checks_the_host_and_token_before_building() {
+    let data = tempfile::tempdir().unwrap();
+    let host = VergeProcess::serve(data.path());
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("verge.toml"),
+        "name = \"never-built\"\n[build]\ncommand = \"touch built\"\ncomponent = \"never.wasm\"\n",
+    )
+    .unwrap();
+    let admin_address = host.admin_url.trim_start_matches("http://").to_owned();
+    for (target, token, says) in [
+        (
+            host.url.as_str(),
+            TOKEN,
+            "is not a Verge admin API: the public port?",
+        ),
+        (
+            admin_address.as_str(),
+            TOKEN,
+            "needs a scheme: http://127.0.0.1:",
+        ),
+        (host.admin_url.as_str(), "wrong", "refused the token"),
+    ] {
+        let deployed = verge(project.path())
+            .args(["deploy", "--host", target])
+            .env("VERGE_ADMIN_TOKEN", token)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&deployed.stderr);
+        assert!(!deployed.status.success(), "{target}: {stderr}");
+        assert!(stderr.contains(says), "{target}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{target}: {stderr}");
+    }
+    assert!(
+        !project.path().join("built").exists(),
+        "deploy built before checking the host"
+    );
+}
+
 /// Needs `cargo component`, which takes minutes to build: `.ci/run`
 /// installs it; without it the test says how and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! A client for a host's admin API, used by deploy, rollback, secret and
 //! workers.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::Value;
 
@@ -33,10 +33,37 @@ pub(super) struct AdminClient {
 impl AdminClient {
     pub(super) fn new(args: &HostArgs) -> Result<Self> {
         Ok(Self {
-            base: args.url.trim_end_matches('/').to_owned(),
+            base: admin_base(&args.url)?,
             token: super::token::client_token(args.token.as_deref(), args.data.as_deref())?,
             http: reqwest::Client::new(),
         })
+    }
+
+    /// Checks that the host answers as a Verge admin API and takes the
+    /// token, so that a wrong `--host` or token fails in one line, before
+    /// anything is built.
+    pub(super) async fn check(&self) -> Result<()> {
+        let base = &self.base;
+        let response = self
+            .request(reqwest::Method::GET, "/v1/workers")
+            .send()
+            .await
+            .with_context(|| {
+                format!("cannot reach the admin API at {base}: is the host running, and is this its admin address?")
+            })?;
+        let status = response.status();
+        let body: Option<Value> = response.json().await.ok();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the admin API at {base} refused the token ({status}): pass --token or set VERGE_ADMIN_TOKEN (a host started without one keeps its own in <data dir>/admin-token)"
+            );
+        }
+        if !status.is_success() || body.is_none_or(|body| body.get("workers").is_none()) {
+            bail!(
+                "{base} answered {status} but is not a Verge admin API: the public port? The admin API has its own (--admin-listen, 127.0.0.1:8788 by default)"
+            );
+        }
+        Ok(())
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -112,6 +139,17 @@ impl AdminClient {
         }
         Ok(body)
     }
+}
+
+/// The admin API's base URL from `--host`, which must be an http(s) URL:
+/// `127.0.0.1:8788` would otherwise fail later as a "relative URL".
+fn admin_base(host: &str) -> Result<String> {
+    let scheme_hint = || anyhow!("--host {host:?} needs a scheme: http://{host}");
+    let url = url::Url::parse(host).map_err(|_| scheme_hint())?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(scheme_hint());
+    }
+    Ok(host.trim_end_matches('/').to_owned())
 }
 
 /// `verge workers`: one line per worker.

@@ -20,6 +20,8 @@ pub(super) struct DeployArgs {
 
 pub(super) async fn run(args: DeployArgs) -> Result<()> {
     let project = Project::open(&args.path)?;
+    let client = AdminClient::new(&args.host)?;
+    client.check().await?;
     let (project, bytes) = tokio::task::spawn_blocking(move || {
         let bytes = project.build();
         (project, bytes)
@@ -28,7 +30,7 @@ pub(super) async fn run(args: DeployArgs) -> Result<()> {
     let bytes = bytes?;
     let name = &project.config.name;
     eprintln!("verge: uploading `{name}` ({} KiB)", bytes.len() / 1024);
-    let deployment = AdminClient::new(&args.host)?
+    let deployment = client
         .upload(name, bytes, &project.config_text, !args.no_activate)
         .await?;
     let version = &deployment["version"];
