@@ -206,6 +206,30 @@ async fn deploy_checks_the_host_and_token_before_building() {
     );
 }
 
+/// `dev` on a taken port fails before it builds, naming `--listen`.
+#[test]
+fn dev_on_a_taken_port_fails_before_building() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("verge.toml"),
+        "name = \"never-built\"\n[build]\ncommand = \"touch built\"\ncomponent = \"never.wasm\"\n",
+    )
+    .unwrap();
+    let dev = verge(project.path())
+        .args(["dev", "--listen", &address])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&dev.stderr);
+    assert!(!dev.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{address} is already in use")) && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    assert!(!project.path().join("built").exists(), "dev built first");
+}
+
 /// Needs `cargo component`, which takes minutes to build: `.ci/run`
 /// installs it; without it the test says how and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

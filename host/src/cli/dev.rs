@@ -37,7 +37,7 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
         dev: true,
     })
     .await?;
-    let deployment = build_and_deploy(&platform, &dir).await?;
+    // Listening first: a taken port fails at once, not after the build.
     let server = Server::start(
         platform.clone(),
         ServerOptions {
@@ -48,6 +48,7 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
         },
     )
     .await?;
+    let deployment = build_and_deploy(&platform, &dir).await?;
     eprintln!(
         "\nverge dev: serving `{}` on http://{}/ (version {}); watching {} for changes. Ctrl-C stops.\n",
         deployment.worker,

@@ -66,10 +66,10 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
-        let listener = bind(options.listen).await?;
+        let listener = bind(options.listen, "--listen").await?;
         let addr = listener.local_addr()?;
         let admin_listener = match &options.admin {
-            Some(admin) => Some(bind(admin.listen).await?),
+            Some(admin) => Some(bind(admin.listen, "--admin-listen").await?),
             None => None,
         };
         let admin_addr = admin_listener
@@ -144,10 +144,14 @@ impl Server {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
+/// Binds a listener; a taken address names the flag that picks another.
+async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "{addr} is already in use by another process: choose another address with {flag} (port 0 picks a free one)"
+        ),
+        bound => bound.with_context(|| format!("binding {addr}")),
+    }
 }
 
 /// The shortest admin token accepted: a guessable one protects nothing.
