@@ -5,7 +5,11 @@
 //! yielded at an epoch tick — its thread runs other tasks. So the guest is
 //! charged poll by poll: what each poll took, less the host's own work
 //! inside it — SQL, key-value and alarm calls, which have budgets of their
-//! own ([`GuestCpu::host_work`]), and writing the guest's log lines.
+//! own ([`GuestCpu::host_work`]), and writing the guest's log lines. What
+//! wasmtime does to hand a host call its arguments — copying a 1 MiB
+//! WebSocket message out of guest memory, say — is charged to the guest:
+//! the guest chose to send it, as a Cloudflare worker pays for what it
+//! serializes.
 //!
 //! The thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) leaves out time the
 //! thread spent waiting for a core, but reading it is a system call: 0.5 µs
