@@ -150,8 +150,13 @@ impl GuestCpu {
     pub(crate) fn exclude<T>(&self, work: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let value = work();
-        self.meter().host += started.elapsed();
+        self.host_since(started);
         value
+    }
+
+    /// Takes the host work begun at `started` off the guest's account.
+    fn host_since(&self, started: Instant) {
+        self.meter().host += started.elapsed();
     }
 
     /// Starts counting from zero (the next event of a warm object).
@@ -184,7 +189,7 @@ impl<T> DerefMut for HostWork<'_, T> {
 
 impl<T> Drop for HostWork<'_, T> {
     fn drop(&mut self) {
-        self.cpu.meter().host += self.started.elapsed();
+        self.cpu.host_since(self.started);
     }
 }
 
