@@ -25,6 +25,7 @@ fn instantiate(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| async {
             invoke(&worker, hello_request(), RequestId::random(), 0)
                 .await
+                .result
                 .unwrap()
         })
     });

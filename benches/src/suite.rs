@@ -319,6 +319,7 @@ fn measure_instantiation(plan: &Plan) -> Result<Instantiation> {
             let started = Instant::now();
             invoke(&worker, hello_request(), RequestId::random(), 0)
                 .await
+                .result
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             with_call.push(started.elapsed());
         }

@@ -6,7 +6,8 @@
 //! (a fresh instance under limits) or [`objects`] (Durable Objects: one
 //! actor and one SQLite database per object), and [`bindings`] (the host
 //! side of each WIT interface). `storage` keeps deployments across
-//! restarts; `config` reads verge.toml; [`cli`] is the `verge` command.
+//! restarts; `config` reads verge.toml; [`telemetry`] is request logs,
+//! `verge tail` and metrics; [`cli`] is the `verge` command.
 //!
 //! The public surface is what the `verge` binary, the tests and the
 //! benchmarks need; everything else is `pub(crate)`, and the lint below
@@ -26,4 +27,5 @@ pub mod platform;
 pub mod runtime;
 pub mod server;
 pub(crate) mod storage;
+pub mod telemetry;
 pub mod toolchain;

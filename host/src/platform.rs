@@ -20,6 +20,7 @@ use crate::runtime::{
     MemoryBudget, WorkerContext, content_hash,
 };
 use crate::storage::{ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
+use crate::telemetry::{Snapshot, Telemetry};
 
 /// How a host is set up.
 #[derive(Debug, Clone)]
@@ -103,6 +104,7 @@ pub struct Platform {
     serving: Arc<Deployed>,
     /// Serializes deploys, activations and deletions.
     changes: tokio::sync::Mutex<()>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Platform {
@@ -116,12 +118,14 @@ impl Platform {
         let artifacts = ArtifactCache::open(&engine, &options.data_dir)?;
         let control = Arc::new(ControlStore::open(&options.data_dir.join("control.db"))?);
         let serving = Arc::new(Deployed::default());
+        let telemetry = Arc::new(Telemetry::default());
         let objects = ObjectSystem::new(
             control.clone(),
             &options.data_dir,
             options.objects.clone(),
             options.engine.max_objects as usize,
             serving.clone(),
+            telemetry.clone(),
         )?;
         let platform = Arc::new(Self {
             engine,
@@ -137,6 +141,7 @@ impl Platform {
             options,
             serving,
             changes: tokio::sync::Mutex::new(()),
+            telemetry,
         });
         platform.restore().await?;
         platform.objects.start_alarms()?;
@@ -428,6 +433,7 @@ impl Platform {
             )),
             worker_slots_limit: self.options.engine.max_instances_per_worker.max(1),
             memory: self.memory.clone(),
+            telemetry: self.telemetry.clone(),
         })
     }
 
@@ -460,6 +466,23 @@ impl Platform {
     /// The Durable Object system.
     pub fn objects(&self) -> &Arc<ObjectSystem> {
         &self.objects
+    }
+
+    /// Request logs, tails and metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// The host's state right now, for the metrics' gauges.
+    pub fn snapshot(&self) -> Snapshot {
+        let objects = self.objects.gauges();
+        Snapshot {
+            objects_active: objects.active,
+            websockets_open: objects.websockets_open,
+            websockets_hibernated: objects.websockets_hibernated,
+            alarms_scheduled: objects.alarms_scheduled,
+            memory_reserved_bytes: self.memory.used(),
+        }
     }
 
     /// Checks that the classes verge.toml declares are the ones the

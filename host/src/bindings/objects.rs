@@ -50,7 +50,7 @@ impl HostState {
     /// Sends an event and waits for its reply, for at most this worker's
     /// wall-clock limit. The returned future borrows nothing from `self`.
     fn call_object(
-        &self,
+        &mut self,
         binding: &str,
         id: &str,
         name: Option<String>,
@@ -58,6 +58,8 @@ impl HostState {
     ) -> Result<impl Future<Output = Result<Reply, ObjectError>> + Send + 'static, ObjectError>
     {
         let key = self.object_key(binding, id)?;
+        self.first_object
+            .get_or_insert_with(|| format!("{binding}:{}", name.as_deref().unwrap_or(id)));
         let timeout = Duration::from_millis(self.worker().config.limits.wall_ms);
         let (objects, path) = (self.worker().objects.clone(), self.call_path());
         Ok(async move { objects.call(key, name, event, path, timeout).await })

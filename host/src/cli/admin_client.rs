@@ -113,13 +113,23 @@ impl AdminClient {
             .send()
             .await
             .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            let message = body["error"].as_str().unwrap_or("no details");
-            bail!("the host refused ({status}): {message}");
-        }
-        Ok(response.bytes().await?.to_vec())
+        Ok(refused(response).await?.bytes().await?.to_vec())
+    }
+
+    /// A response whose body streams on (`/v1/tail`), once the host
+    /// accepted the request.
+    pub(super) async fn stream(
+        &self,
+        path: &str,
+        query: &impl serde::Serialize,
+    ) -> Result<reqwest::Response> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        refused(response).await
     }
 
     pub(super) async fn delete(&self, path: &str) -> Result<Value> {
@@ -139,6 +149,17 @@ impl AdminClient {
         }
         Ok(body)
     }
+}
+
+/// The response, unless the host refused the request: then its error.
+async fn refused(response: reqwest::Response) -> Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let message = body["error"].as_str().unwrap_or("no details");
+    bail!("the host refused ({status}): {message}");
 }
 
 /// The admin API's base URL from `--host`, which must be an http(s) URL:

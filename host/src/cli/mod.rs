@@ -8,6 +8,7 @@ mod objects;
 mod project;
 mod secret;
 mod serve;
+mod tail;
 mod token;
 mod up;
 
@@ -20,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::objects::{ObjectOptions, SocketLimits};
 use crate::runtime::EngineOptions;
 use crate::server::{AdminOptions, ConnectionLimits, IndexPage, ServerOptions};
+use crate::telemetry::{LogFormat, init_logging};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,16 @@ use crate::server::{AdminOptions, ConnectionLimits, IndexPage, ServerOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the host writes its log: `human` lines, or one `json` object
+    /// per line for a log collector.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "VERGE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +66,8 @@ enum Command {
     Objects(objects::ObjectsCommand),
     /// Serve the previously active version of a worker again.
     Rollback(deploy::RollbackArgs),
+    /// Stream a host's live request logs, like `wrangler tail`.
+    Tail(tail::TailArgs),
 }
 
 /// The listeners of a host with an admin API (`serve`, `up`).
@@ -210,8 +224,10 @@ pub fn raise_open_files_limit() -> libc::rlim_t {
 
 /// Runs the command line; `main` only sets up logging and the runtime.
 pub async fn run() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
     raise_open_files_limit();
-    match Cli::parse().command {
+    match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
@@ -221,6 +237,7 @@ pub async fn run() -> Result<()> {
         Command::Workers(args) => admin_client::list_workers(args).await,
         Command::Objects(command) => objects::run(command).await,
         Command::Rollback(args) => deploy::rollback(args).await,
+        Command::Tail(args) => tail::run(args).await,
     }
 }
 

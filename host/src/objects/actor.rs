@@ -73,6 +73,7 @@ pub(super) async fn run(
                 Ok(None) => break,
                 Err(_idle) => {
                     if actor.retire(&inbox) {
+                        actor.count_eviction();
                         break;
                     }
                     continue;
@@ -107,6 +108,7 @@ pub(super) async fn run(
                 let retired = actor.retire(&inbox);
                 let _ = done.send(());
                 if retired {
+                    actor.count_eviction();
                     break;
                 }
             }
@@ -177,6 +179,7 @@ impl Actor {
         let alarm = match &event {
             Event::Alarm { name } => match alarms::take(db, name)? {
                 Some((info, firing)) => {
+                    self.system()?.telemetry().metrics.alarm_fired();
                     self.firing = Some(firing);
                     Some(info)
                 }
@@ -248,6 +251,12 @@ impl Actor {
             .close_in_background(self.key.clone(), db, delay);
     }
 
+    fn count_eviction(&self) {
+        if let Some(system) = self.system.upgrade() {
+            system.telemetry().metrics.object_evicted();
+        }
+    }
+
     /// Leaves the directory if nothing is waiting.
     fn retire(&self, inbox: &Inbox) -> bool {
         self.system.upgrade().is_none_or(|system| {
@@ -308,14 +317,20 @@ impl Events for Actor {
             return Err(error);
         };
         if alarms::reschedule_failed(db, &self.key, firing, system.options.alarm_retries()) {
+            system.telemetry().metrics.alarm_retried();
             Ok(Reply::Done)
         } else {
             Err(error)
         }
     }
 
-    async fn commit(&mut self, db: &Arc<Mutex<ObjectDb>>) -> Result<(), ObjectError> {
+    async fn commit(
+        &mut self,
+        db: &Arc<Mutex<ObjectDb>>,
+        events: usize,
+    ) -> Result<(), ObjectError> {
         let system = self.system()?;
+        let started = Instant::now();
         #[cfg(feature = "test-hooks")]
         if system.faults.take_commit_failure() {
             return Err(ObjectError::Internal("injected commit failure".into()));
@@ -324,17 +339,20 @@ impl Events for Actor {
         // meanwhile (each has its own file): the wait belongs on the
         // blocking pool, not on one of the runtime's workers.
         let (db, key) = (db.clone(), self.key.clone());
-        tokio::task::spawn_blocking(move || {
-            alarms::commit_with_index(&db, &system.control, &system.alarms, &key)
+        let committing = system.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            alarms::commit_with_index(&db, &committing.control, &committing.alarms, &key)
         })
-        .await
-        .map_err(|e| ObjectError::Internal(format!("the commit task failed: {e}")))?
-        .map_err(|e| match e.downcast_ref::<SqlError>() {
-            Some(full) if full.kind == SqlErrorKind::Full => {
-                ObjectError::StorageFull(full.to_string())
-            }
-            _ => ObjectError::Internal(format!("{e:#}")),
-        })
+        .await;
+        system.telemetry().metrics.commit(events, started.elapsed());
+        committed
+            .map_err(|e| ObjectError::Internal(format!("the commit task failed: {e}")))?
+            .map_err(|e| match e.downcast_ref::<SqlError>() {
+                Some(full) if full.kind == SqlErrorKind::Full => {
+                    ObjectError::StorageFull(full.to_string())
+                }
+                _ => ObjectError::Internal(format!("{e:#}")),
+            })
     }
 
     fn settle(&mut self, db: &Mutex<ObjectDb>, committed: Result<Vec<Outgoing>, &ObjectError>) {

@@ -45,10 +45,11 @@ pub(crate) trait Events {
     /// rescheduled).
     fn recover(&mut self, db: &Mutex<ObjectDb>, error: ObjectError) -> Result<Reply, ObjectError>;
 
-    /// Makes the batch's writes durable.
+    /// Makes the batch's writes, of `events` events, durable.
     fn commit(
         &mut self,
         db: &Arc<Mutex<ObjectDb>>,
+        events: usize,
     ) -> impl Future<Output = Result<(), ObjectError>> + Send;
 
     /// The batch is over, before any reply leaves: committed, with what
@@ -93,7 +94,7 @@ pub(crate) async fn run(db: &Arc<Mutex<ObjectDb>>, batch: Vec<Pending>, events: 
         }
         answers.push((reply, result.or_else(|e| events.recover(db, e))));
     }
-    match events.commit(db).await {
+    match events.commit(db, answers.len()).await {
         Ok(()) => {
             events.settle(db, Ok(outbox));
             for (reply, result) in answers {
@@ -169,7 +170,7 @@ mod tests {
             Err(e)
         }
 
-        async fn commit(&mut self, db: &Arc<Mutex<ObjectDb>>) -> Result<(), ObjectError> {
+        async fn commit(&mut self, db: &Arc<Mutex<ObjectDb>>, _: usize) -> Result<(), ObjectError> {
             if self.fail_commit {
                 return Err(ObjectError::Internal("the disk went away".into()));
             }

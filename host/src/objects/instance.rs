@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
@@ -18,6 +18,7 @@ use super::storage::ObjectDb;
 use crate::bindings::exports::verge::platform::object_events::AlarmInfo;
 use crate::bindings::exports::verge::platform::{object, object_events};
 use crate::runtime::{HostState, LoadedWorker, RequestId, guarded, new_store};
+use crate::telemetry::ObjectEventRecord;
 
 /// What a store running a Durable Object knows about it.
 pub(crate) struct ObjectScope {
@@ -92,6 +93,8 @@ impl InstanceSlots {
 pub(crate) struct Warm {
     pub(crate) worker: Arc<LoadedWorker>,
     class: String,
+    /// `Class:name` (or the id of an object without a name), for logs.
+    label: String,
     store: Store<HostState>,
     exports: object::Guest,
     /// WebSocket and alarm handlers; components built before them have none.
@@ -123,7 +126,7 @@ impl Warm {
         state.object = Some(scope);
         let mut store = new_store(&worker, state);
         let cpu = store.data().cpu.clone();
-        let (exports, events) = guarded(wall_ms, &cpu, async {
+        let result = guarded(wall_ms, &cpu, async {
             let instance = worker.instantiate(&mut store).await?;
             let exports = indices.load(&mut store, &instance)?;
             let events = match &worker.events {
@@ -136,12 +139,13 @@ impl Warm {
                 .map(|()| (exports, events)))
         })
         .await
-        .map_err(|e| {
-            ObjectError::from(store.data().with_last_words(e))
-                .context(&format!("constructing {class} {id}"))
-        })?;
+        .map_err(|e| store.data().with_last_words(e));
+        store.data().record_call(Some("object"), &result);
+        let (exports, events) = result
+            .map_err(|e| ObjectError::from(e).context(&format!("constructing {class} {id}")))?;
         Ok(Self {
             worker,
+            label: format!("{class}:{}", name.unwrap_or(&id)),
             class: class.to_owned(),
             store,
             exports,
@@ -159,6 +163,10 @@ impl Warm {
         path: CallPath,
     ) -> Result<Reply, ObjectError> {
         let wall_ms = self.worker.context.config.limits.wall_ms;
+        let telemetry = self.worker.context.telemetry.clone();
+        let started = Instant::now();
+        // Described only for a watcher: chat rooms run many events.
+        let described = telemetry.tail.is_watched().then(|| event.describe());
         let state = self.store.data_mut();
         state.begin_event(RequestId::random());
         state.hops = path.hops;
@@ -231,7 +239,21 @@ impl Warm {
                 call.map(|()| Reply::Done)
             }
         };
-        result.map_err(|error| ObjectError::from(self.store.data().with_last_words(error)))
+        let result = result.map_err(|error| self.store.data().with_last_words(error));
+        let state = self.store.data();
+        state.record_call(None, &result);
+        if let Some(event) = described {
+            telemetry.object_event_finished(ObjectEventRecord {
+                request_id: state.request_id().to_string(),
+                worker: (&self.worker.context.name, self.worker.context.version),
+                object: &self.label,
+                event,
+                failed: result.is_err(),
+                duration: started.elapsed(),
+                logs: state.guest_log().take_collected(),
+            });
+        }
+        result.map_err(ObjectError::from)
     }
 
     /// What the last event sent on its sockets.

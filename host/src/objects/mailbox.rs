@@ -53,6 +53,20 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// What the event is, for its tail line: `alarm daily`, `rpc add`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Fetch(request) => format!("fetch {}", request.url),
+            Self::Rpc { method, .. } => format!("rpc {method}"),
+            Self::WebSocketMessage { .. } => "websocket message".into(),
+            Self::WebSocketClose { code, .. } => format!("websocket close {code}"),
+            Self::WebSocketError { .. } => "websocket error".into(),
+            Self::Alarm { name } => format!("alarm {name}"),
+        }
+    }
+}
+
 /// The answer an event produced.
 #[derive(Debug)]
 pub enum Reply {

@@ -67,6 +67,7 @@ pub(crate) use storage::{KvRange, ObjectDb, SqlError, SqlErrorKind, lock};
 use crate::config::WorkerConfig;
 use crate::runtime::LoadedWorker;
 use crate::storage::ControlStore;
+use crate::telemetry::Telemetry;
 use activity::Activity;
 use alarms::{AlarmSchedule, RetryPolicy};
 use closing::Closing;
@@ -119,6 +120,17 @@ impl ObjectOptions {
     }
 }
 
+/// What [`ObjectSystem::gauges`] counts.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectGauges {
+    pub active: usize,
+    pub websockets_open: usize,
+    /// Open WebSockets whose object has no actor: the host holds them
+    /// while the object sleeps.
+    pub websockets_hibernated: usize,
+    pub alarms_scheduled: usize,
+}
+
 /// The Durable Object subsystem of a host.
 pub struct ObjectSystem {
     me: Weak<ObjectSystem>,
@@ -137,6 +149,7 @@ pub struct ObjectSystem {
     alarms: AlarmSchedule,
     closing: Closing,
     waits: WaitsFor,
+    telemetry: Arc<Telemetry>,
     /// Test hooks: make commits fail on purpose.
     #[cfg(feature = "test-hooks")]
     pub faults: FaultInjection,
@@ -151,6 +164,7 @@ impl ObjectSystem {
         options: ObjectOptions,
         max_active: usize,
         code: Arc<dyn ActiveCode>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Self>> {
         // SQLite runs on these threads, synchronously: a statement that
         // uses up its SQL budget holds one for up to `limits.sql_ms`. More
@@ -177,6 +191,7 @@ impl ObjectSystem {
             alarms: AlarmSchedule::default(),
             closing: Closing::default(),
             waits: WaitsFor::default(),
+            telemetry,
             #[cfg(feature = "test-hooks")]
             faults: FaultInjection::default(),
             options,
@@ -230,6 +245,27 @@ impl ObjectSystem {
     /// How many objects have an actor right now.
     pub fn active_count(&self) -> usize {
         self.directory.len()
+    }
+
+    /// Objects, WebSockets and alarms right now, for the metrics.
+    pub fn gauges(&self) -> ObjectGauges {
+        let open = self.sockets.open_by_object();
+        // Taken apart from the hub's lock: the directory has its own.
+        let hibernated = open
+            .iter()
+            .filter(|(key, _)| !self.directory.is_active(key))
+            .map(|(_, count)| count)
+            .sum();
+        ObjectGauges {
+            active: self.directory.len(),
+            websockets_open: open.iter().map(|(_, count)| count).sum(),
+            websockets_hibernated: hibernated,
+            alarms_scheduled: self.alarms.len(),
+        }
+    }
+
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Writes pending names and activity to the control database.

@@ -159,6 +159,11 @@ impl GuestCpu {
         self.meter().host += started.elapsed();
     }
 
+    /// The guest's CPU time so far.
+    pub(crate) fn charged(&self) -> Duration {
+        self.meter().charged
+    }
+
     /// Starts counting from zero (the next event of a warm object).
     pub(crate) fn reset(&self) {
         *self.meter() = Meter::default();

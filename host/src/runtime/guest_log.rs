@@ -14,6 +14,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::cpu_time::GuestCpu;
 use crate::runtime::RequestId;
+use crate::telemetry::TailLog;
 
 /// Log output one request may produce; past it lines are dropped, so a guest
 /// logging in a loop cannot flood the host's log.
@@ -35,6 +36,8 @@ pub struct GuestLog {
     /// Writing a line is the host's work: a slow log pipe must not count
     /// against the guest's CPU time.
     cpu: GuestCpu,
+    /// The lines written so far, kept only while `verge tail` watches.
+    collected: Arc<Mutex<Option<Vec<TailLog>>>>,
 }
 
 /// Lines, and bytes of each, kept as a guest's last words.
@@ -42,21 +45,38 @@ const LAST_WORDS: usize = 3;
 const LAST_WORD_BYTES: usize = 512;
 
 impl GuestLog {
-    pub(crate) fn new(worker: Arc<str>, request_id: RequestId, cpu: GuestCpu) -> Self {
+    /// `collect`: keep the lines for a tail event.
+    pub(crate) fn new(
+        worker: Arc<str>,
+        request_id: RequestId,
+        cpu: GuestCpu,
+        collect: bool,
+    ) -> Self {
         Self {
             worker,
             request_id: Arc::new(AtomicU64::new(request_id.into())),
             spent: Arc::new(AtomicUsize::new(0)),
             last_words: Arc::default(),
             cpu,
+            collected: Arc::new(Mutex::new(collect.then(Vec::new))),
         }
     }
 
     /// Starts over for the next event of a long-lived instance.
-    pub fn reset(&self, request_id: RequestId) {
+    pub fn reset(&self, request_id: RequestId, collect: bool) {
         self.request_id.store(request_id.into(), Ordering::Relaxed);
         self.spent.store(0, Ordering::Relaxed);
         self.words().clear();
+        *self.collection() = collect.then(Vec::new);
+    }
+
+    fn collection(&self) -> std::sync::MutexGuard<'_, Option<Vec<TailLog>>> {
+        self.collected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lines collected for a tail event (none when no one watched).
+    pub(crate) fn take_collected(&self) -> Vec<TailLog> {
+        self.collection().take().unwrap_or_default()
     }
 
     fn words(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
@@ -75,7 +95,10 @@ impl GuestLog {
     /// the host's own log with a newline, nor hide one with a terminal
     /// escape.
     pub fn emit(&self, level: Level, message: &str) {
-        self.cpu.exclude(|| self.write(level, message));
+        // A blank line says nothing (a panic's output starts with one).
+        if !message.trim().is_empty() {
+            self.cpu.exclude(|| self.write(level, message));
+        }
     }
 
     fn write(&self, level: Level, message: &str) {
@@ -96,6 +119,12 @@ impl GuestLog {
         let request_id = RequestId::from(self.request_id.load(Ordering::Relaxed));
         if before + message.len() >= LOG_BUDGET_BYTES {
             tracing::warn!(target: "guest", worker, %request_id, "log budget of {LOG_BUDGET_BYTES} bytes used up; dropping the rest of this request's log");
+        }
+        if let Some(lines) = &mut *self.collection() {
+            lines.push(TailLog {
+                level: level.as_str().to_ascii_lowercase(),
+                message: message.clone(),
+            });
         }
         match level {
             Level::TRACE => tracing::trace!(target: "guest", worker, %request_id, "{message}"),

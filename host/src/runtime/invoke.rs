@@ -10,6 +10,7 @@ use crate::bindings::{Request, Response};
 use super::cpu_time::GuestCpu;
 use super::limits::{self, CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
+use crate::telemetry::TailLog;
 
 /// Why a request produced no response from the guest.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,19 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
+    /// The limit that stopped the call, as the metrics name it.
+    pub fn limit_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::CpuLimit(_) => "cpu",
+            Self::MemoryLimit(_) => "memory",
+            Self::Timeout { .. } => "wall_clock",
+            Self::HostMemory(_) => "host_memory",
+            Self::AtCapacity => "instances",
+            Self::WorkerBusy { .. } => "worker_share",
+            Self::ObjectOverloaded(_) | Self::Trap(_) | Self::Handler(_) => return None,
+        })
+    }
+
     /// The host (or an object) had no room for the request: retrying
     /// later may succeed.
     pub fn is_overload(&self) -> bool {
@@ -57,6 +71,15 @@ impl InvokeError {
 /// The longest a request waits for a free instance slot.
 const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
 
+/// What serving one request produced, besides the response.
+pub struct Invocation {
+    pub result: Result<Response, InvokeError>,
+    /// The first Durable Object the request called, as `BINDING:name`.
+    pub object: Option<String>,
+    /// The guest's log lines, when `verge tail` was watching.
+    pub logs: Vec<TailLog>,
+}
+
 /// Runs `request` through a fresh instance of `worker`.
 ///
 /// Nothing survives the call: the store, the instance and its memory are
@@ -67,16 +90,30 @@ pub async fn invoke(
     request: Request,
     request_id: RequestId,
     hops: u32,
-) -> Result<Response, InvokeError> {
+) -> Invocation {
+    let refused = |error: InvokeError| {
+        if let Some(kind) = error.limit_kind() {
+            worker
+                .context
+                .telemetry
+                .metrics
+                .limit_breach(&worker.context.name, kind);
+        }
+        Invocation {
+            result: Err(error),
+            object: None,
+            logs: Vec::new(),
+        }
+    };
     let Some(handler) = &worker.handler else {
-        return Err(InvokeError::Handler(
+        return refused(InvokeError::Handler(
             "this component has no fetch handler, only Durable Object classes: \
              add a #[verge::worker] function, or remove the worker's routes"
                 .into(),
         ));
     };
     let Ok(_worker_slot) = worker.context.worker_slots.try_acquire() else {
-        return Err(InvokeError::WorkerBusy {
+        return refused(InvokeError::WorkerBusy {
             limit: worker.context.worker_slots_limit,
         });
     };
@@ -86,7 +123,7 @@ pub async fn invoke(
     let wait = Duration::from_millis(wall_ms).min(MAX_SLOT_WAIT);
     let _slot = match tokio::time::timeout(wait, worker.context.request_slots.acquire()).await {
         Ok(Ok(slot)) => slot,
-        _ => return Err(InvokeError::AtCapacity),
+        _ => return refused(InvokeError::AtCapacity),
     };
     let mut state = HostState::new(worker.context.clone(), request_id);
     state.hops = hops;
@@ -101,13 +138,18 @@ pub async fn invoke(
     })
     .await
     .map_err(|error| store.data().with_last_words(error));
-    match result {
-        Err(InvokeError::Handler(error) | InvokeError::Trap(error))
-            if store.data().object_overloaded =>
-        {
+    let state = store.data_mut();
+    state.record_call(Some("request"), &result);
+    let result = match result {
+        Err(InvokeError::Handler(error) | InvokeError::Trap(error)) if state.object_overloaded => {
             Err(InvokeError::ObjectOverloaded(error))
         }
         other => other,
+    };
+    Invocation {
+        result,
+        object: state.first_object.take(),
+        logs: state.guest_log().take_collected(),
     }
 }
 

@@ -46,6 +46,11 @@ impl MemoryBudget {
         self.limit
     }
 
+    /// Bytes reserved right now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
     /// An empty reservation to grow.
     pub(crate) fn reserve(self: &Arc<Self>) -> Reservation {
         Reservation {
@@ -56,6 +61,11 @@ impl MemoryBudget {
 }
 
 impl Reservation {
+    /// Bytes this reservation holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Takes `bytes` more from the budget, unless that passes its limit.
     pub(crate) fn grow(&mut self, bytes: usize) -> bool {
         let budget = &self.budget;

@@ -63,6 +63,9 @@ pub struct HostState {
     pub(crate) subrequests: u32,
     /// Verge hosts the request had passed through when it arrived.
     pub(crate) hops: u32,
+    /// The first Durable Object the request called (`BINDING:name`), for
+    /// its log line.
+    pub(crate) first_object: Option<String>,
     /// Set when this store runs a Durable Object: the one seam between a
     /// store and the object it serves (`objects/instance.rs`).
     pub(crate) object: Option<ObjectScope>,
@@ -71,7 +74,8 @@ pub struct HostState {
 impl HostState {
     pub fn new(worker: Arc<WorkerContext>, request_id: RequestId) -> Self {
         let cpu = GuestCpu::default();
-        let guest_log = GuestLog::new(worker.name.clone(), request_id, cpu.clone());
+        let watched = worker.telemetry.tail.is_watched();
+        let guest_log = GuestLog::new(worker.name.clone(), request_id, cpu.clone(), watched);
         let memory = worker.memory.reserve();
         // No preopened files and no environment by default; sockets are
         // denied explicitly (outbound HTTP goes through `fetch` and its
@@ -96,6 +100,7 @@ impl HostState {
             object_overloaded: false,
             subrequests: 0,
             hops: 0,
+            first_object: None,
             object: None,
         }
     }
@@ -104,7 +109,8 @@ impl HostState {
     /// request id, log budget, CPU and subrequest counters.
     pub(crate) fn begin_event(&mut self, request_id: RequestId) {
         self.request_id = request_id;
-        self.guest_log.reset(request_id);
+        self.guest_log
+            .reset(request_id, self.worker.telemetry.tail.is_watched());
         self.cpu.reset();
         self.subrequests = 0;
     }
@@ -123,6 +129,28 @@ impl HostState {
         match (error, self.guest_log.last_words()) {
             (InvokeError::Trap(trap), Some(words)) => InvokeError::Trap(format!("{words}: {trap}")),
             (error, _) => error,
+        }
+    }
+
+    /// Counts a guest call that ended with `result` in the metrics: the
+    /// instance it started (`instantiated`: `request` or `object`), its
+    /// CPU time and memory, and the limit that stopped it, if one did.
+    pub(crate) fn record_call<T>(
+        &self,
+        instantiated: Option<&'static str>,
+        result: &Result<T, InvokeError>,
+    ) {
+        let metrics = &self.worker.telemetry.metrics;
+        metrics.guest_call(
+            &self.worker.name,
+            instantiated,
+            self.cpu.charged(),
+            self.memory.bytes(),
+        );
+        if let Err(error) = result
+            && let Some(kind) = error.limit_kind()
+        {
+            metrics.limit_breach(&self.worker.name, kind);
         }
     }
 

@@ -10,6 +10,7 @@ use crate::bindings::OutboundHttp;
 use crate::bindings::exports::verge::platform::{handler, object, object_events};
 use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
+use crate::telemetry::Telemetry;
 
 use super::HostState;
 
@@ -30,6 +31,7 @@ pub struct WorkerContext {
     pub(crate) worker_slots_limit: u32,
     /// The host's memory budget.
     pub(crate) memory: Arc<super::MemoryBudget>,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 /// A worker version with its component pre-instantiated: serving a request

@@ -5,6 +5,8 @@
 //! |---|---|---|
 //! | GET | /v1/health | liveness |
 //! | GET | /v1/stats | artifact cache counters |
+//! | GET | /v1/tail | live request events, one JSON object per line (`?worker=&status=&method=&search=&sampling_rate=`) |
+//! | GET | /metrics | Prometheus metrics (OpenMetrics text) |
 //! | GET | /v1/workers | every worker and its active version |
 //! | GET | /v1/workers/{name} | one worker with all its versions |
 //! | DELETE | /v1/workers/{name} | delete the worker |
@@ -34,6 +36,7 @@ use serde_json::json;
 use super::AdminOptions;
 use super::auth::{AdminGate, check};
 use super::errors::json_error;
+use super::observe;
 use crate::objects::{Namespace, ObjectError, ObjectId, ObjectKey};
 use crate::platform::{DeployError, Platform};
 
@@ -47,6 +50,8 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
     Router::new()
         .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
         .route("/v1/stats", get(stats))
+        .route("/v1/tail", get(observe::tail))
+        .route("/metrics", get(observe::metrics))
         .route("/v1/workers", get(list_workers))
         .route("/v1/workers/{name}", get(show_worker).delete(delete_worker))
         .route("/v1/workers/{name}/versions", post(upload_version))

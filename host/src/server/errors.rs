@@ -7,6 +7,9 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::runtime::{InvokeError, RequestId};
 
+/// The header an error response carries its error id in.
+pub(super) const ERROR_ID_HEADER: &str = "x-verge-error-id";
+
 /// `{"error": message}` with `status`.
 pub(super) fn json_error(status: StatusCode, message: impl Into<String>) -> impl IntoResponse {
     (status, Json(serde_json::json!({ "error": message.into() })))
@@ -80,7 +83,7 @@ pub(super) fn invoke_error(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response.headers_mut().insert(
-        "x-verge-error-id",
+        ERROR_ID_HEADER,
         HeaderValue::from_str(&error_id).expect("hex is a valid header"),
     );
     response

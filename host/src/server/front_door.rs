@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
@@ -20,11 +20,12 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 
 use super::IndexPage;
-use super::errors::{invoke_error, text};
+use super::errors::{ERROR_ID_HEADER, invoke_error, text};
 use crate::bindings::{self, http_types};
 use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
 use crate::runtime::{self, LoadedWorker, RequestId, Reservation};
+use crate::telemetry::{RequestRecord, TailLog};
 
 #[derive(Clone)]
 struct FrontDoor {
@@ -39,16 +40,30 @@ pub(super) fn router(platform: Arc<Platform>, index: Option<Arc<IndexPage>>) -> 
 }
 
 async fn serve(State(door): State<FrontDoor>, request: Request) -> Response {
+    let started = Instant::now();
     let request_id = RequestId::random();
     let host = request_host(&request);
+    let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let mut served = Served::default();
     let mut response = match door.platform.route(&host, &path) {
         // The host becomes part of the URL the guest parses.
         _ if host.parse::<http::uri::Authority>().is_err() => text(
             StatusCode::BAD_REQUEST,
             format!("Invalid Host header {host:?}\n"),
         ),
-        Some(worker) => serve_with(&door.platform, &worker, request, &host, request_id).await,
+        Some(worker) => {
+            served.worker = Some(worker.clone());
+            serve_with(
+                &door.platform,
+                &worker,
+                request,
+                &host,
+                request_id,
+                &mut served,
+            )
+            .await
+        }
         None => match &door.index {
             Some(index) if path == "/" => Html(index.html().to_owned()).into_response(),
             _ => text(
@@ -57,11 +72,37 @@ async fn serve(State(door): State<FrontDoor>, request: Request) -> Response {
             ),
         },
     };
+    let request_id = request_id.to_string();
     response.headers_mut().insert(
         "x-verge-request-id",
-        HeaderValue::from_str(&request_id.to_string()).expect("hex is a valid header"),
+        HeaderValue::from_str(&request_id).expect("hex is a valid header"),
     );
+    let worker = served.worker.as_ref().map(|w| &w.context);
+    door.platform.telemetry().request_finished(RequestRecord {
+        request_id,
+        method: method.as_str(),
+        host: &host,
+        path: &path,
+        status: response.status().as_u16(),
+        duration: started.elapsed(),
+        worker: worker.map(|w| (&*w.name, w.version)),
+        object: served.object,
+        error_id: response
+            .headers()
+            .get(ERROR_ID_HEADER)
+            .and_then(|id| id.to_str().ok())
+            .map(str::to_owned),
+        logs: served.logs,
+    });
     response
+}
+
+/// What serving a request left to log besides its response.
+#[derive(Default)]
+struct Served {
+    worker: Option<Arc<LoadedWorker>>,
+    object: Option<String>,
+    logs: Vec<TailLog>,
 }
 
 async fn serve_with(
@@ -70,6 +111,7 @@ async fn serve_with(
     request: Request,
     host: &str,
     request_id: RequestId,
+    served: &mut Served,
 ) -> Response {
     let name = &*worker.context.name;
     let limit = worker.context.config.limits.body_bytes();
@@ -95,7 +137,9 @@ async fn serve_with(
         Ok(wire) => wire,
         Err(response) => return response,
     };
-    let result = runtime::invoke(worker, wire, request_id, hops).await;
+    let invocation = runtime::invoke(worker, wire, request_id, hops).await;
+    served.object = invocation.object;
+    served.logs = invocation.logs;
     let invalid = |e: anyhow::Error| {
         let error = runtime::InvokeError::Handler(format!(
             "the worker returned an invalid response: {e:#}"
@@ -103,7 +147,7 @@ async fn serve_with(
         invoke_error(&error, name, request_id, platform.options().dev)
     };
     let hub = platform.objects().sockets();
-    match (result, upgrade) {
+    match (invocation.result, upgrade) {
         // However the worker answered.
         (_, Some((upgrade, pending))) if hub.over_limit(pending.token) => {
             refuse_over_limit(upgrade)

@@ -7,6 +7,7 @@ mod errors;
 mod front_door;
 mod index;
 mod listener;
+mod observe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

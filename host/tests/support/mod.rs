@@ -361,16 +361,19 @@ impl Drop for VergeProcess {
     }
 }
 
-/// `key=value` from a log line.
+/// `key=value` from a log line, or `"key":"value"` from a JSON one.
 fn field(line: &str, key: &str) -> SocketAddr {
-    let start = line
-        .find(key)
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        + key.len();
-    let value: String = line[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
+    let json_key = format!("\"{}\":\"", key.trim_end_matches('='));
+    let (start, end) = match line.find(key) {
+        Some(at) => (at + key.len(), char::is_whitespace as fn(char) -> bool),
+        None => (
+            line.find(&json_key)
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+                + json_key.len(),
+            (|c| c == '"') as fn(char) -> bool,
+        ),
+    };
+    let value: String = line[start..].chars().take_while(|c| !end(*c)).collect();
     value
         .parse()
         .unwrap_or_else(|_| panic!("bad address {value:?} in {line:?}"))

@@ -40,6 +40,11 @@ impl AlarmSchedule {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Alarms waiting to fire.
+    pub(crate) fn len(&self) -> usize {
+        self.schedule().due.len()
+    }
+
     /// Makes `alarms` the whole set of `key`'s alarms.
     pub(crate) fn replace(&self, key: &ObjectKey, alarms: Vec<(String, i64)>) {
         let mut schedule = self.schedule();

@@ -192,6 +192,16 @@ impl SocketHub {
         self.limits
     }
 
+    /// The objects holding open sockets, and how many each.
+    pub(crate) fn open_by_object(&self) -> Vec<(ObjectKey, usize)> {
+        let hub = self.hub();
+        hub.objects
+            .iter()
+            .filter(|(_, sockets)| sockets.open > 0)
+            .map(|(key, sockets)| (key.clone(), sockets.open))
+            .collect()
+    }
+
     fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {
         // Every change below is a single map operation: a panic cannot
         // leave the hub half-updated.

@@ -1,0 +1,293 @@
+//! The host's Prometheus metrics, served at `/metrics` on the admin
+//! listener in the OpenMetrics text format (docs/operations.md lists
+//! each one).
+//!
+//! Counters and histograms are updated where things happen; gauges that
+//! describe the host's state right now (objects active, WebSockets,
+//! alarms waiting) are read from their owners at scrape time, so they can
+//! never drift from the truth.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    worker: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    worker: String,
+    kind: &'static str,
+}
+
+type HistogramFamily = Family<WorkerLabel, Histogram, fn() -> Histogram>;
+
+/// Seconds, from 100 µs to ~55 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+/// Bytes, from 64 KiB to 4 GiB.
+fn memory_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(65536.0, 2.0, 17))
+}
+
+/// Every metric the host keeps, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    request_duration: HistogramFamily,
+    instantiations: Family<KindLabels, Counter>,
+    cpu: Family<WorkerLabel, Counter<f64, AtomicU64>>,
+    memory: HistogramFamily,
+    limit_breaches: Family<KindLabels, Counter>,
+    objects_active: Gauge,
+    objects_evicted: Counter,
+    batch_events: Histogram,
+    commit_duration: Histogram,
+    websockets_open: Gauge,
+    websockets_hibernated: Gauge,
+    alarms_scheduled: Gauge,
+    alarms_fired: Counter,
+    alarms_retried: Counter,
+    memory_reserved: Gauge,
+}
+
+/// The host's state at scrape time, for the gauges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub objects_active: usize,
+    pub websockets_open: usize,
+    pub websockets_hibernated: usize,
+    pub alarms_scheduled: usize,
+    pub memory_reserved_bytes: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("verge");
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "Requests the front door answered, by worker and HTTP status",
+            requests.clone(),
+        );
+        let request_duration = HistogramFamily::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Time from a request's arrival to its response head, by worker",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let instantiations = Family::default();
+        registry.register(
+            "instantiations",
+            "Guest instances started, by worker and kind (request: one per request; object: a Durable Object waking)",
+            instantiations.clone(),
+        );
+        let cpu = Family::default();
+        registry.register_with_unit(
+            "guest_cpu",
+            "CPU time guests spent in their own code, by worker",
+            Unit::Seconds,
+            cpu.clone(),
+        );
+        let memory = HistogramFamily::new_with_constructor(memory_histogram);
+        registry.register_with_unit(
+            "guest_memory",
+            "Linear memory each request's instance (or object event) had grown to when it ended, by worker",
+            Unit::Bytes,
+            memory.clone(),
+        );
+        let limit_breaches = Family::default();
+        registry.register(
+            "limit_breaches",
+            "Guest calls stopped by a limit, by worker and kind (cpu, memory, wall_clock, host_memory, instances, worker_share)",
+            limit_breaches.clone(),
+        );
+        let objects_active = Gauge::default();
+        registry.register(
+            "objects_active",
+            "Durable Objects with a live actor",
+            objects_active.clone(),
+        );
+        let objects_evicted = Counter::default();
+        registry.register(
+            "objects_evicted",
+            "Durable Objects evicted (idle, or least recently used past --max-objects)",
+            objects_evicted.clone(),
+        );
+        let batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "commit_batch_events",
+            "Events one Durable Object commit covered (group commit)",
+            batch_events.clone(),
+        );
+        let commit_duration = latency_histogram();
+        registry.register_with_unit(
+            "commit_duration",
+            "Time a Durable Object commit took, fsync included",
+            Unit::Seconds,
+            commit_duration.clone(),
+        );
+        let websockets_open = Gauge::default();
+        registry.register(
+            "websockets_open",
+            "WebSockets the host holds for Durable Objects",
+            websockets_open.clone(),
+        );
+        let websockets_hibernated = Gauge::default();
+        registry.register(
+            "websockets_hibernated",
+            "Held WebSockets whose object is not active (hibernated)",
+            websockets_hibernated.clone(),
+        );
+        let alarms_scheduled = Gauge::default();
+        registry.register(
+            "alarms_scheduled",
+            "Alarms waiting to fire",
+            alarms_scheduled.clone(),
+        );
+        let alarms_fired = Counter::default();
+        registry.register(
+            "alarms_fired",
+            "Alarm events delivered to objects",
+            alarms_fired.clone(),
+        );
+        let alarms_retried = Counter::default();
+        registry.register(
+            "alarms_retried",
+            "Alarm events that failed and were scheduled again",
+            alarms_retried.clone(),
+        );
+        let memory_reserved = Gauge::default();
+        registry.register_with_unit(
+            "host_memory_reserved",
+            "Instance memory and buffered bodies counted against the host's memory budget",
+            Unit::Bytes,
+            memory_reserved.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            instantiations,
+            cpu,
+            memory,
+            limit_breaches,
+            objects_active,
+            objects_evicted,
+            batch_events,
+            commit_duration,
+            websockets_open,
+            websockets_hibernated,
+            alarms_scheduled,
+            alarms_fired,
+            alarms_retried,
+            memory_reserved,
+        }
+    }
+}
+
+fn worker(name: &str) -> WorkerLabel {
+    WorkerLabel {
+        worker: name.to_owned(),
+    }
+}
+
+impl Metrics {
+    /// A request answered with `status` after `duration`.
+    pub fn request(&self, worker_name: &str, status: u16, duration: Duration) {
+        self.requests
+            .get_or_create(&StatusLabels {
+                worker: worker_name.to_owned(),
+                status,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&worker(worker_name))
+            .observe(duration.as_secs_f64());
+    }
+
+    /// A guest call ended: an instance started (`kind`: request or
+    /// object) or an object event ran; what it used.
+    pub fn guest_call(
+        &self,
+        worker_name: &str,
+        instantiated: Option<&'static str>,
+        cpu: Duration,
+        memory_bytes: usize,
+    ) {
+        let label = worker(worker_name);
+        if let Some(kind) = instantiated {
+            self.instantiations
+                .get_or_create(&KindLabels {
+                    worker: worker_name.to_owned(),
+                    kind,
+                })
+                .inc();
+        }
+        self.cpu.get_or_create(&label).inc_by(cpu.as_secs_f64());
+        self.memory
+            .get_or_create(&label)
+            .observe(memory_bytes as f64);
+    }
+
+    /// A guest call stopped by a limit of `kind`.
+    pub fn limit_breach(&self, worker_name: &str, kind: &'static str) {
+        self.limit_breaches
+            .get_or_create(&KindLabels {
+                worker: worker_name.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn object_evicted(&self) {
+        self.objects_evicted.inc();
+    }
+
+    /// One Durable Object commit of `events` events.
+    pub fn commit(&self, events: usize, duration: Duration) {
+        self.batch_events.observe(events as f64);
+        self.commit_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn alarm_fired(&self) {
+        self.alarms_fired.inc();
+    }
+
+    pub fn alarm_retried(&self) {
+        self.alarms_retried.inc();
+    }
+
+    /// Every metric in the OpenMetrics text format, the gauges set from
+    /// `now`.
+    pub fn encode(&self, now: Snapshot) -> String {
+        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        self.objects_active.set(gauge(now.objects_active));
+        self.websockets_open.set(gauge(now.websockets_open));
+        self.websockets_hibernated
+            .set(gauge(now.websockets_hibernated));
+        self.alarms_scheduled.set(gauge(now.alarms_scheduled));
+        self.memory_reserved.set(gauge(now.memory_reserved_bytes));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}

@@ -1,0 +1,111 @@
+//! What a host tells its operators: one log line per request, live tails
+//! for `verge tail`, and Prometheus metrics.
+
+mod logging;
+mod metrics;
+mod tail;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use logging::{LogFormat, init_logging};
+pub use metrics::{Metrics, Snapshot};
+pub use tail::{TailEvent, TailFilter, TailHub, TailLog};
+
+/// The host's metrics and its tail hub; one per platform.
+#[derive(Default)]
+pub struct Telemetry {
+    pub metrics: Metrics,
+    pub tail: TailHub,
+}
+
+/// A request the front door finished, for its log line, metrics and tail.
+pub struct RequestRecord<'a> {
+    pub request_id: String,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    /// The worker and version that served it, if one matched.
+    pub worker: Option<(&'a str, u32)>,
+    pub object: Option<String>,
+    pub error_id: Option<String>,
+    pub logs: Vec<TailLog>,
+}
+
+/// An event a Durable Object ran, for `verge tail`.
+pub struct ObjectEventRecord<'a> {
+    pub request_id: String,
+    pub worker: (&'a str, u32),
+    /// `Class:name`.
+    pub object: &'a str,
+    /// What ran: `alarm daily`, `rpc add`, `websocket message`.
+    pub event: String,
+    pub failed: bool,
+    pub duration: Duration,
+    pub logs: Vec<TailLog>,
+}
+
+impl Telemetry {
+    /// Logs the request's line, counts it, and shows it to tail watchers.
+    pub fn request_finished(&self, record: RequestRecord<'_>) {
+        let duration_ms = record.duration.as_secs_f64() * 1000.0;
+        let (worker, version) = record.worker.unzip();
+        tracing::info!(
+            target: "verge::request",
+            status = record.status,
+            duration_ms = format_args!("{duration_ms:.2}"),
+            worker = worker.map(display),
+            version,
+            object = record.object.as_deref().map(display),
+            request_id = %record.request_id,
+            error_id = record.error_id.as_deref().map(display),
+            "{} {}{}",
+            record.method,
+            record.host,
+            record.path,
+        );
+        if let Some(worker) = worker {
+            self.metrics.request(worker, record.status, record.duration);
+        }
+        self.tail.send(TailEvent {
+            timestamp_ms: now_ms(),
+            request_id: record.request_id,
+            kind: "fetch".into(),
+            worker: worker.map(str::to_owned),
+            version,
+            method: Some(record.method.to_owned()),
+            target: format!("{}{}", record.host, record.path),
+            status: record.status,
+            duration_ms,
+            object: record.object,
+            error_id: record.error_id,
+            logs: record.logs,
+        });
+    }
+
+    /// Shows an object's event to tail watchers.
+    pub fn object_event_finished(&self, record: ObjectEventRecord<'_>) {
+        let (worker, version) = record.worker;
+        self.tail.send(TailEvent {
+            timestamp_ms: now_ms(),
+            request_id: record.request_id,
+            kind: "object".into(),
+            worker: Some(worker.to_owned()),
+            version: Some(version),
+            method: None,
+            target: record.event,
+            status: if record.failed { 500 } else { 200 },
+            duration_ms: record.duration.as_secs_f64() * 1000.0,
+            object: Some(record.object.to_owned()),
+            error_id: None,
+            logs: record.logs,
+        });
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
