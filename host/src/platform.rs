@@ -68,6 +68,9 @@ pub struct Deployment {
     pub active: bool,
     /// The upload was identical to the active version, so nothing changed.
     pub unchanged: bool,
+    /// What deployed but will not work as the author likely meant.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What serves requests right now; replaced whole on every change, so a
@@ -234,7 +237,10 @@ impl Platform {
         let compiled = compiled.map_err(DeployError::Component)?;
         let prepared = runtime::prepare(&self.linker, &compiled)?;
         let probe = self.loaded(name, 0, config.clone(), &hash, prepared)?;
-        self.check_classes(&probe).await?;
+        let warnings = self.check_classes(&probe).await?;
+        for warning in &warnings {
+            tracing::warn!(worker = name, "{warning}");
+        }
         if activate {
             self.check_routes(name, &config)?;
         }
@@ -261,6 +267,7 @@ impl Platform {
         }
         let mut outcome = deployment(&worker, false);
         outcome.active = activate;
+        outcome.warnings = warnings;
         Ok(outcome)
     }
 
@@ -487,8 +494,9 @@ impl Platform {
 
     /// Checks that the classes verge.toml declares are the ones the
     /// component defines, and that bindings to other workers' classes
-    /// resolve.
-    async fn check_classes(&self, worker: &LoadedWorker) -> Result<(), DeployError> {
+    /// resolve. Classes the component defines that verge.toml never
+    /// creates come back as warnings: nothing can reach them.
+    async fn check_classes(&self, worker: &LoadedWorker) -> Result<Vec<String>, DeployError> {
         let config = &worker.context.config;
         for binding in &config.durable_objects.bindings {
             if let Some(script) = &binding.script_name
@@ -503,14 +511,19 @@ impl Platform {
                 )));
             }
         }
-        if config.classes.is_empty() {
-            return Ok(());
+        if config.classes.is_empty() && worker.object.is_none() {
+            return Ok(Vec::new());
         }
-        let defined = runtime::component_classes(worker).await.map_err(|e| {
-            DeployError::Classes(format!(
-                "verge.toml declares Durable Object classes, but the component {e}"
-            ))
-        })?;
+        let defined = match runtime::component_classes(worker).await {
+            Ok(defined) => defined,
+            // Only declared classes must be checked.
+            Err(_) if config.classes.is_empty() => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(DeployError::Classes(format!(
+                    "verge.toml declares Durable Object classes, but the component {e}"
+                )));
+            }
+        };
         let missing: Vec<&String> = config
             .classes
             .iter()
@@ -521,7 +534,17 @@ impl Platform {
                 "verge.toml declares classes {missing:?} that the component does not define (it defines {defined:?})"
             )));
         }
-        Ok(())
+        Ok(defined
+            .iter()
+            .filter(|class| !config.classes.contains(*class))
+            .map(|class| {
+                format!(
+                    "the component defines Durable Object class {class:?}, which verge.toml does not create: \
+                     nothing can reach it until [[migrations]] has new_sqlite_classes = [{class:?}] \
+                     and a [[durable_objects.bindings]] entry names it"
+                )
+            })
+            .collect())
     }
 
     /// Applies the migrations of `worker`'s config not applied before, in
@@ -629,5 +652,6 @@ fn deployment(worker: &LoadedWorker, unchanged: bool) -> Deployment {
             .collect(),
         active: true,
         unchanged,
+        warnings: Vec::new(),
     }
 }

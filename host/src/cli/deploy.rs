@@ -33,6 +33,9 @@ pub(super) async fn run(args: DeployArgs) -> Result<()> {
     let deployment = client
         .upload(name, bytes, &project.config_text, !args.no_activate)
         .await?;
+    for warning in deployment["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+    }
     let version = &deployment["version"];
     if deployment["unchanged"] == true {
         println!("`{name}` version {version} is already active; nothing changed");

@@ -62,20 +62,33 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !matches!(event.kind, EventKind::Access(_))
-            && event.paths.iter().any(|p| is_source(&watch_root, p))
         {
-            let _ = changed.send(());
+            let sources: Vec<PathBuf> = event
+                .paths
+                .into_iter()
+                .filter(|p| is_source(&watch_root, p))
+                .collect();
+            if !sources.is_empty() {
+                let _ = changed.send(sources);
+            }
         }
     })
     .context("starting the file watcher")?;
-    watcher
-        .watch(&dir, RecursiveMode::Recursive)
-        .with_context(|| format!("watching {}", dir.display()))?;
+    watch_sources(&mut watcher, &dir)?;
 
     let reload = async {
-        while changes.recv().await.is_some() {
+        while let Some(mut paths) = changes.recv().await {
             tokio::time::sleep(DEBOUNCE).await;
-            while changes.try_recv().is_ok() {}
+            while let Ok(more) = changes.try_recv() {
+                paths.extend(more);
+            }
+            // A directory made at the top (say, `assets/`) is watched from now on.
+            for path in paths
+                .iter()
+                .filter(|p| p.parent() == Some(&*dir) && p.is_dir())
+            {
+                let _ = watcher.watch(path, RecursiveMode::Recursive);
+            }
             eprintln!("verge dev: change detected, rebuilding");
             match build_and_deploy(&platform, &dir).await {
                 Ok(d) if d.unchanged => eprintln!("verge dev: nothing changed"),
@@ -105,6 +118,9 @@ async fn build_and_deploy(platform: &Arc<Platform>, dir: &Path) -> Result<Deploy
         .deploy(&name, bytes?, &project.config_text, true)
         .await?;
     sync_dev_vars(platform, &name, &dir.join(".dev.vars")).await?;
+    for warning in &deployment.warnings {
+        eprintln!("verge dev: warning: {warning}");
+    }
     Ok(deployment)
 }
 
@@ -142,6 +158,26 @@ fn parse_dev_vars(text: &str) -> Vec<(&str, &str)> {
             (key.trim(), unquoted.unwrap_or(value))
         })
         .collect()
+}
+
+/// Watches the project's sources: its top directory, and every directory in
+/// it but build output and local state. Watching `target/` too would cost
+/// a watch per build directory, and warnings as cargo deletes them.
+fn watch_sources(watcher: &mut impl Watcher, dir: &Path) -> Result<()> {
+    let mut watch = |path: &Path, mode| {
+        watcher
+            .watch(path, mode)
+            .with_context(|| format!("watching {}", path.display()))
+    };
+    watch(dir, RecursiveMode::NonRecursive)?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() && is_source(dir, &path) {
+            watch(&path, RecursiveMode::Recursive)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a changed path is source the worker is built from, rather than

@@ -113,14 +113,59 @@ pub(super) fn validate(
             )));
         }
         if binding.script_name.is_none() && !classes.contains(&binding.class_name) {
-            return Err(ConfigError::new(format!(
-                "binding {name:?} uses class {:?}, which no migration creates: add \
-                 [[migrations]] with new_sqlite_classes = [{:?}]",
-                binding.class_name, binding.class_name
+            return Err(ConfigError::new(unknown_class(
+                name,
+                &binding.class_name,
+                &classes,
             )));
         }
     }
     Ok(classes)
+}
+
+/// Why a binding's class is unknown: most likely a typo of a class the
+/// migrations create, else a class no migration creates yet.
+fn unknown_class(binding: &str, class: &str, created: &BTreeSet<String>) -> String {
+    let add = format!("add [[migrations]] with new_sqlite_classes = [{class:?}]");
+    let closest = created
+        .iter()
+        .map(|known| {
+            (
+                edit_distance(&known.to_lowercase(), &class.to_lowercase()),
+                known,
+            )
+        })
+        .min();
+    match closest {
+        Some((distance, known)) if distance <= 2 + class.len() / 4 => format!(
+            "binding {binding:?} uses class {class:?}, which no migration creates: did you mean {known:?}? \
+             (if {class:?} is a new class, {add})"
+        ),
+        _ if created.is_empty() => {
+            format!("binding {binding:?} uses class {class:?}, which no migration creates: {add}")
+        }
+        _ => format!(
+            "binding {binding:?} uses class {class:?}, which no migration creates (they create {:?}): {add}",
+            created
+        ),
+    }
+}
+
+/// Levenshtein distance: single-character insertions, deletions and
+/// substitutions that turn `a` into `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn check_class_name(class: &str) -> Result<(), String> {
@@ -182,6 +227,24 @@ mod tests {
                 .contains("new_sqlite_classes = [\"Missing\"]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_typo_of_a_created_class_gets_the_created_name() {
+        let mut v1 = migration("v1");
+        v1.new_sqlite_classes = vec!["Counter".into(), "ChatRoom".into()];
+        let err = validate(&bind("COUNTER", "Conter"), &[v1.clone()]).unwrap_err();
+        assert!(
+            err.to_string().contains("did you mean \"Counter\"?"),
+            "{err}"
+        );
+        let err = validate(&bind("LIMITER", "RateLimiter"), &[v1]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("(they create {\"ChatRoom\", \"Counter\"})"),
+            "{err}"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
