@@ -19,7 +19,7 @@ use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     MemoryBudget, WorkerContext, content_hash,
 };
-use crate::storage::{ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
+use crate::storage::{Activation, ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 
 /// How a host is set up.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ impl Platform {
         });
         if activate {
             self.apply_migrations(&worker).await?;
-            self.control.activate(name, version)?;
+            self.control.activate(name, version, Activation::Forward)?;
             let mut workers = self.serving.0.load().workers.clone();
             workers.insert(name.to_owned(), worker.clone());
             self.swap(workers)?;
@@ -259,17 +259,28 @@ impl Platform {
         Ok(outcome)
     }
 
-    /// Serves `version` of `name` from now on.
+    /// Serves `version` of `name` from now on. Activating the version that
+    /// serves already changes nothing, and leaves no step in the history
+    /// for a rollback to land on.
     pub async fn activate(
         self: &Arc<Self>,
         name: &str,
         version: u32,
     ) -> Result<Deployment, DeployError> {
         let _changes = self.changes.lock().await;
-        self.activate_locked(name, version).await
+        self.require_worker(name)?;
+        if let Some(current) = self.active(name)
+            && current.context.version == version
+        {
+            return Ok(deployment(&current, true));
+        }
+        self.activate_locked(name, version, Activation::Forward)
+            .await
     }
 
-    /// Serves the version that was active before the current one.
+    /// Serves the version that was active before the current one in the
+    /// deployment history; repeated rollbacks keep walking back (see
+    /// [`ControlStore::activate`]).
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployment, DeployError> {
         let _changes = self.changes.lock().await;
         self.require_worker(name)?;
@@ -277,15 +288,22 @@ impl Platform {
             .control
             .previous_version(name)?
             .ok_or_else(|| DeployError::NothingToRollBack(name.to_owned()))?;
-        self.activate_locked(name, version).await
+        self.activate_locked(name, version, Activation::Rollback)
+            .await
+    }
+
+    /// The version a rollback of `name` would serve, if any.
+    pub fn rollback_target(&self, name: &str) -> Result<Option<u32>, DeployError> {
+        self.require_worker(name)?;
+        Ok(self.control.previous_version(name)?)
     }
 
     async fn activate_locked(
         self: &Arc<Self>,
         name: &str,
         version: u32,
+        how: Activation,
     ) -> Result<Deployment, DeployError> {
-        self.require_worker(name)?;
         let record =
             self.control
                 .version(name, version)?
@@ -298,7 +316,7 @@ impl Platform {
         self.apply_migrations(&worker).await?;
         let mut workers = self.serving.0.load().workers.clone();
         workers.insert(name.to_owned(), worker.clone());
-        self.control.activate(name, version)?;
+        self.control.activate(name, version, how)?;
         self.swap(workers)?;
         tracing::info!(worker = name, version, "activated");
         Ok(deployment(&worker, false))
