@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
@@ -14,7 +15,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::bindings::{AddressGuard, OutboundHttp};
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
-use crate::objects::{ActiveCode, ObjectOptions, ObjectSystem};
+use crate::objects::{ActiveCode, ObjectOptions, ObjectStats, ObjectSystem};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     MemoryBudget, WorkerContext, content_hash,
@@ -69,6 +70,26 @@ pub struct Deployment {
     pub unchanged: bool,
 }
 
+/// What `GET /v1/status` and `verge status` report: the host at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    /// This build of Verge.
+    pub version: &'static str,
+    pub uptime_secs: u64,
+    pub workers: Vec<WorkerStatus>,
+    pub objects: ObjectStats,
+}
+
+/// One worker in a [`HostStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerStatus {
+    pub name: String,
+    pub active_version: Option<u32>,
+    /// False when the active version could not be loaded (see the log), so
+    /// nothing of this worker answers requests.
+    pub serving: bool,
+}
+
 /// What serves requests right now; replaced whole on every change, so a
 /// request sees either the old state or the new one, never a mix.
 #[derive(Default)]
@@ -103,6 +124,7 @@ pub struct Platform {
     serving: Arc<Deployed>,
     /// Serializes deploys, activations and deletions.
     changes: tokio::sync::Mutex<()>,
+    started: Instant,
 }
 
 impl Platform {
@@ -137,6 +159,7 @@ impl Platform {
             options,
             serving,
             changes: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
         });
         platform.restore().await?;
         platform.objects.start_alarms()?;
@@ -177,6 +200,33 @@ impl Platform {
 
     pub fn artifact_stats(&self) -> ArtifactStats {
         self.artifacts.stats()
+    }
+
+    /// The size of the stored component with `hash`, as uploaded.
+    pub fn component_size(&self, hash: &str) -> Option<u64> {
+        self.artifacts.component_size(hash)
+    }
+
+    /// The host at a glance: build, uptime, workers and what their objects
+    /// hold right now.
+    pub fn status(&self) -> Result<HostStatus> {
+        let serving = self.serving.0.load();
+        let workers = self
+            .control
+            .workers()?
+            .into_iter()
+            .map(|w| WorkerStatus {
+                serving: serving.workers.contains_key(&w.name),
+                name: w.name,
+                active_version: w.active_version,
+            })
+            .collect();
+        Ok(HostStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: self.started.elapsed().as_secs(),
+            workers,
+            objects: self.objects.stats(),
+        })
     }
 
     /// The worker that serves `host` and `path`.

@@ -51,6 +51,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+pub use admin::ObjectStats;
 pub use error::ObjectError;
 #[cfg(feature = "test-hooks")]
 pub use faults::FaultInjection;

@@ -87,6 +87,18 @@ impl AlarmSchedule {
         (fired, next)
     }
 
+    /// How many alarms are scheduled, and how many of them are due by
+    /// `now` (firing, or waiting for a retry).
+    pub(crate) fn counts(&self, now: i64) -> (usize, usize) {
+        let schedule = self.schedule();
+        let due = schedule
+            .due
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .count();
+        (schedule.due.len(), due)
+    }
+
     /// Forgets every alarm of `key` (the object was deleted).
     pub(crate) fn forget(&self, key: &ObjectKey) {
         self.replace(key, Vec::new());

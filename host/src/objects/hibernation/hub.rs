@@ -470,6 +470,16 @@ impl SocketHub {
         }
     }
 
+    /// The objects holding open sockets, and how many each holds.
+    pub(crate) fn open_by_object(&self) -> Vec<(ObjectKey, usize)> {
+        self.hub()
+            .objects
+            .iter()
+            .filter(|(_, sockets)| sockets.open > 0)
+            .map(|(key, sockets)| (key.clone(), sockets.open))
+            .collect()
+    }
+
     /// Closes every socket of an object (it was deleted).
     pub(crate) fn close_object(&self, key: &ObjectKey, code: u16, reason: &str) {
         let sockets = {
