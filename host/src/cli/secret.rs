@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::admin_client::{AdminClient, HostArgs};
-use super::project::Project;
+use super::project::worker_name;
 
 #[derive(Subcommand)]
 pub(super) enum SecretCommand {
@@ -38,10 +38,7 @@ pub(super) struct Target {
 
 impl Target {
     fn resolve(&self) -> Result<(AdminClient, String)> {
-        let worker = match &self.worker {
-            Some(worker) => worker.clone(),
-            None => Project::open(std::path::Path::new("."))?.config.name,
-        };
+        let worker = worker_name(self.worker.as_deref())?;
         Ok((AdminClient::new(&self.host)?, worker))
     }
 }
