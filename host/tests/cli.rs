@@ -569,11 +569,7 @@ async fn versions_activate_rollback_status_and_delete() {
 
     let deleted = succeed(&host, dir, &["delete", "hello", "--yes"]);
     assert!(deleted.contains("deleted `hello`"), "{deleted}");
-    let gone = client
-        .get(format!("{}/hello", host.url))
-        .send()
-        .await
-        .unwrap();
+    let gone = reqwest::get(format!("{}/hello", host.url)).await.unwrap();
     assert_eq!(gone.status(), 404);
     let listing = fail(&host, dir, &["versions", "hello"]);
     assert!(listing.contains("no worker named `hello`"), "{listing}");

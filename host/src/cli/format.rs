@@ -1,9 +1,12 @@
-//! How the CLI shows things to people: tables with headers, times as
-//! "3 min ago", sizes as "1.2 MiB". Every listing goes through here, so
-//! they all read alike.
+//! How the CLI talks to people: tables with headers, times as
+//! "3 min ago", sizes as "1.2 MiB", questions on the terminal. Every
+//! listing goes through here, so they all read alike.
 
 use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write as _};
 use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
 
 use crate::clock::unix_now;
 
@@ -55,6 +58,22 @@ impl Table {
     pub(super) fn print(&self) {
         print!("{}", self.render());
     }
+}
+
+/// One line from stdin, without its line ending; `question` goes to
+/// stderr first when stdin is a terminal (piped input needs no prompt).
+pub(super) fn ask(question: &str) -> Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{question} ");
+        std::io::stderr().flush()?;
+    }
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("reading stdin")?;
+    Ok(answer.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// A Unix time as people say it: "just now", "3 min ago", "5 h ago",

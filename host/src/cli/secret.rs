@@ -1,9 +1,8 @@
-use std::io::{BufRead, IsTerminal, Write};
-
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::admin_client::{AdminClient, HostArgs};
+use super::format::ask;
 use super::project::worker_name;
 
 #[derive(Subcommand)]
@@ -73,17 +72,7 @@ pub(super) async fn run(command: SecretCommand) -> Result<()> {
 
 /// One line from stdin, prompting when it is a terminal.
 fn read_value() -> Result<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Enter the secret value: ");
-        std::io::stderr().flush()?;
-    }
-    let mut value = String::new();
-    stdin
-        .lock()
-        .read_line(&mut value)
-        .context("reading the secret from stdin")?;
-    let value = value.trim_end_matches(['\r', '\n']).to_owned();
+    let value = ask("Enter the secret value:").context("reading the secret")?;
     if value.is_empty() {
         bail!("the secret value is empty");
     }

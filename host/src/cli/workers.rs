@@ -2,14 +2,14 @@
 //! `versions`, `activate`, `rollback` and `delete`. Uploading is
 //! `deploy.rs`'s.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::Value;
 
 use super::admin_client::{AdminClient, HostArgs};
-use super::format::{Table, size, version, when};
+use super::format::{Table, ask, size, version, when};
 use super::project::worker_name;
 
 /// `verge workers`: every worker, its active version and routes.
@@ -164,20 +164,13 @@ pub(super) async fn delete(args: DeleteArgs) -> Result<()> {
     // Asked first, so an unknown name fails before any prompt.
     let worker = client.get(&format!("/v1/workers/{name}")).await?;
     if !args.yes {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
+        if !std::io::stdin().is_terminal() {
             bail!("refusing to delete `{name}` without confirmation: pass --yes");
         }
         let versions = worker["versions"].as_array().map_or(0, Vec::len);
-        eprint!(
-            "Delete worker `{name}`, its {versions} version(s), its secrets and all its Durable Objects' data? This cannot be undone. [y/N] "
-        );
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        stdin
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
+        let answer = ask(&format!(
+            "Delete worker `{name}`, its {versions} version(s), its secrets and all its Durable Objects' data? This cannot be undone. [y/N]"
+        ))?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             eprintln!("not deleted");
             return Ok(());
