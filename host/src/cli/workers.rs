@@ -40,6 +40,7 @@ pub(super) async fn list(args: HostArgs) -> Result<()> {
 #[derive(Args)]
 pub(super) struct VersionsArgs {
     /// The worker; by default the one in ./verge.toml.
+    #[arg(value_name = "WORKER")]
     name: Option<String>,
     /// Print the host's JSON answer instead of a table, for scripts.
     #[arg(long)]
@@ -87,8 +88,10 @@ pub(super) async fn versions(args: VersionsArgs) -> Result<()> {
 #[derive(Args)]
 pub(super) struct ActivateArgs {
     /// The worker.
+    #[arg(value_name = "WORKER")]
     name: String,
     /// The version to serve (see `verge versions`).
+    #[arg(value_name = "N")]
     version: u32,
     #[command(flatten)]
     host: HostArgs,
@@ -105,9 +108,10 @@ pub(super) async fn activate(args: ActivateArgs) -> Result<()> {
 #[derive(Args)]
 pub(super) struct RollbackArgs {
     /// The worker; by default the one in ./verge.toml.
+    #[arg(value_name = "WORKER")]
     name: Option<String>,
     /// Serve this version instead of the previously active one.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     to: Option<u32>,
     #[command(flatten)]
     host: HostArgs,
@@ -147,6 +151,7 @@ fn report(name: &str, deployment: &Value) {
 #[derive(Args)]
 pub(super) struct DeleteArgs {
     /// The worker.
+    #[arg(value_name = "WORKER")]
     name: String,
     /// Do not ask for confirmation.
     #[arg(short, long)]

@@ -1,5 +1,6 @@
-//! The admin API: upload versions, list, activate, roll back, delete, and
-//! manage secrets. JSON in and out; every route requires the admin token.
+//! The admin API: upload versions, list, activate, roll back, delete,
+//! manage secrets and objects, and report the host's status. JSON in and
+//! out; every route requires the admin token.
 //!
 //! | method | path | does |
 //! |---|---|---|
