@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
@@ -14,12 +15,12 @@ use wasmtime::component::{Component, Linker};
 
 use crate::bindings::{AddressGuard, OutboundHttp};
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
-use crate::objects::{ActiveCode, ObjectOptions, ObjectSystem};
+use crate::objects::{ActiveCode, ObjectOptions, ObjectStats, ObjectSystem};
 use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     MemoryBudget, WorkerContext, content_hash,
 };
-use crate::storage::{ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
+use crate::storage::{Activation, ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 use crate::telemetry::{Snapshot, Telemetry};
 
 /// How a host is set up.
@@ -73,6 +74,26 @@ pub struct Deployment {
     pub warnings: Vec<String>,
 }
 
+/// What `GET /v1/status` and `verge status` report: the host at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    /// This build of Verge.
+    pub version: &'static str,
+    pub uptime_secs: u64,
+    pub workers: Vec<WorkerStatus>,
+    pub objects: ObjectStats,
+}
+
+/// One worker in a [`HostStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerStatus {
+    pub name: String,
+    pub active_version: Option<u32>,
+    /// False when the active version could not be loaded (see the log), so
+    /// nothing of this worker answers requests.
+    pub serving: bool,
+}
+
 /// What serves requests right now; replaced whole on every change, so a
 /// request sees either the old state or the new one, never a mix.
 #[derive(Default)]
@@ -108,6 +129,7 @@ pub struct Platform {
     /// Serializes deploys, activations and deletions.
     changes: tokio::sync::Mutex<()>,
     telemetry: Arc<Telemetry>,
+    started: Instant,
 }
 
 impl Platform {
@@ -145,6 +167,7 @@ impl Platform {
             serving,
             changes: tokio::sync::Mutex::new(()),
             telemetry,
+            started: Instant::now(),
         });
         platform.restore().await?;
         platform.objects.start_alarms()?;
@@ -185,6 +208,33 @@ impl Platform {
 
     pub fn artifact_stats(&self) -> ArtifactStats {
         self.artifacts.stats()
+    }
+
+    /// The size of the stored component with `hash`, as uploaded.
+    pub fn component_size(&self, hash: &str) -> Option<u64> {
+        self.artifacts.component_size(hash)
+    }
+
+    /// The host at a glance: build, uptime, workers and what their objects
+    /// hold right now.
+    pub fn status(&self) -> Result<HostStatus> {
+        let serving = self.serving.0.load();
+        let workers = self
+            .control
+            .workers()?
+            .into_iter()
+            .map(|w| WorkerStatus {
+                serving: serving.workers.contains_key(&w.name),
+                name: w.name,
+                active_version: w.active_version,
+            })
+            .collect();
+        Ok(HostStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: self.started.elapsed().as_secs(),
+            workers,
+            objects: self.objects.stats(),
+        })
     }
 
     /// The worker that serves `host` and `path`.
@@ -257,7 +307,7 @@ impl Platform {
         });
         if activate {
             self.apply_migrations(&worker).await?;
-            self.control.activate(name, version)?;
+            self.control.activate(name, version, Activation::Forward)?;
             let mut workers = self.serving.0.load().workers.clone();
             workers.insert(name.to_owned(), worker.clone());
             self.swap(workers)?;
@@ -271,17 +321,28 @@ impl Platform {
         Ok(outcome)
     }
 
-    /// Serves `version` of `name` from now on.
+    /// Serves `version` of `name` from now on. Activating the version that
+    /// serves already changes nothing, and leaves no step in the history
+    /// for a rollback to land on.
     pub async fn activate(
         self: &Arc<Self>,
         name: &str,
         version: u32,
     ) -> Result<Deployment, DeployError> {
         let _changes = self.changes.lock().await;
-        self.activate_locked(name, version).await
+        self.require_worker(name)?;
+        if let Some(current) = self.active(name)
+            && current.context.version == version
+        {
+            return Ok(deployment(&current, true));
+        }
+        self.activate_locked(name, version, Activation::Forward)
+            .await
     }
 
-    /// Serves the version that was active before the current one.
+    /// Serves the version that was active before the current one in the
+    /// deployment history; repeated rollbacks keep walking back (see
+    /// [`ControlStore::activate`]).
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployment, DeployError> {
         let _changes = self.changes.lock().await;
         self.require_worker(name)?;
@@ -289,15 +350,22 @@ impl Platform {
             .control
             .previous_version(name)?
             .ok_or_else(|| DeployError::NothingToRollBack(name.to_owned()))?;
-        self.activate_locked(name, version).await
+        self.activate_locked(name, version, Activation::Rollback)
+            .await
+    }
+
+    /// The version a rollback of `name` would serve, if any.
+    pub fn rollback_target(&self, name: &str) -> Result<Option<u32>, DeployError> {
+        self.require_worker(name)?;
+        Ok(self.control.previous_version(name)?)
     }
 
     async fn activate_locked(
         self: &Arc<Self>,
         name: &str,
         version: u32,
+        how: Activation,
     ) -> Result<Deployment, DeployError> {
-        self.require_worker(name)?;
         let record =
             self.control
                 .version(name, version)?
@@ -310,7 +378,7 @@ impl Platform {
         self.apply_migrations(&worker).await?;
         let mut workers = self.serving.0.load().workers.clone();
         workers.insert(name.to_owned(), worker.clone());
-        self.control.activate(name, version)?;
+        self.control.activate(name, version, how)?;
         self.swap(workers)?;
         tracing::info!(worker = name, version, "activated");
         Ok(deployment(&worker, false))
@@ -482,12 +550,8 @@ impl Platform {
 
     /// The host's state right now, for the metrics' gauges.
     pub fn snapshot(&self) -> Snapshot {
-        let objects = self.objects.gauges();
         Snapshot {
-            objects_active: objects.active,
-            websockets_open: objects.websockets_open,
-            websockets_hibernated: objects.websockets_hibernated,
-            alarms_scheduled: objects.alarms_scheduled,
+            objects: self.objects.stats(),
             memory_reserved_bytes: self.memory.used(),
         }
     }

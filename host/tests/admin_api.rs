@@ -338,3 +338,77 @@ async fn an_oversized_upload_is_a_413() {
     let error = refused.json::<Value>().await.unwrap()["error"].to_string();
     assert!(error.contains("larger than"), "{error}");
 }
+
+/// `GET /v1/status` counts what the host holds: a socket open on an
+/// object in memory, then hibernated once the object is evicted, and an
+/// alarm scheduled but not yet due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_workers_objects_sockets_and_alarms() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let host = TestHost::start().await;
+    assert_eq!(host.deploy(&guest("durable-test")).await.status(), 201);
+    let empty: Value = host.admin_json(Method::GET, "/v1/status").await;
+    assert_eq!(empty["version"], env!("CARGO_PKG_VERSION"));
+    assert!(empty["uptime_secs"].is_u64(), "{empty}");
+    assert_eq!(
+        empty["workers"],
+        json!([{ "name": "durable-test", "active_version": 1, "serving": true }])
+    );
+    assert_eq!(empty["objects"]["active"], 0);
+    assert_eq!(empty["objects"]["websockets_open"], 0);
+
+    let url = format!("{}/ledger/s/ws", host.url.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    socket.send(Message::text("hello")).await.unwrap();
+    assert!(socket.next().await.unwrap().unwrap().is_text());
+    let scheduled = host
+        .client
+        .post(format!(
+            "{}/ledger/s/schedule?value=later&in_ms=3600000",
+            host.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scheduled.status(), 200);
+
+    let busy: Value = host.admin_json(Method::GET, "/v1/status").await;
+    let objects = &busy["objects"];
+    assert_eq!(objects["active"], 1, "{busy}");
+    assert_eq!(objects["websockets_open"], 1, "{busy}");
+    assert_eq!(objects["websockets_hibernated"], 0, "{busy}");
+    assert_eq!(objects["alarms_scheduled"], 1, "{busy}");
+    assert_eq!(objects["alarms_due"], 0, "{busy}");
+
+    host.platform.objects().evict_all().await;
+    let hibernating: Value = host.admin_json(Method::GET, "/v1/status").await;
+    let objects = &hibernating["objects"];
+    assert_eq!(objects["active"], 0, "{hibernating}");
+    assert_eq!(objects["websockets_open"], 1, "{hibernating}");
+    assert_eq!(objects["websockets_hibernated"], 1, "{hibernating}");
+}
+
+/// Deleting an object that never existed is a 404 naming class and
+/// worker, not a silent success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_missing_object_is_a_404() {
+    let host = TestHost::start().await;
+    assert_eq!(host.deploy(&guest("durable-test")).await.status(), 201);
+    let id = host.object_id("durable-test", "Ledger", "nobody").await;
+    let missing = host
+        .admin(
+            Method::DELETE,
+            &format!("/v1/workers/durable-test/objects/Ledger/{id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let error = missing.json::<Value>().await.unwrap()["error"].clone();
+    assert_eq!(
+        error,
+        format!("no object {id} in class `Ledger` of worker `durable-test`")
+    );
+}

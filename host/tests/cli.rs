@@ -388,6 +388,191 @@ async fn objects_commands_list_export_import_and_delete() {
     objects(&["delete", "--name", "a"]);
     let a: serde_json::Value = get_json(&client, &format!("{}/counter/a", host.url)).await;
     assert_eq!(a["value"], 0);
+
+    let listed = objects(&["list"]);
+    let header = listed.lines().next().unwrap_or_default();
+    for column in ["ID", "SIZE", "LAST ACTIVE", "NAME"] {
+        assert!(header.contains(column), "{listed}");
+    }
+
+    let missing = verge(work.path())
+        .args([
+            "objects",
+            "delete",
+            "--name",
+            "never-was",
+            "--worker",
+            "counter-rpc",
+        ])
+        .args(["--class", "Counter", "--host", &host.admin_url])
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no object named never-was in class Counter of worker counter-rpc"),
+        "{stderr}"
+    );
+}
+
+/// Runs `verge` against `host` with the test token; returns whether it
+/// succeeded, and its stdout and stderr.
+fn run_against(host: &VergeProcess, dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = verge(dir)
+        .args(args)
+        .args(["--host", &host.admin_url])
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Like [`run_against`], for a command that must succeed; returns stdout.
+fn succeed(host: &VergeProcess, dir: &Path, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = run_against(host, dir, args);
+    assert!(ok, "verge {args:?} failed: {stderr}");
+    stdout
+}
+
+/// Like [`run_against`], for a command that must fail; returns stderr.
+fn fail(host: &VergeProcess, dir: &Path, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = run_against(host, dir, args);
+    assert!(!ok, "verge {args:?} succeeded: {stdout}");
+    stderr
+}
+
+/// The whole version lifecycle through the real binary: list versions,
+/// activate one, roll back step by step through the history and to a
+/// chosen version, upload without activating, see the host's status, and
+/// delete the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_activate_rollback_status_and_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let host = VergeProcess::serve(data.path());
+    let client = reqwest::Client::new();
+    let hello = support::guest("hello");
+    let greetings = ["Hello from Verge!", "Version two", "Version three"];
+    for greeting in greetings {
+        let config = hello.config.replace("Hello from Verge!", greeting);
+        let uploaded = support::upload(
+            &client,
+            &host.admin_url,
+            "hello",
+            hello.wasm.clone(),
+            &config,
+        )
+        .await;
+        assert_eq!(uploaded.status(), 201);
+    }
+    let serving = || {
+        let client = client.clone();
+        let url = format!("{}/hello/env", host.url);
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+
+    let versions = succeed(&host, dir, &["versions", "hello"]);
+    let lines: Vec<&str> = versions.lines().collect();
+    for header in ["VERSION", "HASH", "SIZE", "UPLOADED", "ACTIVE"] {
+        assert!(lines[0].contains(header), "{versions}");
+    }
+    assert!(
+        lines[1].starts_with("v3") && lines[1].ends_with("* active"),
+        "{versions}"
+    );
+    assert!(
+        lines[2].starts_with("v2") && lines[2].ends_with("rollback target"),
+        "{versions}"
+    );
+    assert!(
+        lines[3].starts_with("v1") && lines[3].contains("just now"),
+        "{versions}"
+    );
+    assert!(lines[3].contains("KiB"), "{versions}");
+    let json: serde_json::Value =
+        serde_json::from_str(&succeed(&host, dir, &["versions", "hello", "--json"])).unwrap();
+    assert_eq!(json["active_version"], 3);
+
+    let activated = succeed(&host, dir, &["activate", "hello", "1"]);
+    assert!(activated.contains("now serving version 1"), "{activated}");
+    assert_eq!(serving().await, greetings[0]);
+    let again = succeed(&host, dir, &["activate", "hello", "1"]);
+    assert!(again.contains("already serving version 1"), "{again}");
+
+    // History: 1, 2, 3, then 1 activated. Rollback undoes one step at a
+    // time: back to 3, then 2, then 1, then nothing is left.
+    for (version, greeting) in [(3, greetings[2]), (2, greetings[1]), (1, greetings[0])] {
+        let rolled = succeed(&host, dir, &["rollback", "hello"]);
+        assert!(
+            rolled.contains(&format!("now serving version {version}")),
+            "{rolled}"
+        );
+        assert_eq!(serving().await, greeting);
+    }
+    let nothing = fail(&host, dir, &["rollback", "hello"]);
+    assert!(
+        nothing.contains("no earlier version to roll back to"),
+        "{nothing}"
+    );
+
+    let to = succeed(&host, dir, &["rollback", "hello", "--to", "3"]);
+    assert!(to.contains("now serving version 3"), "{to}");
+    assert_eq!(serving().await, greetings[2]);
+    let unknown = fail(&host, dir, &["rollback", "hello", "--to", "9"]);
+    assert!(
+        unknown.contains("worker `hello` has no version 9"),
+        "{unknown}"
+    );
+
+    let deployed = succeed(&host, &hello.dir, &["deploy", "--no-activate"]);
+    let command = format!("verge activate hello 4 --host {}", host.admin_url);
+    assert!(deployed.contains(&command), "{deployed}");
+    assert_eq!(
+        serving().await,
+        greetings[2],
+        "--no-activate serves nothing new"
+    );
+
+    let status = succeed(&host, dir, &["status"]);
+    for line in [
+        "(healthy)",
+        "workers     1",
+        "objects     0 active",
+        "websockets  0 open, 0 hibernated",
+        "alarms      0 scheduled, 0 due",
+    ] {
+        assert!(
+            status.contains(line),
+            "{line:?} missing from:
+{status}"
+        );
+    }
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("hello") && l.contains("v3") && l.ends_with("yes")),
+        "{status}"
+    );
+
+    // No terminal to ask on, and no --yes: refused, nothing deleted.
+    let refused = fail(&host, dir, &["delete", "hello"]);
+    assert!(refused.contains("pass --yes"), "{refused}");
+    assert_eq!(refused.lines().count(), 1, "{refused}");
+    assert_eq!(serving().await, greetings[2]);
+
+    let deleted = succeed(&host, dir, &["delete", "hello", "--yes"]);
+    assert!(deleted.contains("deleted `hello`"), "{deleted}");
+    let gone = reqwest::get(format!("{}/hello", host.url)).await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let listing = fail(&host, dir, &["versions", "hello"]);
+    assert!(listing.contains("no worker named `hello`"), "{listing}");
 }
 
 /// Started without VERGE_ADMIN_TOKEN, `verge serve` generates a token into

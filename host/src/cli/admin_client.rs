@@ -1,19 +1,19 @@
-//! A client for a host's admin API, used by deploy, rollback, secret and
-//! workers.
+//! A client for a host's admin API, used by every command that talks to a
+//! running host.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use reqwest::StatusCode;
 use serde_json::Value;
+
+/// Where `verge serve` and `verge up` put the admin API by default.
+const DEFAULT_HOST: &str = "http://127.0.0.1:8788";
 
 /// Which host to talk to.
 #[derive(Args, Clone)]
 pub(super) struct HostArgs {
     /// The host's admin API.
-    #[arg(
-        long = "host",
-        env = "VERGE_HOST",
-        default_value = "http://127.0.0.1:8788"
-    )]
+    #[arg(long = "host", env = "VERGE_HOST", default_value = DEFAULT_HOST)]
     url: String,
     /// Bearer token for the admin API.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
@@ -22,6 +22,32 @@ pub(super) struct HostArgs {
     /// given (by default ./verge-data or ./.verge/up).
     #[arg(long = "data", env = "VERGE_DATA")]
     data: Option<std::path::PathBuf>,
+}
+
+impl HostArgs {
+    /// `--host URL` to repeat in a command the user may run next, or
+    /// nothing when the host is the default one.
+    pub(super) fn flag(&self) -> String {
+        if self.url == DEFAULT_HOST {
+            String::new()
+        } else {
+            format!(" --host {}", self.url)
+        }
+    }
+
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The host answered, and said no. Kept typed so that a command can put a
+/// 404 in its own words (it knows the name the user typed; the host knows
+/// only an id).
+#[derive(Debug, thiserror::Error)]
+#[error("the host refused ({status}): {message}")]
+pub(super) struct Refused {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 pub(super) struct AdminClient {
@@ -101,6 +127,11 @@ impl AdminClient {
         self.send(self.request(reqwest::Method::POST, path)).await
     }
 
+    pub(super) async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
     pub(super) async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Value> {
         self.send(self.request(reqwest::Method::PUT, path).body(body))
             .await
@@ -113,7 +144,7 @@ impl AdminClient {
             .send()
             .await
             .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
-        Ok(refused(response).await?.bytes().await?.to_vec())
+        Ok(accepted(response).await?.bytes().await?.to_vec())
     }
 
     /// A response whose body streams on (`/v1/tail`), once the host
@@ -129,7 +160,7 @@ impl AdminClient {
             .send()
             .await
             .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
-        refused(response).await
+        accepted(response).await
     }
 
     pub(super) async fn delete(&self, path: &str) -> Result<Value> {
@@ -141,25 +172,31 @@ impl AdminClient {
             .send()
             .await
             .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = body["error"].as_str().unwrap_or("no details");
-            bail!("the host refused ({status}): {message}");
-        }
-        Ok(body)
+        Ok(accepted(response)
+            .await?
+            .json()
+            .await
+            .unwrap_or(Value::Null))
+    }
+}
+
+/// A failed response as a [`Refused`], with the host's `{"error": ...}`.
+async fn refused(response: reqwest::Response) -> Refused {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    Refused {
+        status,
+        message: body["error"].as_str().unwrap_or("no details").to_owned(),
     }
 }
 
 /// The response, unless the host refused the request: then its error.
-async fn refused(response: reqwest::Response) -> Result<reqwest::Response> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+async fn accepted(response: reqwest::Response) -> Result<reqwest::Response> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(refused(response).await.into())
     }
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    let message = body["error"].as_str().unwrap_or("no details");
-    bail!("the host refused ({status}): {message}");
 }
 
 /// The admin API's base URL from `--host`, which must be an http(s) URL:
@@ -171,26 +208,4 @@ fn admin_base(host: &str) -> Result<String> {
         return Err(scheme_hint());
     }
     Ok(host.trim_end_matches('/').to_owned())
-}
-
-/// `verge workers`: one line per worker.
-pub(super) async fn list_workers(args: HostArgs) -> Result<()> {
-    let listing = AdminClient::new(&args)?.get("/v1/workers").await?;
-    let workers = listing["workers"].as_array().cloned().unwrap_or_default();
-    if workers.is_empty() {
-        println!("no workers deployed");
-    }
-    for worker in workers {
-        let routes: Vec<&str> = worker["routes"]
-            .as_array()
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        println!(
-            "{:<24} v{:<5} {}",
-            worker["name"].as_str().unwrap_or("?"),
-            worker["active_version"],
-            routes.join("  ")
-        );
-    }
-    Ok(())
 }

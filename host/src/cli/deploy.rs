@@ -40,35 +40,15 @@ pub(super) async fn run(args: DeployArgs) -> Result<()> {
     if deployment["unchanged"] == true {
         println!("`{name}` version {version} is already active; nothing changed");
     } else if args.no_activate {
-        println!("uploaded `{name}` version {version} (not active)");
+        println!(
+            "uploaded `{name}` version {version} (not active); to serve it:\n  verge activate {name} {version}{}",
+            args.host.flag()
+        );
     } else {
         println!(
             "deployed `{name}` version {version}, serving {}",
             deployment["routes"]
         );
     }
-    Ok(())
-}
-
-#[derive(Args)]
-pub(super) struct RollbackArgs {
-    /// The worker; by default the one in ./verge.toml.
-    name: Option<String>,
-    #[command(flatten)]
-    host: HostArgs,
-}
-
-pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
-    let name = match args.name {
-        Some(name) => name,
-        None => Project::open(std::path::Path::new("."))?.config.name,
-    };
-    let deployment = AdminClient::new(&args.host)?
-        .post(&format!("/v1/workers/{name}/rollback"))
-        .await?;
-    println!(
-        "`{name}` is serving version {} again",
-        deployment["version"]
-    );
     Ok(())
 }

@@ -3,14 +3,17 @@
 mod admin_client;
 mod deploy;
 mod dev;
+mod format;
 mod new;
 mod objects;
 mod project;
 mod secret;
 mod serve;
+mod status;
 mod tail;
 mod token;
 mod up;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,11 +64,19 @@ enum Command {
     Secret(secret::SecretCommand),
     /// List the workers on a host.
     Workers(admin_client::HostArgs),
+    /// List a worker's versions, newest first.
+    Versions(workers::VersionsArgs),
+    /// Serve one of a worker's uploaded versions.
+    Activate(workers::ActivateArgs),
+    /// Serve the version that was active before the current one (or --to N).
+    Rollback(workers::RollbackArgs),
+    /// Delete a worker, its versions, secrets and Durable Objects' data.
+    Delete(workers::DeleteArgs),
+    /// Show a host's health, uptime, workers, objects, WebSockets and alarms.
+    Status(status::StatusArgs),
     /// List, export, import and delete Durable Objects.
     #[command(subcommand)]
     Objects(objects::ObjectsCommand),
-    /// Serve the previously active version of a worker again.
-    Rollback(deploy::RollbackArgs),
     /// Stream a host's live request logs, like `wrangler tail`.
     Tail(tail::TailArgs),
 }
@@ -234,9 +245,13 @@ pub async fn run() -> Result<()> {
         Command::Deploy(args) => deploy::run(args).await,
         Command::New(args) => new::run(args),
         Command::Secret(command) => secret::run(command).await,
-        Command::Workers(args) => admin_client::list_workers(args).await,
+        Command::Workers(args) => workers::list(args).await,
+        Command::Versions(args) => workers::versions(args).await,
+        Command::Activate(args) => workers::activate(args).await,
+        Command::Rollback(args) => workers::rollback(args).await,
+        Command::Delete(args) => workers::delete(args).await,
+        Command::Status(args) => status::run(args).await,
         Command::Objects(command) => objects::run(command).await,
-        Command::Rollback(args) => deploy::rollback(args).await,
         Command::Tail(args) => tail::run(args).await,
     }
 }

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::admin_client::{AdminClient, HostArgs};
-use super::project::Project;
+use super::admin_client::{AdminClient, HostArgs, Refused};
+use super::format::{Table, size, when};
+use super::project::worker_name;
 
 #[derive(Subcommand)]
 pub(super) enum ObjectsCommand {
@@ -65,23 +67,18 @@ pub(super) struct ObjectArgs {
 }
 
 impl ClassArgs {
-    /// The admin client and the class's API path.
-    fn resolve(&self) -> Result<(AdminClient, String)> {
-        let worker = match &self.worker {
-            Some(worker) => worker.clone(),
-            None => Project::open(std::path::Path::new("."))?.config.name,
-        };
-        Ok((
-            AdminClient::new(&self.host)?,
-            format!("/v1/workers/{worker}/objects/{}", self.class),
-        ))
+    /// The admin client, the worker and the class's API path.
+    fn resolve(&self) -> Result<(AdminClient, String, String)> {
+        let worker = worker_name(self.worker.as_deref())?;
+        let path = format!("/v1/workers/{worker}/objects/{}", self.class);
+        Ok((AdminClient::new(&self.host)?, worker, path))
     }
 }
 
 impl ObjectArgs {
-    /// The admin client and the object's API path.
-    async fn resolve(&self) -> Result<(AdminClient, String)> {
-        let (client, base) = self.class.resolve()?;
+    /// The admin client, the worker and the object's API path.
+    async fn resolve(&self) -> Result<(AdminClient, String, String)> {
+        let (client, worker, base) = self.class.resolve()?;
         let id = match (&self.id, &self.name) {
             (Some(id), _) => id.clone(),
             (None, Some(name)) => {
@@ -95,31 +92,33 @@ impl ObjectArgs {
             }
             (None, None) => bail!("pass --id or --name"),
         };
-        Ok((client, format!("{base}/{id}")))
+        Ok((client, worker, format!("{base}/{id}")))
     }
 }
 
 pub(super) async fn run(command: ObjectsCommand) -> Result<()> {
     match command {
         ObjectsCommand::List { class } => {
-            let (client, base) = class.resolve()?;
+            let (client, _, base) = class.resolve()?;
             let listing = client.get(&base).await?;
             let objects = listing["objects"].as_array().cloned().unwrap_or_default();
             if objects.is_empty() {
                 println!("no objects hold data");
+                return Ok(());
             }
+            let mut table = Table::new(&["id", "size", "last active", "name"]);
             for object in objects {
-                println!(
-                    "{}  {:>10} B  active {}  {}",
-                    object["id"].as_str().unwrap_or("?"),
-                    object["size_bytes"],
-                    object["last_active"],
-                    object["name"].as_str().unwrap_or("")
-                );
+                table.row(vec![
+                    object["id"].as_str().unwrap_or("?").to_owned(),
+                    object["size_bytes"].as_u64().map_or("?".to_owned(), size),
+                    when(&object["last_active"]),
+                    object["name"].as_str().unwrap_or("").to_owned(),
+                ]);
             }
+            table.print();
         }
         ObjectsCommand::Export { object, output } => {
-            let (client, path) = object.resolve().await?;
+            let (client, _, path) = object.resolve().await?;
             let bytes = client.get_bytes(&format!("{path}/export")).await?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
@@ -128,13 +127,25 @@ pub(super) async fn run(command: ObjectsCommand) -> Result<()> {
         ObjectsCommand::Import { object, input } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let (client, path) = object.resolve().await?;
+            let (client, _, path) = object.resolve().await?;
             let done: Value = client.put(&format!("{path}/import"), bytes).await?;
             println!("imported into {}", done["imported"].as_str().unwrap_or("?"));
         }
         ObjectsCommand::Delete { object } => {
-            let (client, path) = object.resolve().await?;
-            let done = client.delete(&path).await?;
+            let (client, worker, path) = object.resolve().await?;
+            let done = client.delete(&path).await.map_err(|e| {
+                match (e.downcast_ref::<Refused>(), &object.name) {
+                    // The host knows only the id the name maps to: say it
+                    // with the name the user typed.
+                    (Some(refused), Some(name)) if refused.status == StatusCode::NOT_FOUND => {
+                        anyhow::anyhow!(
+                            "no object named {name} in class {} of worker {worker}",
+                            object.class.class
+                        )
+                    }
+                    _ => e,
+                }
+            })?;
             println!("deleted {}", done["deleted"].as_str().unwrap_or("?"));
         }
     }

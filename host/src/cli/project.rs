@@ -8,6 +8,18 @@ use anyhow::{Context, Result, bail};
 use crate::config::WorkerConfig;
 use crate::toolchain;
 
+/// The worker a command is about: `name` when given, else the one named in
+/// ./verge.toml, as wrangler does.
+pub(super) fn worker_name(name: Option<&str>) -> Result<String> {
+    match name {
+        Some(name) => Ok(name.to_owned()),
+        None => Ok(Project::open(Path::new("."))
+            .context("no worker named on the command line, and none here")?
+            .config
+            .name),
+    }
+}
+
 pub(super) struct Project {
     pub dir: PathBuf,
     /// verge.toml as written; this text is what gets uploaded.

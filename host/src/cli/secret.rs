@@ -1,10 +1,9 @@
-use std::io::{BufRead, IsTerminal, Write};
-
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::admin_client::{AdminClient, HostArgs};
-use super::project::Project;
+use super::format::ask;
+use super::project::worker_name;
 
 #[derive(Subcommand)]
 pub(super) enum SecretCommand {
@@ -38,10 +37,7 @@ pub(super) struct Target {
 
 impl Target {
     fn resolve(&self) -> Result<(AdminClient, String)> {
-        let worker = match &self.worker {
-            Some(worker) => worker.clone(),
-            None => Project::open(std::path::Path::new("."))?.config.name,
-        };
+        let worker = worker_name(self.worker.as_deref())?;
         Ok((AdminClient::new(&self.host)?, worker))
     }
 }
@@ -76,17 +72,7 @@ pub(super) async fn run(command: SecretCommand) -> Result<()> {
 
 /// One line from stdin, prompting when it is a terminal.
 fn read_value() -> Result<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Enter the secret value: ");
-        std::io::stderr().flush()?;
-    }
-    let mut value = String::new();
-    stdin
-        .lock()
-        .read_line(&mut value)
-        .context("reading the secret from stdin")?;
-    let value = value.trim_end_matches(['\r', '\n']).to_owned();
+    let value = ask("Enter the secret value:").context("reading the secret")?;
     if value.is_empty() {
         bail!("the secret value is empty");
     }

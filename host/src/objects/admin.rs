@@ -2,7 +2,7 @@
 //! import and delete one, evict, and remove a deleted namespace. Those on
 //! one object run through its actor, ordered with its events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use rusqlite::OptionalExtension;
@@ -16,6 +16,7 @@ use super::id::{ObjectId, ObjectKey};
 use super::mailbox::Message;
 use super::namespaces::Namespace;
 use super::storage::{lock, remove_database_files};
+use crate::clock::unix_now_ms;
 use crate::files::{rename_synced, write_synced};
 use crate::storage::ObjectRecord;
 
@@ -30,7 +31,48 @@ pub(crate) struct ObjectSummary {
     last_active: i64,
 }
 
+/// The object system's counters, for `GET /v1/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObjectStats {
+    /// Objects with an actor in memory.
+    pub active: usize,
+    /// Object instances started since the host started (each wake-up of an
+    /// evicted object is one).
+    pub instances_started: u64,
+    /// WebSockets open, every object together.
+    pub websockets_open: usize,
+    /// Of those, the ones whose object is not in memory: the host holds
+    /// them and wakes the object when a message arrives.
+    pub websockets_hibernated: usize,
+    pub alarms_scheduled: usize,
+    /// Alarms whose time has come: firing now, or waiting for a retry.
+    pub alarms_due: usize,
+}
+
 impl ObjectSystem {
+    /// Counters of what objects hold right now.
+    pub fn stats(&self) -> ObjectStats {
+        // The hub and the directory are read one after the other, never
+        // one inside the other: an actor retiring holds the directory's
+        // lock while it takes the hub's.
+        let sockets = self.sockets.open_by_object();
+        let in_memory: HashSet<ObjectKey> =
+            self.directory.keys_where(|_| true).into_iter().collect();
+        let (alarms_scheduled, alarms_due) = self.alarms.counts(unix_now_ms());
+        ObjectStats {
+            active: self.active_count(),
+            instances_started: self.instances_started(),
+            websockets_open: sockets.iter().map(|(_, open)| open).sum(),
+            websockets_hibernated: sockets
+                .iter()
+                .filter(|(key, _)| !in_memory.contains(key))
+                .map(|(_, open)| open)
+                .sum(),
+            alarms_scheduled,
+            alarms_due,
+        }
+    }
+
     /// A consistent copy of an object's database, as SQLite file bytes.
     pub async fn export(&self, key: &ObjectKey) -> Result<Vec<u8>, ObjectError> {
         self.administer(key, Message::Export).await
@@ -144,7 +186,7 @@ impl ObjectSystem {
 
 /// A consistent copy of the actor's database file.
 pub(super) async fn export(actor: &mut Actor) -> Result<Vec<u8>, ObjectError> {
-    if actor.db.is_none() && !actor.path.exists() {
+    if !has_data(actor) {
         return Err(ObjectError::NoData(format!(
             "object {} has no data",
             actor.key.id
@@ -223,11 +265,23 @@ fn check_import(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Whether the object has a database, open or on disk.
+fn has_data(actor: &Actor) -> bool {
+    actor.db.is_some() || actor.path.exists()
+}
+
 /// Removes the object's data, its record and its alarms, and closes its
-/// sockets.
+/// sockets. An object with none of these does not exist: saying so tells
+/// whoever mistyped its name or id, where a silent success would not.
 pub(super) async fn delete(actor: &mut Actor) -> Result<(), ObjectError> {
     let io = |e: anyhow::Error| ObjectError::storage(format!("{e:#}"));
     let system = actor.system()?;
+    if !has_data(actor) && system.sockets.sockets(&actor.key, None).is_empty() {
+        return Err(ObjectError::NoData(format!(
+            "object {} does not exist",
+            actor.key.id
+        )));
+    }
     actor.close();
     system.closing.wait(&actor.key).await;
     remove_database_files(&actor.path).map_err(io)?;

@@ -151,11 +151,6 @@ impl Directory {
             .collect()
     }
 
-    /// Whether `key` has an actor.
-    pub(crate) fn is_active(&self, key: &ObjectKey) -> bool {
-        self.actors().mailboxes.contains_key(key)
-    }
-
     /// How many objects have an actor, active or leaving.
     pub(crate) fn len(&self) -> usize {
         self.actors().mailboxes.len()

@@ -51,6 +51,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+pub use admin::ObjectStats;
 pub use error::ObjectError;
 #[cfg(feature = "test-hooks")]
 pub use faults::FaultInjection;
@@ -118,17 +119,6 @@ impl ObjectOptions {
             max_retries: self.alarm_max_retries,
         }
     }
-}
-
-/// What [`ObjectSystem::gauges`] counts.
-#[derive(Debug, Clone, Copy)]
-pub struct ObjectGauges {
-    pub active: usize,
-    pub websockets_open: usize,
-    /// Open WebSockets whose object has no actor: the host holds them
-    /// while the object sleeps.
-    pub websockets_hibernated: usize,
-    pub alarms_scheduled: usize,
 }
 
 /// The Durable Object subsystem of a host.
@@ -245,23 +235,6 @@ impl ObjectSystem {
     /// How many objects have an actor right now.
     pub fn active_count(&self) -> usize {
         self.directory.len()
-    }
-
-    /// Objects, WebSockets and alarms right now, for the metrics.
-    pub fn gauges(&self) -> ObjectGauges {
-        let open = self.sockets.open_by_object();
-        // Taken apart from the hub's lock: the directory has its own.
-        let hibernated = open
-            .iter()
-            .filter(|(key, _)| !self.directory.is_active(key))
-            .map(|(_, count)| count)
-            .sum();
-        ObjectGauges {
-            active: self.directory.len(),
-            websockets_open: open.iter().map(|(_, count)| count).sum(),
-            websockets_hibernated: hibernated,
-            alarms_scheduled: self.alarms.len(),
-        }
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {

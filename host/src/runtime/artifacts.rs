@@ -132,6 +132,13 @@ impl ArtifactCache {
         }
     }
 
+    /// The size of the stored component with `hash`, if it is stored.
+    pub fn component_size(&self, hash: &str) -> Option<u64> {
+        std::fs::metadata(self.component_path(hash))
+            .ok()
+            .map(|m| m.len())
+    }
+
     /// Removes the files of components no longer referenced by any version.
     pub fn remove(&self, hash: &str) -> Result<()> {
         for path in [self.component_path(hash), self.artifact_path(hash)] {

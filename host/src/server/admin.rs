@@ -1,18 +1,20 @@
-//! The admin API: upload versions, list, activate, roll back, delete, and
-//! manage secrets. JSON in and out; every route requires the admin token.
+//! The admin API: upload versions, list, activate, roll back, delete,
+//! manage secrets and objects, and report the host's status. JSON in and
+//! out; every route requires the admin token.
 //!
 //! | method | path | does |
 //! |---|---|---|
 //! | GET | /v1/health | liveness |
 //! | GET | /v1/stats | artifact cache counters |
+//! | GET | /v1/status | build, uptime, workers, objects, WebSockets, alarms |
 //! | GET | /v1/tail | live request events, one JSON object per line (`?worker=&status=&method=&search=&sampling_rate=`) |
 //! | GET | /metrics | Prometheus metrics (OpenMetrics text) |
 //! | GET | /v1/workers | every worker and its active version |
-//! | GET | /v1/workers/{name} | one worker with all its versions |
-//! | DELETE | /v1/workers/{name} | delete the worker |
+//! | GET | /v1/workers/{name} | one worker with all its versions and its rollback target |
+//! | DELETE | /v1/workers/{name} | delete the worker, its versions, secrets and objects' data |
 //! | POST | /v1/workers/{name}/versions | upload (multipart: `component`, `config`); `?activate=false` to only upload |
-//! | POST | /v1/workers/{name}/activate | `{"version": N}` |
-//! | POST | /v1/workers/{name}/rollback | back to the previously active version |
+//! | POST | /v1/workers/{name}/activate | `{"version": N}`; the active version again changes nothing |
+//! | POST | /v1/workers/{name}/rollback | back one step in the deployment history |
 //! | GET | /v1/workers/{name}/secrets | secret names |
 //! | PUT | /v1/workers/{name}/secrets/{key} | body is the value |
 //! | DELETE | /v1/workers/{name}/secrets/{key} | |
@@ -50,6 +52,7 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
     Router::new()
         .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
         .route("/v1/stats", get(stats))
+        .route("/v1/status", get(status))
         .route("/v1/tail", get(observe::tail))
         .route("/metrics", get(observe::metrics))
         .route("/v1/workers", get(list_workers))
@@ -133,6 +136,12 @@ async fn stats(State(platform): Shared) -> AdminResult {
     Ok(Json(json!({ "artifacts": platform.artifact_stats() })))
 }
 
+async fn status(State(platform): Shared) -> AdminResult {
+    Ok(Json(
+        serde_json::to_value(platform.status()?).map_err(anyhow::Error::from)?,
+    ))
+}
+
 async fn list_workers(State(platform): Shared) -> AdminResult {
     let workers: Vec<_> = platform
         .workers()?
@@ -165,6 +174,7 @@ async fn show_worker(State(platform): Shared, Path(name): Path<String>) -> Admin
         .map(|v| {
             json!({
                 "version": v.version,
+                "size_bytes": platform.component_size(&v.component_hash),
                 "component_hash": v.component_hash,
                 "created_at": v.created_at,
                 "active": Some(v.version) == worker.active_version,
@@ -175,6 +185,7 @@ async fn show_worker(State(platform): Shared, Path(name): Path<String>) -> Admin
     Ok(Json(json!({
         "name": worker.name,
         "active_version": worker.active_version,
+        "rollback_to": platform.rollback_target(&name)?,
         "created_at": worker.created_at,
         "versions": versions,
     })))
@@ -391,6 +402,14 @@ async fn delete_object(
     Path((name, class, id)): Path<(String, String, String)>,
 ) -> AdminResult {
     let key = object_key(&platform, &name, &class, &id)?;
-    platform.objects().delete(&key).await?;
-    Ok(Json(json!({ "deleted": id })))
+    match platform.objects().delete(&key).await {
+        Err(ObjectError::NoData(_)) => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no object {id} in class `{class}` of worker `{name}`"),
+        )),
+        done => {
+            done?;
+            Ok(Json(json!({ "deleted": id })))
+        }
+    }
 }

@@ -83,7 +83,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, object_id, name)
     );
 "#,
+    r#"
+    -- The deployment each one replaced, so that rollback walks back
+    -- through history instead of toggling between the last two versions
+    -- (see `ControlStore::activate`). Rows written before this column
+    -- existed were a plain sequence: each replaced the one before it.
+    ALTER TABLE deployments ADD COLUMN parent INTEGER;
+    UPDATE deployments SET parent = (
+        SELECT MAX(p.id) FROM deployments p
+        WHERE p.worker = deployments.worker AND p.id < deployments.id
+    );
+"#,
 ];
+
+/// How a version came to be activated, which decides where the next
+/// rollback goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// A deploy or an explicit activation: it replaces the current
+    /// deployment, and a rollback returns to that one.
+    Forward,
+    /// Undoes the current deployment: the next rollback goes one step
+    /// further back, as repeated undo does.
+    Rollback,
+}
 
 /// One `[[migrations]]` entry, as it changes the namespaces table.
 pub(crate) struct NamespaceMigration<'a> {
@@ -198,17 +221,43 @@ impl ControlStore {
         Ok(version)
     }
 
-    /// Makes `version` the one that serves `worker`, and records it.
-    pub(crate) fn activate(&self, worker: &str, version: u32) -> Result<()> {
+    /// Makes `version` the one that serves `worker`, and records it in the
+    /// deployment history.
+    ///
+    /// Each deployment row points to its parent: the deployment a rollback
+    /// from it returns to. A forward activation's parent is the deployment
+    /// it replaces; a rollback's is its target's parent. So after 1, 2, 3,
+    /// rollbacks serve 2 and then 1, and after a rollback from 3 to 2, the
+    /// next deploy's rollback returns to 2, the version it replaced.
+    pub(crate) fn activate(&self, worker: &str, version: u32, how: Activation) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let current: Option<(i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT id, parent FROM deployments WHERE worker = ?1 ORDER BY id DESC LIMIT 1",
+                [worker],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let parent: Option<i64> = match how {
+            Activation::Forward => current.map(|(id, _)| id),
+            Activation::Rollback => match current.and_then(|(_, parent)| parent) {
+                Some(target) => tx.query_row(
+                    "SELECT parent FROM deployments WHERE id = ?1",
+                    [target],
+                    |row| row.get(0),
+                )?,
+                None => None,
+            },
+        };
         tx.execute(
             "UPDATE workers SET active_version = ?2 WHERE name = ?1",
             params![worker, version],
         )?;
         tx.execute(
-            "INSERT INTO deployments (worker, version, deployed_at) VALUES (?1, ?2, ?3)",
-            params![worker, version, now()],
+            "INSERT INTO deployments (worker, version, deployed_at, parent)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![worker, version, now(), parent],
         )?;
         tx.commit()?;
         Ok(())
@@ -269,14 +318,15 @@ impl ControlStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The version that was active before the current one, for rollback.
+    /// Where a rollback of `worker` goes: the version of the current
+    /// deployment's parent (see [`Self::activate`]).
     pub(crate) fn previous_version(&self, worker: &str) -> Result<Option<u32>> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT d.version FROM deployments d JOIN workers w ON w.name = d.worker
-                 WHERE d.worker = ?1 AND d.version IS NOT w.active_version
-                 ORDER BY d.id DESC LIMIT 1",
+                "SELECT p.version FROM deployments p
+                 WHERE p.id = (SELECT parent FROM deployments WHERE worker = ?1
+                               ORDER BY id DESC LIMIT 1)",
                 [worker],
                 |row| row.get(0),
             )
@@ -516,8 +566,8 @@ mod tests {
         let store = ControlStore::open(&dir.path().join("control.db")).unwrap();
         assert_eq!(store.add_version("w", "h1", "name = \"w\"").unwrap(), 1);
         assert_eq!(store.add_version("w", "h2", "name = \"w\"").unwrap(), 2);
-        store.activate("w", 1).unwrap();
-        store.activate("w", 2).unwrap();
+        store.activate("w", 1, Activation::Forward).unwrap();
+        store.activate("w", 2, Activation::Forward).unwrap();
         assert_eq!(store.previous_version("w").unwrap(), Some(1));
         assert_eq!(store.active_versions().unwrap()[0].version, 2);
 
@@ -532,13 +582,56 @@ mod tests {
     }
 
     #[test]
+    fn rollbacks_walk_back_through_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ControlStore::open(&dir.path().join("control.db")).unwrap();
+        for version in 1..=3 {
+            store.add_version("w", "h", "name = \"w\"").unwrap();
+            store.activate("w", version, Activation::Forward).unwrap();
+        }
+        let roll_back = |expected: Option<u32>| {
+            let previous = store.previous_version("w").unwrap();
+            assert_eq!(previous, expected);
+            if let Some(version) = previous {
+                store.activate("w", version, Activation::Rollback).unwrap();
+            }
+        };
+        roll_back(Some(2));
+        roll_back(Some(1));
+        roll_back(None);
+
+        // An explicit activation is a step forward: rollback undoes it.
+        store.activate("w", 3, Activation::Forward).unwrap();
+        roll_back(Some(1));
+    }
+
+    #[test]
+    fn history_from_before_parents_reads_as_a_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO workers VALUES ('w', 2, 0);
+                 INSERT INTO deployments (worker, version, deployed_at)
+                 VALUES ('w', 1, 0), ('w', 2, 0);",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = ControlStore::open(&path).unwrap();
+        assert_eq!(store.previous_version("w").unwrap(), Some(1));
+    }
+
+    #[test]
     fn reopening_keeps_everything() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.db");
         {
             let store = ControlStore::open(&path).unwrap();
             store.add_version("w", "h", "name = \"w\"").unwrap();
-            store.activate("w", 1).unwrap();
+            store.activate("w", 1, Activation::Forward).unwrap();
         }
         let store = ControlStore::open(&path).unwrap();
         assert_eq!(store.worker("w").unwrap().unwrap().active_version, Some(1));

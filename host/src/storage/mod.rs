@@ -5,5 +5,6 @@
 mod control;
 
 pub(crate) use control::{
-    ControlStore, NamespaceMigration, NamespaceRecord, ObjectRecord, VersionRecord, WorkerRecord,
+    Activation, ControlStore, NamespaceMigration, NamespaceRecord, ObjectRecord, VersionRecord,
+    WorkerRecord,
 };

@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::objects::ObjectStats;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabel {
     worker: String,
@@ -62,18 +64,16 @@ pub struct Metrics {
     websockets_open: Gauge,
     websockets_hibernated: Gauge,
     alarms_scheduled: Gauge,
+    alarms_due: Gauge,
     alarms_fired: Counter,
     alarms_retried: Counter,
     memory_reserved: Gauge,
 }
 
 /// The host's state at scrape time, for the gauges.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub objects_active: usize,
-    pub websockets_open: usize,
-    pub websockets_hibernated: usize,
-    pub alarms_scheduled: usize,
+    pub objects: ObjectStats,
     pub memory_reserved_bytes: usize,
 }
 
@@ -162,6 +162,12 @@ impl Default for Metrics {
             "Alarms waiting to fire",
             alarms_scheduled.clone(),
         );
+        let alarms_due = Gauge::default();
+        registry.register(
+            "alarms_due",
+            "Alarms whose time has come: firing now, or waiting for a retry",
+            alarms_due.clone(),
+        );
         let alarms_fired = Counter::default();
         registry.register(
             "alarms_fired",
@@ -196,6 +202,7 @@ impl Default for Metrics {
             websockets_open,
             websockets_hibernated,
             alarms_scheduled,
+            alarms_due,
             alarms_fired,
             alarms_retried,
             memory_reserved,
@@ -279,11 +286,13 @@ impl Metrics {
     /// `now`.
     pub fn encode(&self, now: Snapshot) -> String {
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
-        self.objects_active.set(gauge(now.objects_active));
-        self.websockets_open.set(gauge(now.websockets_open));
+        let objects = &now.objects;
+        self.objects_active.set(gauge(objects.active));
+        self.websockets_open.set(gauge(objects.websockets_open));
         self.websockets_hibernated
-            .set(gauge(now.websockets_hibernated));
-        self.alarms_scheduled.set(gauge(now.alarms_scheduled));
+            .set(gauge(objects.websockets_hibernated));
+        self.alarms_scheduled.set(gauge(objects.alarms_scheduled));
+        self.alarms_due.set(gauge(objects.alarms_due));
         self.memory_reserved.set(gauge(now.memory_reserved_bytes));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

@@ -40,11 +40,6 @@ impl AlarmSchedule {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Alarms waiting to fire.
-    pub(crate) fn len(&self) -> usize {
-        self.schedule().due.len()
-    }
-
     /// Makes `alarms` the whole set of `key`'s alarms.
     pub(crate) fn replace(&self, key: &ObjectKey, alarms: Vec<(String, i64)>) {
         let mut schedule = self.schedule();
@@ -90,6 +85,18 @@ impl AlarmSchedule {
         }
         let next = schedule.due.first().map(|(at, _, _)| *at);
         (fired, next)
+    }
+
+    /// How many alarms are scheduled, and how many of them are due by
+    /// `now` (firing, or waiting for a retry).
+    pub(crate) fn counts(&self, now: i64) -> (usize, usize) {
+        let schedule = self.schedule();
+        let due = schedule
+            .due
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .count();
+        (schedule.due.len(), due)
     }
 
     /// Forgets every alarm of `key` (the object was deleted).

@@ -192,16 +192,6 @@ impl SocketHub {
         self.limits
     }
 
-    /// The objects holding open sockets, and how many each.
-    pub(crate) fn open_by_object(&self) -> Vec<(ObjectKey, usize)> {
-        let hub = self.hub();
-        hub.objects
-            .iter()
-            .filter(|(_, sockets)| sockets.open > 0)
-            .map(|(key, sockets)| (key.clone(), sockets.open))
-            .collect()
-    }
-
     fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {
         // Every change below is a single map operation: a panic cannot
         // leave the hub half-updated.
@@ -478,6 +468,16 @@ impl SocketHub {
         if hub.objects.get(key).is_some_and(|o| o.sockets.is_empty()) {
             hub.objects.remove(key);
         }
+    }
+
+    /// The objects holding open sockets, and how many each holds.
+    pub(crate) fn open_by_object(&self) -> Vec<(ObjectKey, usize)> {
+        self.hub()
+            .objects
+            .iter()
+            .filter(|(_, sockets)| sockets.open > 0)
+            .map(|(key, sockets)| (key.clone(), sockets.open))
+            .collect()
     }
 
     /// Closes every socket of an object (it was deleted).
