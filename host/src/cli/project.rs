@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::config::WorkerConfig;
-use crate::toolchain;
+use crate::toolchain::{self, Symbols};
 
 pub(super) struct Project {
     pub dir: PathBuf,
@@ -37,8 +37,9 @@ impl Project {
     }
 
     /// Builds the component and returns its bytes: `[build] command` when
-    /// set, else `cargo build --release --target wasm32-wasip2`.
-    pub(super) fn build(&self) -> Result<Vec<u8>> {
+    /// set (it decides about symbols itself), else cargo through
+    /// [`toolchain::build`].
+    pub(super) fn build(&self, symbols: Symbols) -> Result<Vec<u8>> {
         let build = &self.config.build;
         let wasm = match (&build.command, &build.component) {
             (Some(command), Some(component)) => {
@@ -57,7 +58,7 @@ impl Project {
                 "verge.toml: [build] command is set, so [build] component must name the .wasm it produces"
             ),
             (None, component) => {
-                let built = toolchain::build(&self.dir)?;
+                let built = toolchain::build(&self.dir, symbols)?;
                 match component {
                     Some(component) => self.dir.join(component),
                     None => built
