@@ -1,6 +1,7 @@
 //! The `verge` command.
 
 mod admin_client;
+mod build;
 mod deploy;
 mod dev;
 mod new;
@@ -42,6 +43,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Build the worker and upload it to a running `verge serve`.
     Deploy(deploy::DeployArgs),
+    /// Build the worker's component, as `deploy` would, and print its path.
+    Build(build::BuildArgs),
     /// Create a new worker crate.
     New(new::NewArgs),
     /// Manage a deployed worker's secrets.
@@ -216,6 +219,7 @@ pub async fn run() -> Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
+        Command::Build(args) => build::run(args),
         Command::New(args) => new::run(args),
         Command::Secret(command) => secret::run(command).await,
         Command::Workers(args) => admin_client::list_workers(args).await,

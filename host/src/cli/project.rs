@@ -36,10 +36,16 @@ impl Project {
         })
     }
 
-    /// Builds the component and returns its bytes: `[build] command` when
-    /// set (it decides about symbols itself), else cargo through
-    /// [`toolchain::build`].
+    /// Builds the component and returns its bytes (see [`Self::component`]).
     pub(super) fn build(&self, symbols: Symbols) -> Result<Vec<u8>> {
+        let wasm = self.component(symbols)?;
+        std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))
+    }
+
+    /// Builds the component and returns where it is: `[build] command`
+    /// when set (it decides about symbols itself), else cargo through
+    /// [`toolchain::build`].
+    pub(super) fn component(&self, symbols: Symbols) -> Result<PathBuf> {
         let build = &self.config.build;
         let wasm = match (&build.command, &build.component) {
             (Some(command), Some(component)) => {
@@ -74,6 +80,6 @@ impl Project {
                 }
             }
         };
-        std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))
+        Ok(wasm)
     }
 }
