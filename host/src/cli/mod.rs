@@ -253,8 +253,8 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8788))
 }
 
-/// Where this source tree's pieces are, for commands that use them (up,
-/// new). Overridable by flags for a relocated binary.
+/// Where this source tree's pieces are, for commands that use them (up).
+/// Overridable by flags for a relocated binary.
 fn source_tree() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

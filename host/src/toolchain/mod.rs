@@ -1,8 +1,12 @@
 //! Building guests: makes sure the `wasm32-wasip2` target is installed and
-//! runs cargo, reporting where each component landed.
+//! runs cargo against the SDK the binary carries ([`sdk`]), reporting where
+//! each component landed.
 //!
-//! Used by `verge up`, `verge dev` and `verge deploy`, and by the tests,
-//! which build the bundled examples through the same path users do.
+//! Used by `verge up`, `verge dev`, `verge deploy` and `verge build`, and by
+//! the tests, which build the bundled examples through the same path users
+//! do.
+
+pub mod sdk;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -100,8 +104,9 @@ const KEEP_SYMBOLS: [&str; 6] = [
 ];
 
 /// Builds every cdylib of the package or workspace at `manifest_dir` for
-/// `wasm32-wasip2` with release optimizations. Cargo's progress goes to
-/// stderr.
+/// `wasm32-wasip2` with release optimizations, against the embedded SDK
+/// unless the project picks its own ([`sdk::project_chooses`]). Cargo's
+/// progress goes to stderr.
 pub fn build(manifest_dir: &Path, symbols: Symbols) -> Result<Vec<BuiltComponent>> {
     ensure_wasm_target()?;
     let manifest = manifest_dir.join("Cargo.toml");
@@ -111,6 +116,11 @@ pub fn build(manifest_dir: &Path, symbols: Symbols) -> Result<Vec<BuiltComponent
         Symbols::Strip => command.arg("--release"),
         Symbols::Keep => command.args(KEEP_SYMBOLS),
     };
+    if !sdk::project_chooses(manifest_dir) {
+        let sdk = sdk::unpacked()?;
+        sdk::refresh_local_patch(manifest_dir, &sdk)?;
+        command.arg("--config").arg(sdk::patch_argument(&sdk));
+    }
     let mut child = command
         .args([
             "--message-format",
