@@ -9,6 +9,12 @@ build-guests:
     cd guest-examples && cargo build --release
     cd host/tests/guests && cargo build --release
 
+# Package the SDK crates as crates.io would take them, and build each from
+# its package (verge against the packaged verge-macros). Not in the tests:
+# verifying compiles both crates from scratch.
+package:
+    cargo package -p verge-macros -p verge
+
 # The test suite, as CI runs it.
 test:
     .ci/run

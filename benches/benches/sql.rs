@@ -12,7 +12,11 @@ const STATEMENTS: u32 = 1000;
 
 fn sql_round_trip(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let built = verge_host::toolchain::build(&repo().join("benches/guests")).unwrap();
+    let built = verge_host::toolchain::build(
+        &repo().join("benches/guests"),
+        verge_host::toolchain::Symbols::Strip,
+    )
+    .unwrap();
     let guest = built.iter().find(|g| g.name == "bench_objects").unwrap();
     let wasm = std::fs::read(&guest.wasm).unwrap();
     let config = std::fs::read_to_string(guest.package_dir.join("verge.toml")).unwrap();

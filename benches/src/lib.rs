@@ -28,7 +28,7 @@ pub fn repo() -> PathBuf {
 /// returned directory.
 pub async fn hello_worker() -> Result<(Arc<Platform>, Arc<LoadedWorker>, tempfile::TempDir)> {
     let examples = repo().join("guest-examples");
-    let built = toolchain::build(&examples)?;
+    let built = toolchain::build(&examples, toolchain::Symbols::Strip)?;
     let hello = built
         .iter()
         .find(|c| c.name == "hello")

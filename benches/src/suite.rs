@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use verge_host::runtime::{HostState, RequestId, invoke, new_store};
+use verge_host::toolchain::Symbols;
 
 use crate::loadgen::{self, LoadResult, Target};
 use crate::peers::{self, Bins, Running};
@@ -122,7 +123,7 @@ impl Setup {
         }
         let mut guests = HashMap::new();
         for workspace in ["guest-examples", "benches/guests"] {
-            for guest in verge_host::toolchain::build(&repo().join(workspace))? {
+            for guest in verge_host::toolchain::build(&repo().join(workspace), Symbols::Strip)? {
                 let config = std::fs::read_to_string(guest.package_dir.join("verge.toml"))?;
                 guests.insert(guest.name.clone(), (std::fs::read(&guest.wasm)?, config));
             }
@@ -147,7 +148,7 @@ impl Setup {
 
 /// Builds the guest workspace at `dir` and returns its component `name`.
 fn built(dir: &str, name: &str) -> Result<verge_host::toolchain::BuiltComponent> {
-    verge_host::toolchain::build(&repo().join(dir))?
+    verge_host::toolchain::build(&repo().join(dir), Symbols::Strip)?
         .into_iter()
         .find(|c| c.name == name)
         .with_context(|| format!("{dir} built no {name}"))

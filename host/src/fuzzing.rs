@@ -354,7 +354,7 @@ impl FuzzHost {
         // yet: the runtime starts below, and libFuzzer's threads do not.
         unsafe { std::env::remove_var("RUSTC_BOOTSTRAP") };
         let guests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-examples");
-        let hello = crate::toolchain::build(&guests)
+        let hello = crate::toolchain::build(&guests, crate::toolchain::Symbols::Strip)
             .expect("building guest-examples")
             .into_iter()
             .find(|c| c.name == "hello")

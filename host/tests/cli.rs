@@ -78,6 +78,11 @@ async fn new_scaffold_serves_under_dev_and_hot_swaps_on_change() {
     ] {
         assert!(project.join(file).exists(), "{file} scaffolded");
     }
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("[patch.crates-io]\nverge = { path = "),
+        "--sdk patches `verge` to the SDK given:\n{manifest}"
+    );
 
     let mut child = verge(&project)
         .args(["dev", "--listen", "127.0.0.1:0"])

@@ -12,10 +12,11 @@ pub use inventory;
 pub use serde_json;
 pub use wit_bindgen;
 
-/// Bindings for the `verge:platform/app` world, generated from `wit/`.
+/// Bindings for the `verge:platform/app` world, generated from `wit/`
+/// (inside this crate, so the published crate carries its contract).
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "verge:platform/app",
         default_bindings_module: "::verge::__private::bindings",
         runtime_path: "::verge::__private::wit_bindgen::rt",

@@ -13,7 +13,8 @@ mod sql;
 mod websocket;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    // The SDK's copy is the only one: guest and host compile the same files.
+    path: "../sdk/wit",
     world: "verge:platform/app",
     imports: {
         "verge:platform/fetch.fetch": async,

@@ -5,6 +5,7 @@ use clap::Args;
 
 use super::admin_client::{AdminClient, HostArgs};
 use super::project::Project;
+use crate::toolchain::Symbols;
 
 #[derive(Args)]
 pub(super) struct DeployArgs {
@@ -23,7 +24,7 @@ pub(super) async fn run(args: DeployArgs) -> Result<()> {
     let client = AdminClient::new(&args.host)?;
     client.check().await?;
     let (project, bytes) = tokio::task::spawn_blocking(move || {
-        let bytes = project.build();
+        let bytes = project.build(Symbols::Strip);
         (project, bytes)
     })
     .await?;

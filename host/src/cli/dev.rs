@@ -12,6 +12,7 @@ use super::project::Project;
 use super::{EngineArgs, default_listen, shutdown_signal};
 use crate::platform::{Deployment, Platform, PlatformOptions};
 use crate::server::{ConnectionLimits, Server, ServerOptions};
+use crate::toolchain::Symbols;
 
 #[derive(Args)]
 pub(super) struct DevArgs {
@@ -109,7 +110,8 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
 async fn build_and_deploy(platform: &Arc<Platform>, dir: &Path) -> Result<Deployment> {
     let project = Project::open(dir)?;
     let (project, bytes) = tokio::task::spawn_blocking(move || {
-        let bytes = project.build();
+        // Symbols kept: a trap in development names the guest's functions.
+        let bytes = project.build(Symbols::Keep);
         (project, bytes)
     })
     .await?;

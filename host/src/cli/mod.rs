@@ -1,6 +1,7 @@
 //! The `verge` command.
 
 mod admin_client;
+mod build;
 mod deploy;
 mod dev;
 mod format;
@@ -57,6 +58,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Build the worker and upload it to a running `verge serve`.
     Deploy(deploy::DeployArgs),
+    /// Build the worker's component, as `deploy` would, and print its path.
+    Build(build::BuildArgs),
     /// Create a new worker crate.
     New(new::NewArgs),
     /// Manage a deployed worker's secrets.
@@ -243,6 +246,7 @@ pub async fn run() -> Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
+        Command::Build(args) => build::run(args),
         Command::New(args) => new::run(args),
         Command::Secret(command) => secret::run(command).await,
         Command::Workers(args) => workers::list(args).await,
@@ -281,8 +285,8 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8788))
 }
 
-/// Where this source tree's pieces are, for commands that use them (up,
-/// new). Overridable by flags for a relocated binary.
+/// Where this source tree's pieces are, for commands that use them (up).
+/// Overridable by flags for a relocated binary.
 fn source_tree() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

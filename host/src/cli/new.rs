@@ -3,14 +3,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::source_tree;
 use crate::config::validate_name;
+use crate::toolchain::sdk;
 
 #[derive(Args)]
 pub(super) struct NewArgs {
     /// The worker's name; also the directory created.
     name: String,
-    /// The verge SDK crate to depend on; by default this source tree's.
+    /// Build against the verge SDK crate at this path (for SDK
+    /// development), written as a [patch.crates-io] in Cargo.toml; by
+    /// default the SDK this binary carries.
     #[arg(long)]
     sdk: Option<PathBuf>,
 }
@@ -22,27 +24,39 @@ pub(super) fn run(args: NewArgs) -> Result<()> {
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
-    let sdk = args.sdk.unwrap_or_else(|| source_tree().join("sdk"));
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "the verge SDK is not at {} (pass --sdk PATH)",
-            sdk.display()
-        )
-    })?;
-    for (path, contents) in scaffold(name, &sdk) {
+    let sdk_path = args
+        .sdk
+        .map(|path| {
+            path.canonicalize()
+                .with_context(|| format!("--sdk: no verge SDK at {}", path.display()))
+        })
+        .transpose()?;
+    for (path, contents) in scaffold(name, sdk_path.as_deref()) {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
     }
+    if sdk_path.is_none() {
+        // Plain cargo and rust-analyzer find the embedded SDK too.
+        sdk::refresh_local_patch(dir, &sdk::unpacked()?)?;
+    }
     println!("Created worker `{name}`. Next:\n\n    cd {name}\n    verge dev\n");
     Ok(())
 }
 
-/// The files of a new worker crate, as (path, contents).
-fn scaffold(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
-    let sdk = sdk.display().to_string().replace('\\', "/");
+/// The files of a new worker crate, as (path, contents). The crate asks
+/// for the SDK by version, so it builds wherever `verge` is installed; with
+/// `sdk`, its Cargo.toml patches that version to the SDK at `sdk`.
+fn scaffold(name: &str, sdk: Option<&Path>) -> Vec<(&'static str, String)> {
+    let version = sdk::version();
+    let patch = sdk
+        .map(|sdk| {
+            let sdk = toml::Value::String(sdk.display().to_string().replace('\\', "/"));
+            format!("\n# The verge SDK under development (`verge new --sdk`).\n[patch.crates-io]\nverge = {{ path = {sdk} }}\n")
+        })
+        .unwrap_or_default();
     vec![
         (
             "Cargo.toml",
@@ -56,7 +70,7 @@ edition = "2024"
 crate-type = ["cdylib"]
 
 [dependencies]
-verge = {{ path = "{sdk}" }}
+verge = "{version}"
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
@@ -66,7 +80,7 @@ strip = true
 
 # A worker is its own workspace, wherever it is created.
 [workspace]
-"#
+{patch}"#
             ),
         ),
         (
@@ -89,9 +103,26 @@ memory_mb = 128
         ),
         (
             ".cargo/config.toml",
-            "[build]\ntarget = \"wasm32-wasip2\"\n".to_owned(),
+            format!(
+                r#"# Cargo takes `verge` from the SDK the `verge` binary carries; {file}
+# says where it is on this machine (so it stays out of git), and
+# `verge build`, `dev` and `deploy` write it again when it is missing or
+# out of date.
+include = [{{ path = "{file}", optional = true }}]
+
+[build]
+target = "wasm32-wasip2"
+"#,
+                file = sdk::LOCAL_PATCH_FILE
+            ),
         ),
-        (".gitignore", "/target\n/.verge\n.dev.vars\n".to_owned()),
+        (
+            ".gitignore",
+            format!(
+                "/target\n/.verge\n.dev.vars\n/.cargo/{}\n",
+                sdk::LOCAL_PATCH_FILE
+            ),
+        ),
         (
             "src/lib.rs",
             r#"use serde_json::json;

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::config::WorkerConfig;
-use crate::toolchain;
+use crate::toolchain::{self, Symbols};
 
 /// The worker a command is about: `name` when given, else the one named in
 /// ./verge.toml, as wrangler does.
@@ -48,9 +48,16 @@ impl Project {
         })
     }
 
-    /// Builds the component and returns its bytes: `[build] command` when
-    /// set, else `cargo build --release --target wasm32-wasip2`.
-    pub(super) fn build(&self) -> Result<Vec<u8>> {
+    /// Builds the component and returns its bytes (see [`Self::component`]).
+    pub(super) fn build(&self, symbols: Symbols) -> Result<Vec<u8>> {
+        let wasm = self.component(symbols)?;
+        std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))
+    }
+
+    /// Builds the component and returns where it is: `[build] command`
+    /// when set (it decides about symbols itself), else cargo through
+    /// [`toolchain::build`].
+    pub(super) fn component(&self, symbols: Symbols) -> Result<PathBuf> {
         let build = &self.config.build;
         let wasm = match (&build.command, &build.component) {
             (Some(command), Some(component)) => {
@@ -69,7 +76,7 @@ impl Project {
                 "verge.toml: [build] command is set, so [build] component must name the .wasm it produces"
             ),
             (None, component) => {
-                let built = toolchain::build(&self.dir)?;
+                let built = toolchain::build(&self.dir, symbols)?;
                 match component {
                     Some(component) => self.dir.join(component),
                     None => built
@@ -85,6 +92,6 @@ impl Project {
                 }
             }
         };
-        std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))
+        Ok(wasm)
     }
 }

@@ -7,7 +7,7 @@ use super::project::Project;
 use super::{EngineArgs, ListenArgs, shutdown_signal, source_tree};
 use crate::platform::{Platform, PlatformOptions};
 use crate::server::{IndexEntry, IndexPage, Server};
-use crate::toolchain;
+use crate::toolchain::{self, Symbols};
 
 #[derive(Args)]
 pub(super) struct UpArgs {
@@ -29,7 +29,8 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
         .examples
         .unwrap_or_else(|| source_tree().join("guest-examples"));
     eprintln!("verge: building the examples in {}", examples.display());
-    let built = tokio::task::spawn_blocking(move || toolchain::build(&examples)).await??;
+    let built =
+        tokio::task::spawn_blocking(move || toolchain::build(&examples, Symbols::Strip)).await??;
 
     let token_dir = args.data.clone();
     let platform = Platform::open(PlatformOptions {

@@ -16,7 +16,7 @@ use verge_host::objects::ObjectOptions;
 use verge_host::platform::{Platform, PlatformOptions};
 use verge_host::runtime::EngineOptions;
 use verge_host::server::{AdminOptions, ConnectionLimits, Server, ServerOptions};
-use verge_host::toolchain;
+use verge_host::toolchain::{self, Symbols};
 
 pub const TOKEN: &str = "test-admin-token";
 
@@ -39,11 +39,11 @@ pub struct Guest {
 pub fn guest(name: &str) -> Guest {
     static BUILT: OnceLock<Vec<toolchain::BuiltComponent>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        let mut built =
-            toolchain::build(&repo().join("guest-examples")).expect("building guest-examples");
-        built.extend(
-            toolchain::build(&repo().join("host/tests/guests")).expect("building test guests"),
-        );
+        // Symbols kept, so a test can find the guest's function names in a
+        // trap's backtrace.
+        let build = |dir: &str| toolchain::build(&repo().join(dir), Symbols::Keep);
+        let mut built = build("guest-examples").expect("building guest-examples");
+        built.extend(build("host/tests/guests").expect("building test guests"));
         built
     });
     let component = built

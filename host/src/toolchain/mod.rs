@@ -1,8 +1,12 @@
 //! Building guests: makes sure the `wasm32-wasip2` target is installed and
-//! runs cargo, reporting where each component landed.
+//! runs cargo against the SDK the binary carries ([`sdk`]), reporting where
+//! each component landed.
 //!
-//! Used by `verge up`, `verge dev` and `verge deploy`, and by the tests,
-//! which build the bundled examples through the same path users do.
+//! Used by `verge up`, `verge dev`, `verge deploy` and `verge build`, and by
+//! the tests, which build the bundled examples through the same path users
+//! do.
+
+pub mod sdk;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -75,13 +79,49 @@ fn install_wasm_target() -> Result<()> {
     Ok(())
 }
 
+/// What a build leaves in the component for debugging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symbols {
+    /// The project's release profile as written (the scaffold and the
+    /// examples strip symbols): the small component `deploy` and `up` ship.
+    Strip,
+    /// The release profile with `strip` off, so a trap's backtrace names
+    /// the guest's functions (the host's wasmtime demangles them). Built
+    /// under a profile of its own, `release-symbols`, so these artifacts
+    /// never overwrite the stripped ones and switching costs no rebuild.
+    Keep,
+}
+
+/// The profile [`Symbols::Keep`] builds with, defined on the command line
+/// so projects need not declare it.
+const KEEP_SYMBOLS: [&str; 6] = [
+    "--config",
+    "profile.release-symbols.inherits=\"release\"",
+    "--config",
+    "profile.release-symbols.strip=false",
+    "--profile",
+    "release-symbols",
+];
+
 /// Builds every cdylib of the package or workspace at `manifest_dir` for
-/// `wasm32-wasip2` in release mode. Cargo's progress goes to stderr.
-pub fn build(manifest_dir: &Path) -> Result<Vec<BuiltComponent>> {
+/// `wasm32-wasip2` with release optimizations, against the embedded SDK
+/// unless the project picks its own ([`sdk::project_chooses`]). Cargo's
+/// progress goes to stderr.
+pub fn build(manifest_dir: &Path, symbols: Symbols) -> Result<Vec<BuiltComponent>> {
     ensure_wasm_target()?;
     let manifest = manifest_dir.join("Cargo.toml");
-    let mut child = cargo()
-        .args(["build", "--release", "--target", WASM_TARGET])
+    let mut command = cargo();
+    command.args(["build", "--target", WASM_TARGET]);
+    match symbols {
+        Symbols::Strip => command.arg("--release"),
+        Symbols::Keep => command.args(KEEP_SYMBOLS),
+    };
+    if !sdk::project_chooses(manifest_dir) {
+        let sdk = sdk::unpacked()?;
+        sdk::refresh_local_patch(manifest_dir, &sdk)?;
+        command.arg("--config").arg(sdk::patch_argument(&sdk));
+    }
+    let mut child = command
         .args([
             "--message-format",
             "json-render-diagnostics",

@@ -1,0 +1,322 @@
+//! The `verge` SDK the binary carries, so a worker builds on a machine that
+//! has the `verge` binary but not the Verge source tree.
+//!
+//! A worker's Cargo.toml asks for `verge = "0.1.0"`, a plain version
+//! requirement that needs no checkout. build.rs embeds sdk/ (the `verge`
+//! crate, `verge-macros` inside it, and the WIT) in the binary; the first
+//! build unpacks it into the per-user cache, and every build tells cargo to
+//! take `verge` from there (`--config patch.crates-io.verge.path=...`).
+//! `verge-macros` needs no patch: the unpacked `verge` reaches it by path.
+//!
+//! A project that picks its own SDK is left alone (see [`project_chooses`]):
+//! the bundled examples build against this tree's sdk/, and a command-line
+//! patch would override theirs.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+/// The SDK's files as (path under sdk/, contents); build.rs lists them.
+const FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+
+/// The machine-local file, beside `.cargo/config.toml`, that holds the
+/// patch for plain `cargo` and rust-analyzer. `verge new` projects include
+/// it from their config and ignore it in git: its path is this machine's.
+pub const LOCAL_PATCH_FILE: &str = "verge-sdk.toml";
+
+/// The embedded SDK's version, as its Cargo.toml says.
+pub fn version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let manifest = FILES
+            .iter()
+            .find(|(path, _)| *path == "Cargo.toml")
+            .map(|(_, contents)| String::from_utf8_lossy(contents))
+            .expect("build.rs embeds sdk/Cargo.toml");
+        let manifest: toml::Table = toml::from_str(&manifest).expect("sdk/Cargo.toml is TOML");
+        manifest["package"]["version"]
+            .as_str()
+            .expect("sdk/Cargo.toml has a literal package.version")
+            .to_owned()
+    })
+}
+
+/// The embedded SDK, unpacked (on first use) into
+/// `$XDG_CACHE_HOME/verge/sdk/<version>-<content hash>/`. The hash makes a
+/// binary with changed SDK sources use a directory of its own, so a
+/// directory once written never changes.
+pub fn unpacked() -> Result<PathBuf> {
+    let dir =
+        cache_root()?
+            .join("verge/sdk")
+            .join(format!("{}-{}", version(), content_hash(FILES)));
+    unpack(FILES, &dir)?;
+    Ok(dir)
+}
+
+/// `$XDG_CACHE_HOME`, else `~/.cache` (the XDG base directory rules: a
+/// relative XDG_CACHE_HOME is ignored).
+fn cache_root() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from)
+        && dir.is_absolute()
+    {
+        return Ok(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .context("neither XDG_CACHE_HOME nor HOME is set: verge unpacks its SDK under one")?;
+    Ok(PathBuf::from(home).join(".cache"))
+}
+
+/// The first 12 hex digits of a SHA-256 over every path and its contents.
+fn content_hash(files: &[(&str, &[u8])]) -> String {
+    let mut hash = Sha256::new();
+    for (path, contents) in files {
+        // Lengths first, so no two different file lists hash the same bytes.
+        hash.update((path.len() as u64).to_le_bytes());
+        hash.update(path.as_bytes());
+        hash.update((contents.len() as u64).to_le_bytes());
+        hash.update(contents);
+    }
+    hex::encode(hash.finalize())[..12].to_owned()
+}
+
+/// Writes `files` into `dir` unless `dir` exists. All or nothing: the files
+/// go into a fresh directory beside `dir` that is then renamed into place,
+/// so a concurrent `verge` (or one killed halfway) never leaves half an SDK
+/// where cargo would find it. When two race, one rename wins and the other
+/// fails because `dir` exists; the loser's copy is deleted with its
+/// temporary directory.
+fn unpack(files: &[(&str, &[u8])], dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .context("the SDK cache has no parent directory")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let temp = tempfile::Builder::new()
+        .prefix(".unpacking-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a directory in {}", parent.display()))?;
+    for (path, contents) in files {
+        let dest = temp.path().join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&dest, contents).with_context(|| format!("writing {}", dest.display()))?;
+    }
+    match std::fs::rename(temp.path(), dir) {
+        Ok(()) => Ok(()),
+        Err(_) if dir.exists() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("moving the SDK into {}", dir.display())),
+    }
+}
+
+/// Whether the project in `dir` picks its own `verge`: its Cargo.toml, or
+/// that of the workspace it belongs to, does (see [`chooses_own_sdk`]).
+/// Cargo lets a command-line patch override the manifest's, so such a
+/// project gets no patch from verge; everything else builds against the
+/// embedded SDK.
+pub fn project_chooses(dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    // Upwards to the workspace root, as cargo looks for it.
+    for dir in dir.ancestors() {
+        let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let Ok(manifest) = toml::from_str::<toml::Table>(&text) else {
+            // Cargo will say what is wrong with it.
+            return false;
+        };
+        if chooses_own_sdk(&manifest) {
+            return true;
+        }
+        if manifest.contains_key("workspace") {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether a Cargo.toml patches `verge` in `[patch.crates-io]`, or depends
+/// on it by path in `[dependencies]` or `[workspace.dependencies]`.
+fn chooses_own_sdk(manifest: &toml::Table) -> bool {
+    let has = |keys: &[&str]| {
+        let (last, tables) = keys.split_last().expect("a key");
+        tables
+            .iter()
+            .try_fold(manifest, |table, key| table.get(*key)?.as_table())
+            .is_some_and(|table| table.contains_key(*last))
+    };
+    has(&["patch", "crates-io", "verge"])
+        || has(&["dependencies", "verge", "path"])
+        || has(&["workspace", "dependencies", "verge", "path"])
+}
+
+/// The cargo `--config` argument that takes `verge` from `sdk`.
+pub fn patch_argument(sdk: &Path) -> String {
+    format!("patch.crates-io.verge.path={}", toml_string(sdk))
+}
+
+/// `.cargo/verge-sdk.toml`'s contents: the same patch, for plain cargo.
+pub fn local_patch_file(sdk: &Path) -> String {
+    format!(
+        "# Written by `verge`: this machine's copy of the verge SDK, unpacked from\n\
+         # the `verge` binary. `verge build` rewrites it; keep it out of git.\n\
+         [patch.crates-io]\n\
+         verge = {{ path = {} }}\n",
+        toml_string(sdk)
+    )
+}
+
+/// Writes `.cargo/verge-sdk.toml` in `project` when the project's cargo
+/// config includes it (as `verge new` sets up) and it does not already say
+/// `sdk`, so a fresh clone works with plain cargo after one `verge build`.
+/// Unchanged files are not touched: `verge dev` would see a change.
+pub fn refresh_local_patch(project: &Path, sdk: &Path) -> Result<()> {
+    let config = project.join(".cargo/config.toml");
+    let includes_it =
+        std::fs::read_to_string(&config).is_ok_and(|config| config.contains(LOCAL_PATCH_FILE));
+    let path = project.join(".cargo").join(LOCAL_PATCH_FILE);
+    let contents = local_patch_file(sdk);
+    if includes_it && std::fs::read_to_string(&path).ok().as_deref() != Some(&contents) {
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `path` as a quoted TOML string.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILES: &[(&str, &[u8])] = &[
+        ("Cargo.toml", b"[package]\nname = \"x\"\n"),
+        ("src/lib.rs", b"pub fn f() {}\n"),
+        ("macros/src/lib.rs", b"// macros\n"),
+    ];
+
+    fn assert_unpacked(dir: &Path) {
+        for (path, contents) in FILES {
+            assert_eq!(std::fs::read(dir.join(path)).unwrap(), *contents, "{path}");
+        }
+    }
+
+    #[test]
+    fn unpack_writes_every_file_once_and_leaves_no_temporary_directory() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("verge/sdk/0.1.0-abc");
+        unpack(FILES, &dir).unwrap();
+        assert_unpacked(&dir);
+        // A second unpack keeps what is there: a directory once written is
+        // never rewritten (its name carries the content hash).
+        std::fs::write(dir.join("marker"), "kept").unwrap();
+        unpack(FILES, &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("marker")).unwrap(), "kept");
+        let entries: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(entries, ["0.1.0-abc"]);
+    }
+
+    #[test]
+    fn concurrent_unpacks_all_succeed_with_one_complete_copy() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("sdk/0.1.0-abc");
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| unpack(FILES, &dir).unwrap());
+            }
+        });
+        assert_unpacked(&dir);
+        assert_eq!(
+            std::fs::read_dir(cache.path().join("sdk")).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_embedded_sdk_is_the_crate_and_its_contract() {
+        let paths: Vec<_> = super::FILES.iter().map(|(path, _)| *path).collect();
+        for expected in [
+            "Cargo.toml",
+            "src/lib.rs",
+            "macros/Cargo.toml",
+            "macros/src/lib.rs",
+            "wit/worlds.wit",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} embedded; have {paths:?}"
+            );
+        }
+        assert_eq!(version(), env!("CARGO_PKG_VERSION"));
+        assert_eq!(content_hash(super::FILES).len(), 12);
+        assert_ne!(content_hash(FILES), content_hash(&FILES[1..]));
+    }
+
+    #[test]
+    fn projects_that_pick_their_sdk_are_left_alone() {
+        for manifest in [
+            "[patch.crates-io]\nverge = { path = \"../sdk\" }\n",
+            "[dependencies]\nverge = { path = \"/src/verge/sdk\" }\n",
+            "[workspace.dependencies]\nverge = { path = \"../sdk\" }\n",
+        ] {
+            assert!(
+                chooses_own_sdk(&toml::from_str(manifest).unwrap()),
+                "{manifest}"
+            );
+        }
+        for manifest in [
+            "[dependencies]\nverge = \"0.1.0\"\n",
+            "[dependencies]\nverge = { version = \"0.1\", features = [] }\n",
+            "[workspace]\nmembers = [\"a\"]\n",
+        ] {
+            assert!(
+                !chooses_own_sdk(&toml::from_str(manifest).unwrap()),
+                "{manifest}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_workspace_member_follows_its_workspace_root() {
+        let root = tempfile::tempdir().unwrap();
+        let member = root.path().join("hello");
+        std::fs::create_dir_all(&member).unwrap();
+        std::fs::write(
+            member.join("Cargo.toml"),
+            "[dependencies]\nverge = \"0.1.0\"\n",
+        )
+        .unwrap();
+        assert!(!project_chooses(&member), "no workspace: the embedded SDK");
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"hello\"]\n[patch.crates-io]\nverge = { path = \"../sdk\" }\n",
+        )
+        .unwrap();
+        assert!(project_chooses(&member));
+        assert!(project_chooses(root.path()));
+    }
+
+    #[test]
+    fn patch_paths_are_quoted_for_toml() {
+        let sdk = Path::new("/home/a \"b\"/sdk");
+        for config in [patch_argument(sdk), local_patch_file(sdk)] {
+            let config: toml::Table = toml::from_str(&config).unwrap();
+            assert_eq!(
+                config["patch"]["crates-io"]["verge"]["path"].as_str(),
+                Some("/home/a \"b\"/sdk")
+            );
+        }
+    }
+}
