@@ -335,3 +335,38 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_panic_reads_as_its_message_and_the_guests_own_frames() {
+    // Development: the message, where it was raised, and the guest's
+    // frames by name (the test guests keep their symbols, as `verge dev`
+    // builds do), without the panic machinery or any host frame.
+    let dev = TestHost::start_with(true).await;
+    assert_eq!(dev.deploy(&guest("misbehave")).await.status(), 201);
+    let body = dev.get_text("/panic").await;
+    assert!(
+        body.contains("panicked at misbehave/src/lib.rs:35:21: deliberate panic for the tests"),
+        "{body}"
+    );
+    assert!(
+        body.contains("wasm `unreachable` instruction executed"),
+        "{body}"
+    );
+    assert!(body.contains("misbehave.wasm!"), "{body}");
+    assert!(
+        body.contains("#handle"),
+        "the export's frame is named: {body}"
+    );
+    for noise in ["::panicking::", "RUST_BACKTRACE", "verge_host", "tokio"] {
+        assert!(!body.contains(noise), "{noise} in {body}");
+    }
+    assert!(body.len() < 4096, "{} bytes of error page", body.len());
+
+    // Production: only the ids.
+    let prod = TestHost::start().await;
+    assert_eq!(prod.deploy(&guest("misbehave")).await.status(), 201);
+    let body = prod.get_text("/panic").await;
+    assert!(body.contains("error id"), "{body}");
+    assert!(!body.contains("deliberate panic"), "{body}");
+    assert!(!body.contains("wasm"), "{body}");
+}

@@ -105,8 +105,32 @@ thread_local! {
 
 struct Component;
 
+/// Makes a panic log one line, `panicked at src/lib.rs:3:5: boom`, at
+/// error level: the host puts a trap's last logged words into its error,
+/// and std's own hook would add a note about `RUST_BACKTRACE` that does not
+/// apply here.
+fn log_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|panic| {
+            let message = panic.payload_as_str().unwrap_or("a non-text panic payload");
+            let line = match panic.location() {
+                Some(at) => format!(
+                    "panicked at {}:{}:{}: {message}",
+                    at.file(),
+                    at.line(),
+                    at.column()
+                ),
+                None => format!("panicked: {message}"),
+            };
+            crate::log::log(crate::log::Level::Error, &line);
+        }));
+    });
+}
+
 impl handler::Guest for Component {
     fn handle(request: WireRequest) -> std::result::Result<WireResponse, String> {
+        log_panics();
         match inventory::iter::<WorkerRegistration>.into_iter().next() {
             Some(worker) => (worker.fetch)(request),
             None => Err("this component has no #[verge::worker] fetch handler".into()),
@@ -127,6 +151,7 @@ impl object::Guest for Component {
         id: String,
         name: Option<String>,
     ) -> std::result::Result<(), String> {
+        log_panics();
         let registration = inventory::iter::<ClassRegistration>
             .into_iter()
             .find(|c| c.name == class)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{PoolConcurrencyLimitError, Store};
+use wasmtime::{PoolConcurrencyLimitError, Store, WasmBacktrace};
 
 use crate::bindings::{Request, Response};
 
@@ -217,7 +217,59 @@ fn classify(error: wasmtime::Error) -> InvokeError {
     if error.is::<PoolConcurrencyLimitError>() {
         return InvokeError::AtCapacity;
     }
-    // The chain of causes with the guest's wasm backtrace, never the
-    // host's own Rust backtrace.
-    InvokeError::Trap(format!("{error:#}"))
+    InvokeError::Trap(describe_trap(&error))
+}
+
+/// A trap as its cause and the guest's own frames: never the host's Rust
+/// backtrace, and without the panic machinery a Rust guest runs between
+/// its `panic!` and the trap.
+fn describe_trap(error: &wasmtime::Error) -> String {
+    let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() else {
+        return format!("{error:#}");
+    };
+    let frames = backtrace.frames();
+    let machinery = frames
+        .iter()
+        .take_while(|frame| {
+            frame
+                .func_name()
+                .is_some_and(|name| is_panic_machinery(&demangled(name)))
+        })
+        .count();
+    let shown = if machinery == frames.len() {
+        frames
+    } else {
+        &frames[machinery..]
+    };
+    let mut text = error.root_cause().to_string();
+    text.push_str("\nguest backtrace:");
+    for (n, frame) in shown.iter().enumerate() {
+        let module = frame.module().name().unwrap_or("<module>");
+        let offset = frame.module_offset().unwrap_or_default();
+        match frame.func_name() {
+            Some(name) => text.push_str(&format!(
+                "\n  {n:>2}: {module}!{} (at {offset:#x})",
+                demangled(name)
+            )),
+            None => text.push_str(&format!(
+                "\n  {n:>2}: {module}!<function {}> (at {offset:#x}; names stripped: `verge dev` keeps them)",
+                frame.func_index()
+            )),
+        }
+    }
+    text
+}
+
+/// A Rust symbol as source names it, without its hash; anything else
+/// as it is.
+fn demangled(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
+}
+
+/// Frames of Rust's standard library that unwind a panic into a trap.
+fn is_panic_machinery(name: &str) -> bool {
+    ["std::", "alloc::", "__rustc::", "core::panicking::"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || name == "abort"
 }
