@@ -273,6 +273,35 @@ async fn cargo_component_build_runs_on_the_host() {
     assert_eq!(body["message"], "Hello from Verge!");
 }
 
+/// The requests an index page offers: (method, path, body, needs network).
+fn offered_requests(index: &str) -> Vec<(String, String, Option<String>, bool)> {
+    let attribute = |button: &str, name: &str| {
+        let start = button.find(&format!("{name}=\""))? + name.len() + 2;
+        let value = &button[start..start + button[start..].find('"')?];
+        Some(
+            value
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        )
+    };
+    index
+        .split("<button ")
+        .skip(1)
+        .map(|button| &button[..button.find('>').unwrap()])
+        .map(|button| {
+            (
+                attribute(button, "data-method").unwrap(),
+                attribute(button, "data-path").unwrap(),
+                attribute(button, "data-body"),
+                button.contains("data-network"),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_builds_and_serves_every_example_with_an_index() {
     let data = tempfile::tempdir().unwrap();
@@ -314,10 +343,25 @@ async fn up_builds_and_serves_every_example_with_an_index() {
         );
     }
     assert!(index.contains("href=\"/hello\""));
-    let hello = reqwest::get(format!("{url}/hello")).await.unwrap();
-    assert_eq!(hello.status(), 200);
-    let items = reqwest::get(format!("{url}/router/items/2")).await.unwrap();
-    assert_eq!(items.status(), 200);
+    // Every request the page offers works, sent as its button sends it
+    // (the one that needs the internet aside).
+    let client = reqwest::Client::new();
+    let offered = offered_requests(&index);
+    assert!(offered.len() >= 9, "{offered:?}");
+    for (method, path, body, network) in offered {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = client.request(method.clone(), format!("{url}{path}"));
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            network || status.is_success(),
+            "the index offers {method} {path}, which answers {status}: {text}"
+        );
+    }
     let proxied = reqwest::get(format!("{url}/proxy?url={url}/hello"))
         .await
         .unwrap();

@@ -2,11 +2,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use serde::Deserialize;
 
 use super::project::Project;
 use super::{EngineArgs, ListenArgs, shutdown_signal, source_tree};
 use crate::platform::{Platform, PlatformOptions};
-use crate::server::{IndexEntry, IndexPage, Server};
+use crate::server::{ExampleRequest, IndexEntry, IndexPage, Server};
 use crate::toolchain::{self, Symbols};
 
 #[derive(Args)]
@@ -74,30 +75,45 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
 
 fn index_entry(project: &Project) -> Result<IndexEntry> {
     let config = &project.config;
+    let package = package_manifest(&project.dir)?.package;
     Ok(IndexEntry {
         name: config.name.clone(),
-        description: package_description(&project.dir)?,
+        description: package.description,
         routes: config.routes.iter().map(ToString::to_string).collect(),
-        links: config
-            .routes
-            .iter()
-            .filter_map(|route| route.link())
-            .map(str::to_owned)
-            .collect(),
+        requests: package.metadata.verge.try_requests,
     })
 }
 
-/// `package.description` from the example's Cargo.toml.
-fn package_description(dir: &Path) -> Result<String> {
+/// What the index takes from an example's Cargo.toml: its description
+/// and `[package.metadata.verge] try`, the requests to offer.
+#[derive(Deserialize)]
+struct Manifest {
+    package: Package,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+#[derive(Deserialize, Default)]
+struct Metadata {
+    #[serde(default)]
+    verge: VergeMetadata,
+}
+
+#[derive(Deserialize, Default)]
+struct VergeMetadata {
+    #[serde(default, rename = "try")]
+    try_requests: Vec<ExampleRequest>,
+}
+
+fn package_manifest(dir: &Path) -> Result<Manifest> {
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    Ok(table
-        .get("package")
-        .and_then(|p| p.get("description"))
-        .and_then(|d| d.as_str())
-        .unwrap_or_default()
-        .to_owned())
+    toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))
 }

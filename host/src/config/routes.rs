@@ -120,11 +120,6 @@ impl RoutePattern {
         };
         (host, suffix, self.path.len(), !self.prefix)
     }
-
-    /// A path a browser on any host can open: exact paths without a host.
-    pub fn link(&self) -> Option<&str> {
-        (self.host == HostMatch::Any && !self.prefix).then_some(&self.path)
-    }
 }
 
 /// Two workers claiming the same route.

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use index::{IndexEntry, IndexPage};
+pub use index::{ExampleRequest, IndexEntry, IndexPage};
 pub use listener::ConnectionLimits;
 
 use crate::platform::Platform;
