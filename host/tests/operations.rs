@@ -324,6 +324,37 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         value("verge_commit_duration_seconds_count", &[]) >= 1.0,
         "{text}"
     );
+    // Every metric the host exposes is documented, and the dashboard in
+    // docs/ asks only for metrics that exist.
+    let docs = std::fs::read_to_string(support::repo().join("docs/operations.md")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(support::repo().join("docs/grafana/verge.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for family in &families {
+        assert!(
+            docs.contains(family),
+            "docs/operations.md does not describe {family}"
+        );
+    }
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| word.starts_with("verge_"));
+            for name in names {
+                assert!(
+                    families.iter().any(|f| name.starts_with(f)),
+                    "the dashboard's {expr:?} asks for {name}, which the host does not expose"
+                );
+            }
+        }
+    }
     for gauge in [
         "verge_websockets_open",
         "verge_websockets_hibernated",

@@ -54,7 +54,8 @@ impl Telemetry {
         tracing::info!(
             target: "verge::request",
             status = record.status,
-            duration_ms = format_args!("{duration_ms:.2}"),
+            // Two decimals: a microsecond is noise at this scale.
+            duration_ms = (duration_ms * 100.0).round() / 100.0,
             worker = worker.map(display),
             version,
             object = record.object.as_deref().map(display),
