@@ -239,7 +239,7 @@ pub fn raise_open_files_limit() -> libc::rlim_t {
 /// Runs the command line; `main` only sets up logging and the runtime.
 pub async fn run() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let _log = init_logging(cli.log_format);
     raise_open_files_limit();
     match cli.command {
         Command::Up(args) => up::run(args).await,

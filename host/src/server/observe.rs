@@ -32,10 +32,10 @@ pub(super) async fn tail(
     }
     // Subscribed before the response head goes out: a client that has
     // the head sees every request that starts afterwards.
-    let events = platform.telemetry().tail.subscribe();
-    let lines = futures::stream::unfold((events, filter), |(mut events, filter)| async move {
+    let watching = platform.telemetry().tail.subscribe();
+    let lines = futures::stream::unfold((watching, filter), |(mut watching, filter)| async move {
         loop {
-            let line = match tokio::time::timeout(HEARTBEAT, events.recv()).await {
+            let line = match tokio::time::timeout(HEARTBEAT, watching.events.recv()).await {
                 Err(_idle) => Bytes::from_static(b"\n"),
                 Ok(Ok(event)) if filter.matches(&event) => {
                     let mut line = serde_json::to_vec(&*event).expect("events serialize");
@@ -48,7 +48,7 @@ pub(super) async fn tail(
                 }
                 Ok(Err(RecvError::Closed)) => return None,
             };
-            return Some((Ok::<_, Infallible>(line), (events, filter)));
+            return Some((Ok::<_, Infallible>(line), (watching, filter)));
         }
     });
     (

@@ -1,15 +1,17 @@
 //! What a host tells its operators: one log line per request, live tails
 //! for `verge tail`, and Prometheus metrics.
 
+mod log_pipe;
 mod logging;
 mod metrics;
 mod tail;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use log_pipe::LogGuard;
 pub use logging::{LogFormat, init_logging};
 pub use metrics::{Metrics, Snapshot};
-pub use tail::{TailEvent, TailFilter, TailHub, TailLog};
+pub use tail::{TailEvent, TailFilter, TailHub, TailLog, TailSubscription};
 
 /// The host's metrics and its tail hub; one per platform.
 #[derive(Default)]
@@ -69,7 +71,7 @@ impl Telemetry {
         if let Some(worker) = worker {
             self.metrics.request(worker, record.status, record.duration);
         }
-        self.tail.send(TailEvent {
+        self.tail.send(|| TailEvent {
             timestamp_ms: now_ms(),
             request_id: record.request_id,
             kind: "fetch".into(),
@@ -88,7 +90,7 @@ impl Telemetry {
     /// Shows an object's event to tail watchers.
     pub fn object_event_finished(&self, record: ObjectEventRecord<'_>) {
         let (worker, version) = record.worker;
-        self.tail.send(TailEvent {
+        self.tail.send(|| TailEvent {
             timestamp_ms: now_ms(),
             request_id: record.request_id,
             kind: "object".into(),

@@ -3,6 +3,7 @@
 //! to whoever is watching. With no one watching nothing is collected.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -47,30 +48,52 @@ pub struct TailEvent {
 /// Fans finished events out to `verge tail` watchers.
 pub struct TailHub {
     sender: broadcast::Sender<Arc<TailEvent>>,
+    /// Watchers right now: read on every request, so an atomic rather
+    /// than the channel's own count behind its lock.
+    watchers: Arc<AtomicUsize>,
 }
 
 impl Default for TailHub {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(BACKLOG).0,
+            watchers: Arc::default(),
         }
     }
 }
 
+/// A watcher's end of the hub; it stops counting as one when dropped.
+pub struct TailSubscription {
+    pub events: broadcast::Receiver<Arc<TailEvent>>,
+    watchers: Arc<AtomicUsize>,
+}
+
+impl Drop for TailSubscription {
+    fn drop(&mut self) {
+        self.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl TailHub {
-    /// Whether anyone is watching: only then are guest lines collected.
+    /// Whether anyone is watching: only then are guest lines collected
+    /// and events made.
     pub fn is_watched(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.watchers.load(Ordering::Relaxed) > 0
     }
 
-    pub fn send(&self, event: TailEvent) {
+    /// Sends the event `make` makes, if anyone is watching.
+    pub fn send(&self, make: impl FnOnce() -> TailEvent) {
         if self.is_watched() {
-            let _ = self.sender.send(Arc::new(event));
+            let _ = self.sender.send(Arc::new(make()));
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<TailEvent>> {
-        self.sender.subscribe()
+    pub fn subscribe(&self) -> TailSubscription {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        TailSubscription {
+            events: self.sender.subscribe(),
+            watchers: self.watchers.clone(),
+        }
     }
 }
 
