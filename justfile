@@ -10,10 +10,10 @@ build-guests:
     cd host/tests/guests && cargo build --release
 
 # Package the SDK crates as crates.io would take them, and build each from
-# its package (verge against the packaged verge-macros). Not in the tests:
+# its package (verge-sdk against the packaged verge-macros). Not in the tests:
 # verifying compiles both crates from scratch.
 package:
-    cargo package -p verge-macros -p verge
+    cargo package -p verge-macros -p verge-sdk
 
 # The test suite, as CI runs it.
 test:

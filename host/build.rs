@@ -1,6 +1,6 @@
-//! Embeds the SDK's sources (sdk/: the `verge` crate, `verge-macros` and
-//! the WIT) in the `verge` binary, so a worker builds on a machine that has
-//! the binary but not this checkout (see `toolchain::sdk`).
+//! Embeds the SDK's sources (sdk/: the `verge-sdk` package, `verge-macros`
+//! and the WIT) in the `verge` binary, so a worker builds on a machine that
+//! has the binary but not this checkout (see `toolchain::sdk`).
 //!
 //! The list is made by walking sdk/, not written by hand, so a file added
 //! to the SDK cannot be left out of the binary.

@@ -80,8 +80,8 @@ async fn new_scaffold_serves_under_dev_and_hot_swaps_on_change() {
     }
     let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
     assert!(
-        manifest.contains("[patch.crates-io]\nverge = { path = "),
-        "--sdk patches `verge` to the SDK given:\n{manifest}"
+        manifest.contains("[patch.crates-io]\nverge-sdk = { path = "),
+        "--sdk patches `verge-sdk` to the SDK given:\n{manifest}"
     );
 
     let mut child = verge(&project)

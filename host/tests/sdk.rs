@@ -1,5 +1,5 @@
 //! A worker builds without this checkout: `verge new` scaffolds a crate
-//! that asks for `verge` by version, and `verge build` takes the SDK from
+//! that asks for `verge-sdk` by version, and `verge build` takes the SDK from
 //! the copy the binary carries. The examples build when copied out too.
 //!
 //! Projects live in temporary directories outside the repository, with a
@@ -72,7 +72,7 @@ fn new_project_builds_outside_the_checkout_with_the_embedded_sdk() {
     let project = work.path().join("demo");
 
     let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains(r#"verge = "0.1.0""#), "{manifest}");
+    assert!(manifest.contains(r#"verge-sdk = "0.1.0""#), "{manifest}");
     assert!(
         !manifest.contains("path"),
         "no path on this disk:\n{manifest}"

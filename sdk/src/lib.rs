@@ -21,6 +21,9 @@
 //! }
 //! ```
 //!
+//! The package is `verge-sdk` (`verge-sdk = "0.1.0"` in Cargo.toml); the
+//! library is `verge`, as above.
+//!
 //! Build with `cargo build --release --target wasm32-wasip2` (or
 //! `cargo component build --release`), then serve with `verge dev` or upload
 //! with `verge deploy`.

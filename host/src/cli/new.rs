@@ -50,11 +50,11 @@ pub(super) fn run(args: NewArgs) -> Result<()> {
 /// for the SDK by version, so it builds wherever `verge` is installed; with
 /// `sdk`, its Cargo.toml patches that version to the SDK at `sdk`.
 fn scaffold(name: &str, sdk: Option<&Path>) -> Vec<(&'static str, String)> {
-    let version = sdk::version();
+    let (package, version) = (sdk::PACKAGE, sdk::version());
     let patch = sdk
         .map(|sdk| {
             let sdk = toml::Value::String(sdk.display().to_string().replace('\\', "/"));
-            format!("\n# The verge SDK under development (`verge new --sdk`).\n[patch.crates-io]\nverge = {{ path = {sdk} }}\n")
+            format!("\n# The verge SDK under development (`verge new --sdk`).\n[patch.crates-io]\n{package} = {{ path = {sdk} }}\n")
         })
         .unwrap_or_default();
     vec![
@@ -70,7 +70,8 @@ edition = "2024"
 crate-type = ["cdylib"]
 
 [dependencies]
-verge = "{version}"
+# The Verge SDK; in code it is `verge` (`use verge::...`).
+{package} = "{version}"
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
@@ -104,7 +105,7 @@ memory_mb = 128
         (
             ".cargo/config.toml",
             format!(
-                r#"# Cargo takes `verge` from the SDK the `verge` binary carries; {file}
+                r#"# Cargo takes `{package}` from the SDK the `verge` binary carries; {file}
 # says where it is on this machine (so it stays out of git), and
 # `verge build`, `dev` and `deploy` write it again when it is missing or
 # out of date.
@@ -113,7 +114,7 @@ include = [{{ path = "{file}", optional = true }}]
 [build]
 target = "wasm32-wasip2"
 "#,
-                file = sdk::LOCAL_PATCH_FILE
+                file = sdk::LOCAL_PATCH_FILE,
             ),
         ),
         (

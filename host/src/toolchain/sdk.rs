@@ -1,12 +1,13 @@
-//! The `verge` SDK the binary carries, so a worker builds on a machine that
-//! has the `verge` binary but not the Verge source tree.
+//! The SDK the binary carries, so a worker builds on a machine that has the
+//! `verge` binary but not the Verge source tree.
 //!
-//! A worker's Cargo.toml asks for `verge = "0.1.0"`, a plain version
-//! requirement that needs no checkout. build.rs embeds sdk/ (the `verge`
-//! crate, `verge-macros` inside it, and the WIT) in the binary; the first
-//! build unpacks it into the per-user cache, and every build tells cargo to
-//! take `verge` from there (`--config patch.crates-io.verge.path=...`).
-//! `verge-macros` needs no patch: the unpacked `verge` reaches it by path.
+//! A worker's Cargo.toml asks for `verge-sdk = "0.1.0"`, a plain version
+//! requirement that needs no checkout; its code says `verge::...`, the
+//! package's library name. build.rs embeds sdk/ (the `verge-sdk` package,
+//! `verge-macros` inside it, and the WIT) in the binary; the first build
+//! unpacks it into the per-user cache, and every build tells cargo to take
+//! `verge-sdk` from there (`--config patch.crates-io.verge-sdk.path=...`).
+//! `verge-macros` needs no patch: the unpacked SDK reaches it by path.
 //!
 //! A project that picks its own SDK is left alone (see [`project_chooses`]):
 //! the bundled examples build against this tree's sdk/, and a command-line
@@ -21,6 +22,10 @@ use sha2::{Digest, Sha256};
 /// The SDK's files as (path under sdk/, contents); build.rs lists them.
 const FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 
+/// The SDK's package name, as user manifests and patches spell it. (The
+/// library is `verge`; the name `verge` on crates.io is an unrelated crate.)
+pub const PACKAGE: &str = "verge-sdk";
+
 /// The machine-local file, beside `.cargo/config.toml`, that holds the
 /// patch for plain `cargo` and rust-analyzer. `verge new` projects include
 /// it from their config and ignore it in git: its path is this machine's.
@@ -30,17 +35,21 @@ pub const LOCAL_PATCH_FILE: &str = "verge-sdk.toml";
 pub fn version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
-        let manifest = FILES
-            .iter()
-            .find(|(path, _)| *path == "Cargo.toml")
-            .map(|(_, contents)| String::from_utf8_lossy(contents))
-            .expect("build.rs embeds sdk/Cargo.toml");
-        let manifest: toml::Table = toml::from_str(&manifest).expect("sdk/Cargo.toml is TOML");
-        manifest["package"]["version"]
+        manifest()["package"]["version"]
             .as_str()
             .expect("sdk/Cargo.toml has a literal package.version")
             .to_owned()
     })
+}
+
+/// The embedded sdk/Cargo.toml.
+fn manifest() -> toml::Table {
+    let manifest = FILES
+        .iter()
+        .find(|(path, _)| *path == "Cargo.toml")
+        .map(|(_, contents)| String::from_utf8_lossy(contents))
+        .expect("build.rs embeds sdk/Cargo.toml");
+    toml::from_str(&manifest).expect("sdk/Cargo.toml is TOML")
 }
 
 /// The embedded SDK, unpacked (on first use) into
@@ -116,7 +125,7 @@ fn unpack(files: &[(&str, &[u8])], dir: &Path) -> Result<()> {
     }
 }
 
-/// Whether the project in `dir` picks its own `verge`: its Cargo.toml, or
+/// Whether the project in `dir` picks its own SDK: its Cargo.toml, or
 /// that of the workspace it belongs to, does (see [`chooses_own_sdk`]).
 /// Cargo lets a command-line patch override the manifest's, so such a
 /// project gets no patch from verge; everything else builds against the
@@ -142,24 +151,40 @@ pub fn project_chooses(dir: &Path) -> bool {
     false
 }
 
-/// Whether a Cargo.toml patches `verge` in `[patch.crates-io]`, or depends
-/// on it by path in `[dependencies]` or `[workspace.dependencies]`.
+/// Whether a Cargo.toml patches the SDK in `[patch.crates-io]`, or depends
+/// on it by path in `[dependencies]` or `[workspace.dependencies]`. The
+/// SDK is an entry keyed `verge-sdk`, or one renamed to any key with
+/// `package = "verge-sdk"` (such as `verge = { package = "verge-sdk", ... }`).
 fn chooses_own_sdk(manifest: &toml::Table) -> bool {
-    let has = |keys: &[&str]| {
-        let (last, tables) = keys.split_last().expect("a key");
-        tables
-            .iter()
+    let table = |keys: &[&str]| {
+        keys.iter()
             .try_fold(manifest, |table, key| table.get(*key)?.as_table())
-            .is_some_and(|table| table.contains_key(*last))
     };
-    has(&["patch", "crates-io", "verge"])
-        || has(&["dependencies", "verge", "path"])
-        || has(&["workspace", "dependencies", "verge", "path"])
+    // The entries of a dependency or patch table that name the SDK.
+    let sdk_entries = |keys: &[&str]| {
+        table(keys)
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, entry)| match entry {
+                toml::Value::Table(entry) => {
+                    let package = entry.get("package").and_then(toml::Value::as_str);
+                    (package.unwrap_or(key) == PACKAGE).then_some(Some(entry))
+                }
+                // `verge-sdk = "0.1.0"`: by version.
+                _ => (key == PACKAGE).then_some(None),
+            })
+    };
+    let by_path = |keys: &[&str]| {
+        sdk_entries(keys).any(|entry| entry.is_some_and(|entry| entry.contains_key("path")))
+    };
+    sdk_entries(&["patch", "crates-io"]).next().is_some()
+        || by_path(&["dependencies"])
+        || by_path(&["workspace", "dependencies"])
 }
 
-/// The cargo `--config` argument that takes `verge` from `sdk`.
+/// The cargo `--config` argument that takes the SDK from `sdk`.
 pub fn patch_argument(sdk: &Path) -> String {
-    format!("patch.crates-io.verge.path={}", toml_string(sdk))
+    format!("patch.crates-io.{PACKAGE}.path={}", toml_string(sdk))
 }
 
 /// `.cargo/verge-sdk.toml`'s contents: the same patch, for plain cargo.
@@ -168,7 +193,7 @@ pub fn local_patch_file(sdk: &Path) -> String {
         "# Written by `verge`: this machine's copy of the verge SDK, unpacked from\n\
          # the `verge` binary. `verge build` rewrites it; keep it out of git.\n\
          [patch.crates-io]\n\
-         verge = {{ path = {} }}\n",
+         {PACKAGE} = {{ path = {} }}\n",
         toml_string(sdk)
     )
 }
@@ -260,6 +285,10 @@ mod tests {
             );
         }
         assert_eq!(version(), env!("CARGO_PKG_VERSION"));
+        // The patches name the package; user code names the library.
+        let manifest = manifest();
+        assert_eq!(manifest["package"]["name"].as_str(), Some(PACKAGE));
+        assert_eq!(manifest["lib"]["name"].as_str(), Some("verge"));
         assert_eq!(content_hash(super::FILES).len(), 12);
         assert_ne!(content_hash(FILES), content_hash(&FILES[1..]));
     }
@@ -267,9 +296,13 @@ mod tests {
     #[test]
     fn projects_that_pick_their_sdk_are_left_alone() {
         for manifest in [
-            "[patch.crates-io]\nverge = { path = \"../sdk\" }\n",
-            "[dependencies]\nverge = { path = \"/src/verge/sdk\" }\n",
-            "[workspace.dependencies]\nverge = { path = \"../sdk\" }\n",
+            "[patch.crates-io]\nverge-sdk = { path = \"../sdk\" }\n",
+            "[patch.crates-io]\nverge-sdk.git = \"https://example.com/verge\"\n",
+            "[patch.crates-io]\nverge = { package = \"verge-sdk\", path = \"../sdk\" }\n",
+            "[dependencies]\nverge-sdk = { path = \"/src/verge/sdk\" }\n",
+            "[dependencies]\nverge = { package = \"verge-sdk\", path = \"/src/verge/sdk\" }\n",
+            "[workspace.dependencies]\nverge-sdk = { path = \"../sdk\" }\n",
+            "[workspace.dependencies]\nsdk = { package = \"verge-sdk\", path = \"../sdk\", version = \"0.1\" }\n",
         ] {
             assert!(
                 chooses_own_sdk(&toml::from_str(manifest).unwrap()),
@@ -277,8 +310,13 @@ mod tests {
             );
         }
         for manifest in [
-            "[dependencies]\nverge = \"0.1.0\"\n",
-            "[dependencies]\nverge = { version = \"0.1\", features = [] }\n",
+            "[dependencies]\nverge-sdk = \"0.1.0\"\n",
+            "[dependencies]\nverge-sdk = { version = \"0.1\", features = [] }\n",
+            "[dependencies]\nverge = { package = \"verge-sdk\", version = \"0.1\" }\n",
+            "[dependencies]\nverge-sdk = { package = \"other\", path = \"../other\" }\n",
+            // Some other crate by path, and the unrelated `verge` on crates.io.
+            "[dependencies]\nverge-sdk = \"0.1\"\nother = { path = \"../other\" }\n",
+            "[patch.crates-io]\nverge = { path = \"../verge\" }\n",
             "[workspace]\nmembers = [\"a\"]\n",
         ] {
             assert!(
@@ -295,13 +333,13 @@ mod tests {
         std::fs::create_dir_all(&member).unwrap();
         std::fs::write(
             member.join("Cargo.toml"),
-            "[dependencies]\nverge = \"0.1.0\"\n",
+            "[dependencies]\nverge-sdk = \"0.1.0\"\n",
         )
         .unwrap();
         assert!(!project_chooses(&member), "no workspace: the embedded SDK");
         std::fs::write(
             root.path().join("Cargo.toml"),
-            "[workspace]\nmembers = [\"hello\"]\n[patch.crates-io]\nverge = { path = \"../sdk\" }\n",
+            "[workspace]\nmembers = [\"hello\"]\n[patch.crates-io]\nverge-sdk = { path = \"../sdk\" }\n",
         )
         .unwrap();
         assert!(project_chooses(&member));
@@ -314,7 +352,7 @@ mod tests {
         for config in [patch_argument(sdk), local_patch_file(sdk)] {
             let config: toml::Table = toml::from_str(&config).unwrap();
             assert_eq!(
-                config["patch"]["crates-io"]["verge"]["path"].as_str(),
+                config["patch"]["crates-io"]["verge-sdk"]["path"].as_str(),
                 Some("/home/a \"b\"/sdk")
             );
         }

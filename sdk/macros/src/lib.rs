@@ -1,5 +1,6 @@
-//! Procedural macros for the `verge` SDK. Use them through `verge`:
-//! `#[verge::worker]` and `#[verge::durable_object]`.
+//! Procedural macros for the Verge SDK, `verge-sdk`. Use them through its
+//! library, `verge`: `#[verge::worker]` and `#[verge::durable_object]`. They
+//! expand to paths under `::verge`, the library's name (not the package's).
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
