@@ -86,6 +86,7 @@ async fn new_scaffold_serves_under_dev_and_hot_swaps_on_change() {
 
     let mut child = verge(&project)
         .args(["dev", "--listen", "127.0.0.1:0"])
+        .env("RUST_BACKTRACE", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -122,12 +123,32 @@ async fn new_scaffold_serves_under_dev_and_hot_swaps_on_change() {
     std::fs::write(project.join(".dev.vars"), "API_TOKEN=\"local\"\n").unwrap();
     std::fs::write(
         &source,
-        code.replace("ctx.var(\"GREETING\")?", "ctx.secret(\"API_TOKEN\")?"),
+        code.replace("ctx.var(\"GREETING\")?", "ctx.secret(\"API_TOKEN\")?")
+            .replace(
+                ".run(req, env)",
+                ".get(\"/boom\", |_, _| panic!(\"boom under verge dev\"))\n        .run(req, env)",
+            ),
     )
     .unwrap();
     wait_for(&lines, "now serving version 3");
     let home: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(home["message"], "local", ".dev.vars provides secrets");
+
+    // A panic reads as its message, where it was raised and the guest's
+    // frames; never the host's backtrace, though RUST_BACKTRACE is set.
+    let boom = client.get(format!("{url}/boom")).send().await.unwrap();
+    assert_eq!(boom.status(), 500);
+    let page = boom.text().await.unwrap();
+    assert!(
+        page.contains("panicked at src/lib.rs:") && page.contains("boom under verge dev"),
+        "{page}"
+    );
+    assert!(page.contains("guest backtrace:\n"), "{page}");
+    assert!(page.contains("my_worker.wasm!"), "{page}");
+    for host in ["verge_host", "tokio::", "std::panicking"] {
+        assert!(!page.contains(host), "{host} in the dev page:\n{page}");
+    }
+    assert!(page.len() < 8 << 10, "{} bytes:\n{page}", page.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,36 +218,33 @@ async fn every_request_gets_one_log_line_human_or_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
-    let host = TestHost::start().await;
-    assert_eq!(host.deploy(&guest("misbehave")).await.status(), 201);
-    assert_eq!(host.deploy(&guest("counter-rpc")).await.status(), 201);
+    let data = tempfile::tempdir().unwrap();
+    let host = VergeProcess::serve(data.path());
+    let client = reqwest::Client::new();
+    assert_eq!(host.deploy(&client, &guest("misbehave")).await, 201);
+    assert_eq!(host.deploy(&client, &guest("counter-rpc")).await, 201);
+    let get = |path: &str| client.get(format!("{}{path}", host.url)).send();
     for _ in 0..3 {
-        assert_eq!(host.get("/ok").await.status(), 200);
+        assert_eq!(get("/ok").await.unwrap().status(), 200);
     }
-    assert_eq!(host.get("/loop").await.status(), 503);
-    let counted = host
-        .client
+    assert_eq!(get("/loop").await.unwrap().status(), 503);
+    let counted = client
         .post(format!("{}/counter/metrics", host.url))
         .send()
         .await
         .unwrap();
     assert_eq!(counted.status(), 200, "{}", counted.text().await.unwrap());
 
-    let unauthorized = host
-        .client
-        .get(format!("{}/metrics", host.admin_url))
-        .send()
-        .await
-        .unwrap();
+    let metrics = format!("{}/metrics", host.admin_url);
+    let unauthorized = client.get(&metrics).send().await.unwrap();
     assert_eq!(
         unauthorized.status(),
         401,
         "metrics are behind the admin token"
     );
-    let text = host
-        .client
-        .get(format!("{}/metrics", host.admin_url))
-        .bearer_auth(support::TOKEN)
+    let text = client
+        .get(&metrics)
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
