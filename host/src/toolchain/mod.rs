@@ -105,7 +105,8 @@ const KEEP_SYMBOLS: [&str; 6] = [
 
 /// Builds every cdylib of the package or workspace at `manifest_dir` for
 /// `wasm32-wasip2` with release optimizations, against the embedded SDK
-/// unless the project picks its own ([`sdk::project_chooses`]). Cargo's
+/// when it uses the SDK and does not pick its own ([`sdk::project_uses`],
+/// [`sdk::project_chooses`]). Cargo's
 /// progress goes to stderr.
 pub fn build(manifest_dir: &Path, symbols: Symbols) -> Result<Vec<BuiltComponent>> {
     ensure_wasm_target()?;
@@ -116,7 +117,7 @@ pub fn build(manifest_dir: &Path, symbols: Symbols) -> Result<Vec<BuiltComponent
         Symbols::Strip => command.arg("--release"),
         Symbols::Keep => command.args(KEEP_SYMBOLS),
     };
-    if !sdk::project_chooses(manifest_dir) {
+    if sdk::project_uses(manifest_dir) && !sdk::project_chooses(manifest_dir) {
         let sdk = sdk::unpacked()?;
         sdk::refresh_local_patch(manifest_dir, &sdk)?;
         command.arg("--config").arg(sdk::patch_argument(&sdk));

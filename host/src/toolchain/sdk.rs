@@ -131,24 +131,75 @@ fn unpack(files: &[(&str, &[u8])], dir: &Path) -> Result<()> {
 /// project gets no patch from verge; everything else builds against the
 /// embedded SDK.
 pub fn project_chooses(dir: &Path) -> bool {
+    enclosing_manifests(dir)
+        .iter()
+        .any(|(_, manifest)| chooses_own_sdk(manifest))
+}
+
+/// Whether the project in `dir` uses the SDK at all: its Cargo.toml, its
+/// workspace root's, or a member's up to two directories down names
+/// `verge-sdk`. Another project (a plain wasi:http component) gets no
+/// patch, which cargo would warn about and record in its Cargo.lock.
+pub fn project_uses(dir: &Path) -> bool {
+    let names_sdk = |text: &str| text.contains(PACKAGE);
+    if enclosing_manifests(dir)
+        .iter()
+        .any(|(text, _)| names_sdk(text))
+    {
+        return true;
+    }
+    (1..=2)
+        .flat_map(|depth| manifests_below(dir, depth))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .any(|text| names_sdk(&text))
+}
+
+/// The manifests cargo reads for the project in `dir`: its own, then each
+/// one upwards up to and including the workspace root, as (text, table).
+fn enclosing_manifests(dir: &Path) -> Vec<(String, toml::Table)> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    // Upwards to the workspace root, as cargo looks for it.
+    let mut found = Vec::new();
     for dir in dir.ancestors() {
         let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
             continue;
         };
+        // A broken one: cargo will say what is wrong with it.
         let Ok(manifest) = toml::from_str::<toml::Table>(&text) else {
-            // Cargo will say what is wrong with it.
-            return false;
+            break;
         };
-        if chooses_own_sdk(&manifest) {
-            return true;
-        }
-        if manifest.contains_key("workspace") {
-            return false;
+        let root = manifest.contains_key("workspace");
+        found.push((text, manifest));
+        if root {
+            break;
         }
     }
-    false
+    found
+}
+
+/// `Cargo.toml` files exactly `depth` directories below `dir`, build
+/// output and hidden directories aside.
+fn manifests_below(dir: &Path, depth: usize) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![dir.to_owned()];
+    for _ in 0..depth {
+        dirs = dirs
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.is_dir()
+                    && path.file_name().is_some_and(|name| {
+                        let name = name.to_string_lossy();
+                        name != "target" && !name.starts_with('.')
+                    })
+            })
+            .collect();
+    }
+    dirs.into_iter()
+        .map(|d| d.join("Cargo.toml"))
+        .filter(|path| path.is_file())
+        .collect()
 }
 
 /// Whether a Cargo.toml patches the SDK in `[patch.crates-io]`, or depends
@@ -344,6 +395,33 @@ mod tests {
         .unwrap();
         assert!(project_chooses(&member));
         assert!(project_chooses(root.path()));
+    }
+
+    #[test]
+    fn only_projects_that_name_the_sdk_use_it() {
+        let write = |path: &Path, text: &str| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let plain = tempfile::tempdir().unwrap();
+        write(
+            &plain.path().join("Cargo.toml"),
+            "[package]\nname = \"p\"\n[dependencies]\nwasip2 = \"1\"\n[workspace]\n",
+        );
+        assert!(!project_uses(plain.path()), "a plain wasi:http component");
+
+        let workspace = tempfile::tempdir().unwrap();
+        write(
+            &workspace.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"crates/*\"]\n",
+        );
+        let member = workspace.path().join("crates/api");
+        write(
+            &member.join("Cargo.toml"),
+            "[package]\nname = \"api\"\n[dependencies]\nverge-sdk = \"0.1.0\"\n",
+        );
+        assert!(project_uses(workspace.path()), "a member two levels down");
+        assert!(project_uses(&member));
     }
 
     #[test]
