@@ -221,6 +221,35 @@ async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_nothing_creates_deploys_with_a_warning_and_a_typo_gets_a_suggestion() {
+    let host = TestHost::start().await;
+    let counters = guest("counter-rpc");
+    // The component defines Counter and Tally; this verge.toml creates
+    // neither.
+    let bare = "name = \"counter-rpc\"\nroutes = [\"/counter/*\"]\n";
+    let deployed = host
+        .upload("counter-rpc", counters.wasm.clone(), bare)
+        .await;
+    assert_eq!(deployed.status(), 201);
+    let deployed: Value = deployed.json().await.unwrap();
+    let warnings = deployed["warnings"].to_string();
+    for class in ["Counter", "Tally"] {
+        assert!(
+            warnings.contains(&format!(
+                "class \\\"{class}\\\", which verge.toml does not create"
+            )),
+            "{warnings}"
+        );
+    }
+
+    let typo = counters
+        .config
+        .replace("class_name = \"Counter\"", "class_name = \"Conter\"");
+    let refused = expect_400(host.upload("counter-rpc", counters.wasm, &typo).await).await;
+    assert!(refused.contains("did you mean \"Counter\"?"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_routes_are_refused() {
     let host = TestHost::start().await;
     host.deploy(&guest("hello")).await;
