@@ -37,6 +37,7 @@ use serde_json::json;
 
 use super::AdminOptions;
 use super::auth::{AdminGate, check};
+use super::drain::drained_if_refused;
 use super::errors::json_error;
 use super::observe;
 use crate::objects::{Namespace, ObjectError, ObjectId, ObjectKey};
@@ -81,23 +82,8 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(gate, check))
-        .layer(middleware::map_response(close_after_refusal))
+        .layer(middleware::map_request(drained_if_refused))
         .with_state(platform)
-}
-
-/// A refusal may come before the request's body was read (a bad token, an
-/// upload that is not multipart): the connection then cannot carry another
-/// request, and saying so keeps a client from reusing it and failing on
-/// the next request with a connection closed under it.
-async fn close_after_refusal(mut response: Response) -> Response {
-    let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-    }
-    response
 }
 
 /// An admin failure as a JSON error with the right status.

@@ -20,6 +20,7 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 
 use super::IndexPage;
+use super::drain::drain;
 use super::errors::{ERROR_ID_HEADER, invoke_error, text};
 use crate::bindings::{self, http_types};
 use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
@@ -370,27 +371,6 @@ async fn read_body(
         }
     }
     Ok(BodyRead::Read(bytes.freeze()))
-}
-
-/// How much of a refused body is read and discarded after the 413, and for
-/// how long: a client still sending then reads the 413 instead of having
-/// its connection reset under it.
-const DRAIN_BYTES: usize = 64 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(5);
-
-fn drain(mut body: Body) {
-    tokio::spawn(async move {
-        let mut seen = 0;
-        let _ = tokio::time::timeout(DRAIN_TIME, async {
-            while seen < DRAIN_BYTES {
-                match body.frame().await {
-                    Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
-                    _ => break,
-                }
-            }
-        })
-        .await;
-    });
 }
 
 /// The host the client addressed: the `Host` header (HTTP/1.1) or the URI

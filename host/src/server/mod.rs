@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod drain;
 mod errors;
 mod front_door;
 mod index;
