@@ -12,6 +12,7 @@ use super::project::Project;
 use super::{EngineArgs, default_listen, shutdown_signal};
 use crate::platform::{Deployment, Platform, PlatformOptions};
 use crate::server::{ConnectionLimits, Server, ServerOptions};
+use crate::telemetry::flush_log;
 use crate::toolchain::Symbols;
 
 #[derive(Args)]
@@ -50,6 +51,7 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
     )
     .await?;
     let deployment = build_and_deploy(&platform, &dir).await?;
+    flush_log();
     eprintln!(
         "\nverge dev: serving `{}` on http://{}/ (version {}); watching {} for changes. Ctrl-C stops.\n",
         deployment.worker,
@@ -91,7 +93,9 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
                 let _ = watcher.watch(path, RecursiveMode::Recursive);
             }
             eprintln!("verge dev: change detected, rebuilding");
-            match build_and_deploy(&platform, &dir).await {
+            let rebuilt = build_and_deploy(&platform, &dir).await;
+            flush_log();
+            match rebuilt {
                 Ok(d) if d.unchanged => eprintln!("verge dev: nothing changed"),
                 Ok(d) => eprintln!("verge dev: now serving version {}", d.version),
                 Err(e) => {

@@ -8,6 +8,7 @@ use super::project::Project;
 use super::{EngineArgs, ListenArgs, shutdown_signal, source_tree};
 use crate::platform::{Platform, PlatformOptions};
 use crate::server::{ExampleRequest, IndexEntry, IndexPage, Server};
+use crate::telemetry::flush_log;
 use crate::toolchain::{self, Symbols};
 
 #[derive(Args)]
@@ -62,6 +63,7 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
     )
     .await?;
     let addr = server.addr();
+    flush_log();
     eprintln!("\nVerge is up: http://{addr}/");
     for entry in &entries {
         eprintln!("  {:<14} {}", entry.name, entry.routes.join("  "));

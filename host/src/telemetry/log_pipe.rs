@@ -17,8 +17,8 @@ const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// counted, rather than holding memory for a reader that does not read.
 const MAX_WAITING_BYTES: usize = 8 << 20;
 
-/// How long exiting waits for the log to be written out.
-const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+/// How long a flush (at exit, say) waits for the log to be written out.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Waiting {
@@ -40,6 +40,15 @@ impl Shared {
         // half-done that matters.
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Has the writer write out what waits, and waits for that (up to
+    /// [`FLUSH_WAIT`]).
+    fn flush(&self) {
+        let (flushed, done) = std::sync::mpsc::sync_channel(1);
+        self.waiting().flushes.push(flushed);
+        self.ready.notify_one();
+        let _ = done.recv_timeout(FLUSH_WAIT);
+    }
 }
 
 /// The log formatter's end: hands out a buffer per line.
@@ -51,9 +60,21 @@ pub(super) struct LogPipe(Arc<Shared>);
 #[must_use = "lines still waiting are lost unless the guard lives until exit"]
 pub struct LogGuard(Arc<Shared>);
 
+/// The process's log, once started: what [`flush_log`] waits for.
+static STARTED: std::sync::OnceLock<Arc<Shared>> = std::sync::OnceLock::new();
+
+/// Waits until every line logged so far is written: before a command
+/// prints to stderr itself, so its message comes after them.
+pub fn flush_log() {
+    if let Some(shared) = STARTED.get() {
+        shared.flush();
+    }
+}
+
 /// Starts the writer thread.
 pub(super) fn start() -> (LogPipe, LogGuard) {
     let shared = Arc::new(Shared::default());
+    let _ = STARTED.set(shared.clone());
     let writer = shared.clone();
     std::thread::Builder::new()
         .name("verge-log".into())
@@ -103,10 +124,7 @@ fn write_batches(shared: &Shared) {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        let (flushed, done) = std::sync::mpsc::sync_channel(1);
-        self.0.waiting().flushes.push(flushed);
-        self.0.ready.notify_one();
-        let _ = done.recv_timeout(FLUSH_AT_EXIT);
+        self.0.flush();
     }
 }
 

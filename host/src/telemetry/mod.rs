@@ -8,7 +8,7 @@ mod tail;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use log_pipe::LogGuard;
+pub use log_pipe::{LogGuard, flush_log};
 pub use logging::{LogFormat, init_logging};
 pub use metrics::{Metrics, Snapshot};
 pub use tail::{TailEvent, TailFilter, TailHub, TailLog, TailSubscription};
