@@ -187,6 +187,22 @@ async fn every_request_gets_one_log_line_human_or_json() {
         assert!(line.contains(part), "{part} missing from {line}");
     }
 
+    // A Durable Object's lines carry the id of the request that called it.
+    let data = tempfile::tempdir().unwrap();
+    let objects = VergeProcess::serve(data.path());
+    assert_eq!(objects.deploy(&client, &guest("durable-test")).await, 201);
+    let trapped = client
+        .post(format!("{}/ledger/logs/trap", objects.url))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trapped.status(), 500);
+    let id = request_id(&trapped);
+    wait_for_line(&objects, |l| {
+        l.contains(" guest: ") && l.contains("panicked at") && l.contains(&id)
+    });
+
     let data = tempfile::tempdir().unwrap();
     let json = VergeProcess::serve_with(data.path(), &["--log-format", "json"], &[]);
     assert_eq!(json.deploy(&client, &guest("misbehave")).await, 201);

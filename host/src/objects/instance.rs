@@ -50,6 +50,7 @@ impl HostState {
         CallPath {
             objects,
             hops: self.hops,
+            request_id: Some(self.request_id()),
         }
     }
 }
@@ -168,7 +169,7 @@ impl Warm {
         // Described only for a watcher: chat rooms run many events.
         let described = telemetry.tail.is_watched().then(|| event.describe());
         let state = self.store.data_mut();
-        state.begin_event(RequestId::random());
+        state.begin_event(path.request_id.unwrap_or_else(RequestId::random));
         state.hops = path.hops;
         if let Some(object) = &mut state.object {
             object.callers = path.objects;

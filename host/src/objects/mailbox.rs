@@ -13,17 +13,21 @@ use super::hibernation::SocketId;
 use super::id::ObjectKey;
 use crate::bindings::verge::platform::websocket::Message as WsMessage;
 use crate::bindings::{Request, Response};
+use crate::runtime::RequestId;
 
 /// The objects on the current call path, outermost first.
 pub type Chain = Arc<[ObjectKey]>;
 
 /// Where an event comes from: the objects waiting on it (the calling object
-/// last), and how many Verge hosts the request that led to it had passed
-/// through (its outbound requests carry one more, see `LOOP_HEADER`).
+/// last), how many Verge hosts the request that led to it had passed
+/// through (its outbound requests carry one more, see `LOOP_HEADER`), and
+/// that request's id, which the event's log lines carry too. Events the
+/// host starts itself (alarms, WebSocket messages) have no request.
 #[derive(Debug, Clone, Default)]
 pub struct CallPath {
     pub objects: Chain,
     pub hops: u32,
+    pub request_id: Option<RequestId>,
 }
 
 /// An event for an object.
