@@ -508,6 +508,7 @@ impl Platform {
             )),
             worker_slots_limit: self.options.engine.max_instances_per_worker.max(1),
             memory: self.memory.clone(),
+            metrics: self.telemetry.metrics.worker(name),
             telemetry: self.telemetry.clone(),
         })
     }

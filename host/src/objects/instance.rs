@@ -18,7 +18,7 @@ use super::storage::ObjectDb;
 use crate::bindings::exports::verge::platform::object_events::AlarmInfo;
 use crate::bindings::exports::verge::platform::{object, object_events};
 use crate::runtime::{HostState, LoadedWorker, RequestId, guarded, new_store};
-use crate::telemetry::ObjectEventRecord;
+use crate::telemetry::{Instantiation, ObjectEventRecord};
 
 /// What a store running a Durable Object knows about it.
 pub(crate) struct ObjectScope {
@@ -141,7 +141,9 @@ impl Warm {
         })
         .await
         .map_err(|e| store.data().with_last_words(e));
-        store.data().record_call(Some("object"), &result);
+        store
+            .data()
+            .record_call(Some(Instantiation::Object), &result);
         let (exports, events) = result
             .map_err(|e| ObjectError::from(e).context(&format!("constructing {class} {id}")))?;
         Ok(Self {
@@ -164,10 +166,9 @@ impl Warm {
         path: CallPath,
     ) -> Result<Reply, ObjectError> {
         let wall_ms = self.worker.context.config.limits.wall_ms;
-        let telemetry = self.worker.context.telemetry.clone();
         let started = Instant::now();
         // Described only for a watcher: chat rooms run many events.
-        let described = telemetry.tail.is_watched().then(|| event.describe());
+        let described = (self.worker.context.telemetry.tail.is_watched()).then(|| event.describe());
         let state = self.store.data_mut();
         state.begin_event(path.request_id.unwrap_or_else(RequestId::random));
         state.hops = path.hops;
@@ -244,15 +245,18 @@ impl Warm {
         let state = self.store.data();
         state.record_call(None, &result);
         if let Some(event) = described {
-            telemetry.object_event_finished(ObjectEventRecord {
-                request_id: state.request_id().to_string(),
-                worker: (&self.worker.context.name, self.worker.context.version),
-                object: &self.label,
-                event,
-                failed: result.is_err(),
-                duration: started.elapsed(),
-                logs: state.guest_log().take_collected(),
-            });
+            self.worker
+                .context
+                .telemetry
+                .object_event_finished(ObjectEventRecord {
+                    request_id: state.request_id().to_string(),
+                    worker: (&self.worker.context.name, self.worker.context.version),
+                    object: &self.label,
+                    event,
+                    failed: result.is_err(),
+                    duration: started.elapsed(),
+                    logs: state.guest_log().take_collected(),
+                });
         }
         result.map_err(ObjectError::from)
     }

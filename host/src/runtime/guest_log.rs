@@ -24,20 +24,29 @@ const LOG_BUDGET_BYTES: usize = 256 << 10;
 const MAX_LINE_BYTES: usize = 8 << 10;
 
 /// The log sink of one request (or one Durable Object event). Cheap to
-/// clone; clones share the request id and the budget.
+/// clone; clones share the request id, the budget and the lines kept.
 #[derive(Clone)]
-pub struct GuestLog {
+pub struct GuestLog(Arc<Sink>);
+
+/// What a request's log clones share: one allocation per request.
+struct Sink {
     worker: Arc<str>,
-    request_id: Arc<AtomicU64>,
-    spent: Arc<AtomicUsize>,
-    /// The last warnings and errors the guest wrote (a panic's message
-    /// among them), to name in the error of a trap that follows.
-    last_words: Arc<Mutex<VecDeque<String>>>,
+    request_id: AtomicU64,
+    spent: AtomicUsize,
     /// Writing a line is the host's work: a slow log pipe must not count
     /// against the guest's CPU time.
     cpu: GuestCpu,
-    /// The lines written so far, kept only while `verge tail` watches.
-    collected: Arc<Mutex<Option<Vec<TailLog>>>>,
+    kept: Mutex<Kept>,
+}
+
+/// Lines kept beyond writing them out.
+#[derive(Default)]
+struct Kept {
+    /// The last warnings and errors the guest wrote (a panic's message
+    /// among them), to name in the error of a trap that follows.
+    last_words: VecDeque<String>,
+    /// Every line so far, only while `verge tail` watches.
+    for_tail: Option<Vec<TailLog>>,
 }
 
 /// Lines, and bytes of each, kept as a guest's last words.
@@ -52,41 +61,46 @@ impl GuestLog {
         cpu: GuestCpu,
         collect: bool,
     ) -> Self {
-        Self {
+        Self(Arc::new(Sink {
             worker,
-            request_id: Arc::new(AtomicU64::new(request_id.into())),
-            spent: Arc::new(AtomicUsize::new(0)),
-            last_words: Arc::default(),
+            request_id: AtomicU64::new(request_id.into()),
+            spent: AtomicUsize::new(0),
             cpu,
-            collected: Arc::new(Mutex::new(collect.then(Vec::new))),
-        }
+            kept: Mutex::new(Kept {
+                last_words: VecDeque::new(),
+                for_tail: collect.then(Vec::new),
+            }),
+        }))
     }
 
     /// Starts over for the next event of a long-lived instance.
     pub fn reset(&self, request_id: RequestId, collect: bool) {
-        self.request_id.store(request_id.into(), Ordering::Relaxed);
-        self.spent.store(0, Ordering::Relaxed);
-        self.words().clear();
-        *self.collection() = collect.then(Vec::new);
+        self.0
+            .request_id
+            .store(request_id.into(), Ordering::Relaxed);
+        self.0.spent.store(0, Ordering::Relaxed);
+        *self.kept() = Kept {
+            last_words: VecDeque::new(),
+            for_tail: collect.then(Vec::new),
+        };
     }
 
-    fn collection(&self) -> std::sync::MutexGuard<'_, Option<Vec<TailLog>>> {
-        self.collected.lock().unwrap_or_else(|p| p.into_inner())
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Plain lines: a panic elsewhere leaves nothing half-done that
+        // matters.
+        self.0.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The lines collected for a tail event (none when no one watched).
     pub(crate) fn take_collected(&self) -> Vec<TailLog> {
-        self.collection().take().unwrap_or_default()
-    }
-
-    fn words(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
-        self.last_words.lock().unwrap_or_else(|p| p.into_inner())
+        self.kept().for_tail.take().unwrap_or_default()
     }
 
     /// The guest's last warnings and errors, one line, if it wrote any:
     /// what a panicking guest said before it trapped.
     pub(crate) fn last_words(&self) -> Option<String> {
-        let words = self.words();
+        let kept = self.kept();
+        let words = &kept.last_words;
         (!words.is_empty()).then(|| words.iter().cloned().collect::<Vec<_>>().join(" / "))
     }
 
@@ -97,34 +111,39 @@ impl GuestLog {
     pub fn emit(&self, level: Level, message: &str) {
         // A blank line says nothing (a panic's output starts with one).
         if !message.trim().is_empty() {
-            self.cpu.exclude(|| self.write(level, message));
+            self.0.cpu.exclude(|| self.write(level, message));
         }
     }
 
     fn write(&self, level: Level, message: &str) {
         let message = &escape_line(message);
-        if level <= Level::WARN && !message.is_empty() {
-            let mut words = self.words();
-            if words.len() == LAST_WORDS {
-                words.pop_front();
+        let sink = &*self.0;
+        let before = sink.spent.fetch_add(message.len(), Ordering::Relaxed);
+        {
+            let mut kept = self.kept();
+            if level <= Level::WARN {
+                if kept.last_words.len() == LAST_WORDS {
+                    kept.last_words.pop_front();
+                }
+                let cut = message.floor_char_boundary(LAST_WORD_BYTES);
+                kept.last_words.push_back(message[..cut].to_owned());
             }
-            let cut = message.floor_char_boundary(LAST_WORD_BYTES);
-            words.push_back(message[..cut].to_owned());
+            if before < LOG_BUDGET_BYTES
+                && let Some(lines) = &mut kept.for_tail
+            {
+                lines.push(TailLog {
+                    level: level.as_str().to_ascii_lowercase(),
+                    message: message.clone(),
+                });
+            }
         }
-        let before = self.spent.fetch_add(message.len(), Ordering::Relaxed);
         if before >= LOG_BUDGET_BYTES {
             return;
         }
-        let worker = &*self.worker;
-        let request_id = RequestId::from(self.request_id.load(Ordering::Relaxed));
+        let worker = &*sink.worker;
+        let request_id = RequestId::from(sink.request_id.load(Ordering::Relaxed));
         if before + message.len() >= LOG_BUDGET_BYTES {
             tracing::warn!(target: "guest", worker, %request_id, "log budget of {LOG_BUDGET_BYTES} bytes used up; dropping the rest of this request's log");
-        }
-        if let Some(lines) = &mut *self.collection() {
-            lines.push(TailLog {
-                level: level.as_str().to_ascii_lowercase(),
-                message: message.clone(),
-            });
         }
         match level {
             Level::TRACE => tracing::trace!(target: "guest", worker, %request_id, "{message}"),

@@ -10,7 +10,7 @@ use crate::bindings::{Request, Response};
 use super::cpu_time::GuestCpu;
 use super::limits::{self, CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
-use crate::telemetry::TailLog;
+use crate::telemetry::{Instantiation, TailLog};
 
 /// Why a request produced no response from the guest.
 #[derive(Debug, thiserror::Error)]
@@ -92,13 +92,7 @@ pub async fn invoke(
     hops: u32,
 ) -> Invocation {
     let refused = |error: InvokeError| {
-        if let Some(kind) = error.limit_kind() {
-            worker
-                .context
-                .telemetry
-                .metrics
-                .limit_breach(&worker.context.name, kind);
-        }
+        worker.context.count_breach(&error);
         Invocation {
             result: Err(error),
             object: None,
@@ -139,7 +133,7 @@ pub async fn invoke(
     .await
     .map_err(|error| store.data().with_last_words(error));
     let state = store.data_mut();
-    state.record_call(Some("request"), &result);
+    state.record_call(Some(Instantiation::Request), &result);
     let result = match result {
         Err(InvokeError::Handler(error) | InvokeError::Trap(error)) if state.object_overloaded => {
             Err(InvokeError::ObjectOverloaded(error))

@@ -13,6 +13,7 @@ use super::guest_log::{GuestLog, GuestOutput};
 use super::memory::Reservation;
 use super::worker::WorkerContext;
 use crate::objects::ObjectScope;
+use crate::telemetry::Instantiation;
 
 /// Identifies one inbound request in logs, error pages and the
 /// `x-verge-request-id` response header.
@@ -133,24 +134,18 @@ impl HostState {
     }
 
     /// Counts a guest call that ended with `result` in the metrics: the
-    /// instance it started (`instantiated`: `request` or `object`), its
-    /// CPU time and memory, and the limit that stopped it, if one did.
+    /// instance it started, if it started one, its CPU time and memory,
+    /// and the limit that stopped it, if one did.
     pub(crate) fn record_call<T>(
         &self,
-        instantiated: Option<&'static str>,
+        started: Option<Instantiation>,
         result: &Result<T, InvokeError>,
     ) {
-        let metrics = &self.worker.telemetry.metrics;
-        metrics.guest_call(
-            &self.worker.name,
-            instantiated,
-            self.cpu.charged(),
-            self.memory.bytes(),
-        );
-        if let Err(error) = result
-            && let Some(kind) = error.limit_kind()
-        {
-            metrics.limit_breach(&self.worker.name, kind);
+        self.worker
+            .metrics
+            .guest_call(started, self.cpu.charged(), self.memory.bytes());
+        if let Err(error) = result {
+            self.worker.count_breach(error);
         }
     }
 

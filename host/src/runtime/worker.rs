@@ -10,7 +10,7 @@ use crate::bindings::OutboundHttp;
 use crate::bindings::exports::verge::platform::{handler, object, object_events};
 use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, WorkerMetrics};
 
 use super::HostState;
 
@@ -32,6 +32,17 @@ pub struct WorkerContext {
     /// The host's memory budget.
     pub(crate) memory: Arc<super::MemoryBudget>,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// This worker's series of them, resolved once.
+    pub(crate) metrics: WorkerMetrics,
+}
+
+impl WorkerContext {
+    /// Counts `error` in the metrics if a limit caused it.
+    pub(crate) fn count_breach(&self, error: &super::InvokeError) {
+        if let Some(kind) = error.limit_kind() {
+            self.metrics.limit_breach(kind);
+        }
+    }
 }
 
 /// A worker version with its component pre-instantiated: serving a request

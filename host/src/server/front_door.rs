@@ -26,7 +26,7 @@ use crate::bindings::{self, http_types};
 use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
 use crate::runtime::{self, LoadedWorker, RequestId, Reservation};
-use crate::telemetry::{RequestRecord, TailLog};
+use crate::telemetry::{RequestRecord, ServedBy, TailLog};
 
 #[derive(Clone)]
 struct FrontDoor {
@@ -86,7 +86,11 @@ async fn serve(State(door): State<FrontDoor>, request: Request) -> Response {
         path: &path,
         status: response.status().as_u16(),
         duration: started.elapsed(),
-        worker: worker.map(|w| (&*w.name, w.version)),
+        served_by: worker.map(|w| ServedBy {
+            worker: &w.name,
+            version: w.version,
+            metrics: &w.metrics,
+        }),
         object: served.object,
         error_id: response
             .headers()

@@ -210,58 +210,85 @@ impl Default for Metrics {
     }
 }
 
-fn worker(name: &str) -> WorkerLabel {
-    WorkerLabel {
-        worker: name.to_owned(),
+/// One worker's metrics, resolved once when its version loads: recording
+/// them on a request takes no label lookup (the status counter aside).
+pub struct WorkerMetrics {
+    worker: String,
+    requests: Family<StatusLabels, Counter>,
+    request_duration: Histogram,
+    instantiated_for_request: Counter,
+    instantiated_for_object: Counter,
+    cpu: Counter<f64, AtomicU64>,
+    memory: Histogram,
+    limit_breaches: Family<KindLabels, Counter>,
+}
+
+/// Why a guest instance was started.
+#[derive(Debug, Clone, Copy)]
+pub enum Instantiation {
+    /// A fresh instance for one request.
+    Request,
+    /// A Durable Object waking.
+    Object,
+}
+
+impl WorkerMetrics {
+    /// A request answered with `status` after `duration`.
+    pub fn request(&self, status: u16, duration: Duration) {
+        self.requests
+            .get_or_create(&StatusLabels {
+                worker: self.worker.clone(),
+                status,
+            })
+            .inc();
+        self.request_duration.observe(duration.as_secs_f64());
+    }
+
+    /// A guest call ended: the instance it started, if it started one,
+    /// and what it used.
+    pub fn guest_call(&self, started: Option<Instantiation>, cpu: Duration, memory_bytes: usize) {
+        match started {
+            Some(Instantiation::Request) => self.instantiated_for_request.inc(),
+            Some(Instantiation::Object) => self.instantiated_for_object.inc(),
+            None => 0,
+        };
+        self.cpu.inc_by(cpu.as_secs_f64());
+        self.memory.observe(memory_bytes as f64);
+    }
+
+    /// A guest call stopped by a limit of `kind`.
+    pub fn limit_breach(&self, kind: &'static str) {
+        self.limit_breaches
+            .get_or_create(&KindLabels {
+                worker: self.worker.clone(),
+                kind,
+            })
+            .inc();
     }
 }
 
 impl Metrics {
-    /// A request answered with `status` after `duration`.
-    pub fn request(&self, worker_name: &str, status: u16, duration: Duration) {
-        self.requests
-            .get_or_create(&StatusLabels {
-                worker: worker_name.to_owned(),
-                status,
-            })
-            .inc();
-        self.request_duration
-            .get_or_create(&worker(worker_name))
-            .observe(duration.as_secs_f64());
-    }
-
-    /// A guest call ended: an instance started (`kind`: request or
-    /// object) or an object event ran; what it used.
-    pub fn guest_call(
-        &self,
-        worker_name: &str,
-        instantiated: Option<&'static str>,
-        cpu: Duration,
-        memory_bytes: usize,
-    ) {
-        let label = worker(worker_name);
-        if let Some(kind) = instantiated {
-            self.instantiations
-                .get_or_create(&KindLabels {
-                    worker: worker_name.to_owned(),
-                    kind,
-                })
-                .inc();
-        }
-        self.cpu.get_or_create(&label).inc_by(cpu.as_secs_f64());
-        self.memory
-            .get_or_create(&label)
-            .observe(memory_bytes as f64);
-    }
-
-    /// A guest call stopped by a limit of `kind`.
-    pub fn limit_breach(&self, worker_name: &str, kind: &'static str) {
-        self.limit_breaches
-            .get_or_create(&KindLabels {
-                worker: worker_name.to_owned(),
+    /// The metrics of the worker `name`.
+    pub fn worker(&self, name: &str) -> WorkerMetrics {
+        let label = WorkerLabel {
+            worker: name.to_owned(),
+        };
+        let instantiated = |kind| {
+            self.instantiations.get_or_create_owned(&KindLabels {
+                worker: name.to_owned(),
                 kind,
             })
-            .inc();
+        };
+        WorkerMetrics {
+            worker: name.to_owned(),
+            requests: self.requests.clone(),
+            request_duration: self.request_duration.get_or_create_owned(&label),
+            instantiated_for_request: instantiated("request"),
+            instantiated_for_object: instantiated("object"),
+            cpu: self.cpu.get_or_create_owned(&label),
+            memory: self.memory.get_or_create_owned(&label),
+            limit_breaches: self.limit_breaches.clone(),
+        }
     }
 
     pub fn object_evicted(&self) {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use log_pipe::{LogGuard, flush_log};
 pub use logging::{LogFormat, init_logging};
-pub use metrics::{Metrics, Snapshot};
+pub use metrics::{Instantiation, Metrics, Snapshot, WorkerMetrics};
 pub use tail::{TailEvent, TailFilter, TailHub, TailLog, TailSubscription};
 
 /// The host's metrics and its tail hub; one per platform.
@@ -18,6 +18,13 @@ pub use tail::{TailEvent, TailFilter, TailHub, TailLog, TailSubscription};
 pub struct Telemetry {
     pub metrics: Metrics,
     pub tail: TailHub,
+}
+
+/// The worker version that served a request.
+pub struct ServedBy<'a> {
+    pub worker: &'a str,
+    pub version: u32,
+    pub metrics: &'a WorkerMetrics,
 }
 
 /// A request the front door finished, for its log line, metrics and tail.
@@ -28,8 +35,8 @@ pub struct RequestRecord<'a> {
     pub path: &'a str,
     pub status: u16,
     pub duration: Duration,
-    /// The worker and version that served it, if one matched.
-    pub worker: Option<(&'a str, u32)>,
+    /// What served it, if a worker matched.
+    pub served_by: Option<ServedBy<'a>>,
     pub object: Option<String>,
     pub error_id: Option<String>,
     pub logs: Vec<TailLog>,
@@ -52,7 +59,11 @@ impl Telemetry {
     /// Logs the request's line, counts it, and shows it to tail watchers.
     pub fn request_finished(&self, record: RequestRecord<'_>) {
         let duration_ms = record.duration.as_secs_f64() * 1000.0;
-        let (worker, version) = record.worker.unzip();
+        let (worker, version) = record
+            .served_by
+            .as_ref()
+            .map(|by| (by.worker, by.version))
+            .unzip();
         tracing::info!(
             target: "verge::request",
             status = record.status,
@@ -68,8 +79,8 @@ impl Telemetry {
             record.host,
             record.path,
         );
-        if let Some(worker) = worker {
-            self.metrics.request(worker, record.status, record.duration);
+        if let Some(by) = &record.served_by {
+            by.metrics.request(record.status, record.duration);
         }
         self.tail.send(|| TailEvent {
             timestamp_ms: now_ms(),

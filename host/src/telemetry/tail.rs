@@ -126,7 +126,7 @@ impl TailFilter {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(status) = &self.status {
             for part in status.split(',') {
-                status_matcher(part.trim()).map(drop)?;
+                StatusSelector::parse(part.trim())?;
             }
         }
         match self.sampling_rate {
@@ -144,9 +144,9 @@ impl TailFilter {
             return false;
         }
         if let Some(status) = &self.status
-            && !status
-                .split(',')
-                .any(|part| status_matcher(part.trim()).is_ok_and(|matches| matches(event.status)))
+            && !status.split(',').any(|part| {
+                StatusSelector::parse(part.trim()).is_ok_and(|s| s.matches(event.status))
+            })
         {
             return false;
         }
@@ -179,23 +179,35 @@ impl TailFilter {
     }
 }
 
-/// A test for one status selector: `ok`, `error`, `404`, `4xx`.
-fn status_matcher(selector: &str) -> Result<Box<dyn Fn(u16) -> bool>, String> {
-    let lower = selector.to_ascii_lowercase();
-    Ok(match lower.as_str() {
-        "ok" => Box::new(|s| s < 400),
-        "error" => Box::new(|s| s >= 400),
-        class if class.len() == 3 && class.ends_with("xx") => {
-            let hundreds = class[..1]
-                .parse::<u16>()
-                .map_err(|_| bad_status(selector))?;
-            Box::new(move |s| s / 100 == hundreds)
+/// One status selector: `ok`, `error`, `404`, `4xx`.
+#[derive(Debug, Clone, Copy)]
+enum StatusSelector {
+    Ok,
+    Error,
+    Class(u16),
+    Code(u16),
+}
+
+impl StatusSelector {
+    fn parse(selector: &str) -> Result<Self, String> {
+        let lower = selector.to_ascii_lowercase();
+        let number = |digits: &str| digits.parse::<u16>().map_err(|_| bad_status(selector));
+        Ok(match lower.as_str() {
+            "ok" => Self::Ok,
+            "error" => Self::Error,
+            class if class.len() == 3 && class.ends_with("xx") => Self::Class(number(&class[..1])?),
+            code => Self::Code(number(code)?),
+        })
+    }
+
+    fn matches(self, status: u16) -> bool {
+        match self {
+            Self::Ok => status < 400,
+            Self::Error => status >= 400,
+            Self::Class(hundreds) => status / 100 == hundreds,
+            Self::Code(code) => status == code,
         }
-        code => {
-            let code = code.parse::<u16>().map_err(|_| bad_status(selector))?;
-            Box::new(move |s| s == code)
-        }
-    })
+    }
 }
 
 fn bad_status(selector: &str) -> String {
