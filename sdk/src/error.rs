@@ -30,6 +30,9 @@ pub enum Error {
     /// A storage call failed.
     #[error("storage: {0}")]
     Sql(#[from] crate::SqlError),
+    /// A KV namespace call failed.
+    #[error("KV: {0}")]
+    Kv(#[from] crate::KvError),
     /// A call to a Durable Object failed.
     #[error(transparent)]
     Object(#[from] crate::ObjectError),

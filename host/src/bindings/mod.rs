@@ -7,6 +7,7 @@ mod env;
 mod fetch;
 pub(crate) mod http_types;
 mod kv;
+mod kv_namespace;
 mod log;
 mod objects;
 mod sql;
@@ -20,6 +21,7 @@ wasmtime::component::bindgen!({
         "verge:platform/fetch.fetch": async,
         "verge:platform/objects.fetch": async,
         "verge:platform/objects.rpc": async,
+        "verge:platform/kv-namespace": async,
     },
     exports: { default: async },
 });

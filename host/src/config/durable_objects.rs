@@ -104,12 +104,10 @@ pub(super) fn validate(
     let mut names = BTreeSet::new();
     for binding in &objects.bindings {
         let name = &binding.name;
-        let valid = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && !name.as_bytes()[0].is_ascii_digit();
-        if !valid || !names.insert(name.as_str()) {
+        super::check_binding_name(name)?;
+        if !names.insert(name.as_str()) {
             return Err(ConfigError::new(format!(
-                "durable object binding {name:?} is repeated or not a valid name (letters, digits, `_`)"
+                "durable object binding {name:?} appears twice"
             )));
         }
         if binding.script_name.is_none() && !classes.contains(&binding.class_name) {

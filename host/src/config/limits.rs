@@ -26,6 +26,12 @@ pub struct Limits {
     /// milliseconds; a statement still running when it is spent is
     /// interrupted with an error.
     pub sql_ms: u64,
+    /// Longest KV namespace key, in bytes (Cloudflare's limit, 512, by
+    /// default).
+    pub kv_key_bytes: u32,
+    /// Largest KV namespace value, in MiB (Cloudflare's limit, 25, by
+    /// default).
+    pub kv_value_mb: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +44,8 @@ impl Default for Limits {
             subrequests: 50,
             object_storage_mb: 10 << 10,
             sql_ms: 2_000,
+            kv_key_bytes: 512,
+            kv_value_mb: 25,
         }
     }
 }
@@ -49,6 +57,10 @@ impl Limits {
 
     pub fn object_storage_bytes(&self) -> u64 {
         self.object_storage_mb << 20
+    }
+
+    pub fn kv_value_bytes(&self) -> usize {
+        (self.kv_value_mb as usize) << 20
     }
 
     pub fn body_bytes(&self) -> usize {
@@ -64,6 +76,8 @@ impl Limits {
             ("subrequests", u64::from(self.subrequests), 0, 10_000),
             ("object_storage_mb", self.object_storage_mb, 1, 1 << 20),
             ("sql_ms", self.sql_ms, 1, 300_000),
+            ("kv_key_bytes", u64::from(self.kv_key_bytes), 1, 2048),
+            ("kv_value_mb", self.kv_value_mb, 1, 128),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

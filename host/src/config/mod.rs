@@ -3,6 +3,7 @@
 //! worker whose config did not pass [`WorkerConfig::parse`].
 
 mod durable_objects;
+mod kv_namespaces;
 mod limits;
 mod outbound;
 mod routes;
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 pub(crate) use durable_objects::{DurableObjects, Migration};
+pub(crate) use kv_namespaces::KvBinding;
 pub(crate) use limits::Limits;
 pub(crate) use outbound::OutboundRule;
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
@@ -27,6 +29,7 @@ pub struct WorkerConfig {
     pub build: BuildConfig,
     pub durable_objects: DurableObjects,
     pub migrations: Vec<Migration>,
+    pub kv_namespaces: Vec<KvBinding>,
     /// The Durable Object classes this worker defines, after every
     /// migration.
     pub classes: BTreeSet<String>,
@@ -63,6 +66,8 @@ struct RawConfig {
     durable_objects: DurableObjects,
     #[serde(default)]
     migrations: Vec<Migration>,
+    #[serde(default)]
+    kv_namespaces: Vec<KvBinding>,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -93,6 +98,14 @@ impl WorkerConfig {
             .collect::<Result<_, _>>()?;
         raw.limits.validate()?;
         let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
+        kv_namespaces::validate(&raw.kv_namespaces)?;
+        let bindings = raw
+            .durable_objects
+            .bindings
+            .iter()
+            .map(|b| b.name.as_str())
+            .chain(raw.kv_namespaces.iter().map(|b| b.binding.as_str()));
+        check_unique_bindings(bindings)?;
         let vars = raw
             .vars
             .into_iter()
@@ -107,6 +120,7 @@ impl WorkerConfig {
             build: raw.build,
             durable_objects: raw.durable_objects,
             migrations: raw.migrations,
+            kv_namespaces: raw.kv_namespaces,
             classes,
         })
     }
@@ -127,6 +141,37 @@ pub(crate) fn validate_name(name: &str) -> Result<(), ConfigError> {
             "name {name:?} is not valid: use 1 to 63 lower-case letters, digits, `-` or `_`, not starting with `-`"
         )))
     }
+}
+
+/// Binding names are what code passes to `env.kv(..)`,
+/// `env.durable_object(..)` and the like: letters, digits and `_`, not
+/// starting with a digit.
+pub(crate) fn check_binding_name(name: &str) -> Result<(), ConfigError> {
+    let valid = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(format!(
+            "binding {name:?} is not a valid name: use letters, digits and `_`, not starting with a digit"
+        )))
+    }
+}
+
+/// One name reaches one binding, whatever its kind.
+fn check_unique_bindings<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(ConfigError::new(format!(
+                "binding {name:?} is used twice: every binding needs its own name"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `[vars]` values reach the guest as text: strings as they are, other TOML

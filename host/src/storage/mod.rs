@@ -1,10 +1,29 @@
 //! The control database: workers, versions, deployments, secrets, object
-//! namespaces and records, and the alarm index's table. Each Durable
-//! Object's own database is the objects subsystem's (`objects/storage/`).
+//! namespaces and records, and the alarm index's table; and KV namespaces.
+//! Each Durable Object's own database is the objects subsystem's
+//! (`objects/storage/`).
 
 mod control;
+pub(crate) mod kv;
 
 pub(crate) use control::{
     Activation, ControlStore, NamespaceMigration, NamespaceRecord, ObjectRecord, VersionRecord,
     WorkerRecord,
 };
+
+/// How commits reach the disk: `FULL`, unless the debug switch
+/// `VERGE_UNSAFE_NO_FSYNC=1` turns syncing off, which exists only to show
+/// that the power-loss test catches a missing fsync. Never for real data.
+pub(crate) fn synchronous() -> &'static str {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *OFF.get_or_init(|| {
+        let off = std::env::var_os("VERGE_UNSAFE_NO_FSYNC").is_some_and(|v| v == "1");
+        if off {
+            tracing::warn!(
+                "VERGE_UNSAFE_NO_FSYNC=1: databases commit WITHOUT fsync; a power loss loses acknowledged writes"
+            );
+        }
+        off
+    });
+    if off { "OFF" } else { "FULL" }
+}

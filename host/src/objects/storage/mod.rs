@@ -105,7 +105,7 @@ impl ObjectDb {
         conn.busy_timeout(std::time::Duration::from_secs(1))?;
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", synchronous())?;
+        conn.pragma_update(None, "synchronous", crate::storage::synchronous())?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "trusted_schema", false)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
@@ -326,23 +326,6 @@ impl ObjectDb {
         let target = target.to_string_lossy().into_owned();
         self.internal(|c| c.execute("VACUUM INTO ?1", [target]).map(|_| ()))
     }
-}
-
-/// How commits reach the disk: `FULL`, unless the debug switch
-/// `VERGE_UNSAFE_NO_FSYNC=1` turns syncing off, which exists only to show
-/// that the power-loss test catches a missing fsync. Never for real data.
-fn synchronous() -> &'static str {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off = *OFF.get_or_init(|| {
-        let off = std::env::var_os("VERGE_UNSAFE_NO_FSYNC").is_some_and(|v| v == "1");
-        if off {
-            tracing::warn!(
-                "VERGE_UNSAFE_NO_FSYNC=1: object databases commit WITHOUT fsync; a power loss loses acknowledged writes"
-            );
-        }
-        off
-    });
-    if off { "OFF" } else { "FULL" }
 }
 
 /// Pages in use times page size.
