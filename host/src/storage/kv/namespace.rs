@@ -216,7 +216,7 @@ impl KvNamespace {
 mod tests {
     use super::*;
 
-    fn put(ns: &KvNamespace, key: &str, expiration: Option<u64>) {
+    fn put(ns: &KvNamespace, key: &str, expiration: Option<i64>) {
         let put = Put {
             key,
             value: key.as_bytes(),
