@@ -19,6 +19,7 @@ pub mod bindings;
 pub mod cli;
 mod clock;
 pub(crate) mod config;
+pub(crate) mod cron;
 mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

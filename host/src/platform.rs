@@ -128,6 +128,8 @@ pub struct Platform {
     memory: Arc<MemoryBudget>,
     options: PlatformOptions,
     serving: Arc<Deployed>,
+    /// Woken whenever what serves changes (the cron scheduler waits on it).
+    deployed_changed: Arc<tokio::sync::Notify>,
     /// Serializes deploys, activations and deletions.
     changes: tokio::sync::Mutex<()>,
     telemetry: Arc<Telemetry>,
@@ -168,12 +170,14 @@ impl Platform {
             )),
             options,
             serving,
+            deployed_changed: Arc::default(),
             changes: tokio::sync::Mutex::new(()),
             telemetry,
             started: Instant::now(),
         });
         platform.restore().await?;
         platform.objects.start_alarms()?;
+        crate::cron::start(&platform)?;
         Ok(platform)
     }
 
@@ -250,6 +254,26 @@ impl Platform {
             }
             None => None,
         }
+    }
+
+    /// The serving workers that have cron triggers.
+    pub(crate) fn scheduled_workers(&self) -> Vec<Arc<LoadedWorker>> {
+        let serving = self.serving.0.load();
+        serving
+            .workers
+            .values()
+            .filter(|worker| !worker.context.config.crons.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Notified at every change of what serves.
+    pub(crate) fn deployed_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.deployed_changed.clone()
+    }
+
+    pub(crate) fn control(&self) -> &ControlStore {
+        &self.control
     }
 
     /// The active version of `name`, if it is deployed.
@@ -532,6 +556,7 @@ impl Platform {
             handler: prepared.handler,
             object: prepared.object,
             events: prepared.events,
+            scheduled: prepared.scheduled,
         })
     }
 
@@ -684,6 +709,7 @@ impl Platform {
     fn swap(&self, workers: HashMap<String, Arc<LoadedWorker>>) -> Result<(), DeployError> {
         let routes = serving_routes(&workers)?;
         self.serving.0.store(Arc::new(Serving { workers, routes }));
+        self.deployed_changed.notify_waiters();
         Ok(())
     }
 }

@@ -23,13 +23,13 @@ pub mod bindings {
     });
 }
 
-use bindings::exports::verge::platform::{handler, object, object_events};
+use bindings::exports::verge::platform::{handler, object, object_events, scheduled};
 use bindings::verge::platform::http_types as wire;
 pub use wire::{Request as WireRequest, Response as WireResponse};
 
 use crate::{
-    AlarmInfo, Env, Error, Headers, Method, Request, Response, Result, State, Url, WebSocket,
-    WebSocketError, WebSocketMessage,
+    AlarmInfo, Env, Error, Headers, Method, Request, Response, Result, ScheduledEvent, State, Url,
+    WebSocket, WebSocketError, WebSocketMessage,
 };
 
 /// The worker's fetch handler, registered by `#[verge::worker]`.
@@ -38,6 +38,13 @@ pub struct WorkerRegistration {
 }
 
 inventory::collect!(WorkerRegistration);
+
+/// The worker's scheduled handler, registered by `#[verge::scheduled]`.
+pub struct ScheduledRegistration {
+    pub run: fn(ScheduledEvent, Env) -> Result<()>,
+}
+
+inventory::collect!(ScheduledRegistration);
 
 /// A Durable Object class, registered by `#[verge::durable_object]`.
 pub struct ClassRegistration {
@@ -135,6 +142,20 @@ impl handler::Guest for Component {
             Some(worker) => (worker.fetch)(request),
             None => Err("this component has no #[verge::worker] fetch handler".into()),
         }
+    }
+}
+
+impl scheduled::Guest for Component {
+    fn scheduled(controller: scheduled::Controller) -> std::result::Result<(), String> {
+        log_panics();
+        let Some(registration) = inventory::iter::<ScheduledRegistration>.into_iter().next() else {
+            return Err(
+                "verge.toml has [triggers] crons, but this component has no #[verge::scheduled] handler"
+                    .into(),
+            );
+        };
+        let event = ScheduledEvent::new(controller.cron, controller.scheduled_time);
+        (registration.run)(event, Env::new()).map_err(|e| e.to_string())
     }
 }
 

@@ -49,6 +49,7 @@ mod object;
 mod request;
 mod response;
 mod router;
+mod scheduled;
 mod storage;
 mod websocket;
 
@@ -66,6 +67,7 @@ pub use object::{DurableObjectClass, ObjectError, ObjectId, ObjectNamespace, Sta
 pub use request::Request;
 pub use response::Response;
 pub use router::{RouteContext, Router};
+pub use scheduled::ScheduledEvent;
 pub use storage::{
     IntoParams, ListOptions, SqlCursor, SqlError, SqlErrorKind, SqlStorage, SqlValue, Storage,
 };
@@ -88,6 +90,25 @@ pub use websocket::{WebSocket, WebSocketError, WebSocketMessage};
 /// }
 /// ```
 pub use verge_macros::worker;
+
+/// Exports a function as the worker's scheduled handler, which the host
+/// runs at the times `[triggers] crons` in verge.toml name.
+///
+/// The function takes a [`ScheduledEvent`] and an [`Env`] and returns
+/// [`Result<()>`](Result). Each run gets a fresh instance under the
+/// worker's limits, as a request does; an `Err` or a panic is logged with
+/// an error id.
+///
+/// ```no_run
+/// use verge::{Env, Result, ScheduledEvent};
+///
+/// #[verge::scheduled]
+/// fn scheduled(event: ScheduledEvent, _env: Env) -> Result<()> {
+///     verge::info!("cron {} ran", event.cron());
+///     Ok(())
+/// }
+/// ```
+pub use verge_macros::scheduled;
 
 /// Defines a Durable Object class from an `impl` block.
 ///

@@ -7,6 +7,7 @@ mod kv_namespaces;
 mod limits;
 mod outbound;
 mod routes;
+mod triggers;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +18,8 @@ pub(crate) use kv_namespaces::KvBinding;
 pub(crate) use limits::Limits;
 pub(crate) use outbound::OutboundRule;
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
+pub(crate) use triggers::CronSchedule;
+use triggers::Triggers;
 
 /// A worker's validated `verge.toml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +33,8 @@ pub struct WorkerConfig {
     pub durable_objects: DurableObjects,
     pub migrations: Vec<Migration>,
     pub kv_namespaces: Vec<KvBinding>,
+    /// `[triggers] crons`, parsed.
+    pub crons: Vec<CronSchedule>,
     /// The Durable Object classes this worker defines, after every
     /// migration.
     pub classes: BTreeSet<String>,
@@ -68,6 +73,8 @@ struct RawConfig {
     migrations: Vec<Migration>,
     #[serde(default)]
     kv_namespaces: Vec<KvBinding>,
+    #[serde(default)]
+    triggers: Triggers,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -99,6 +106,7 @@ impl WorkerConfig {
         raw.limits.validate()?;
         let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
         kv_namespaces::validate(&raw.kv_namespaces)?;
+        let crons = triggers::parse(&raw.triggers)?;
         let bindings = raw
             .durable_objects
             .bindings
@@ -121,6 +129,7 @@ impl WorkerConfig {
             durable_objects: raw.durable_objects,
             migrations: raw.migrations,
             kv_namespaces: raw.kv_namespaces,
+            crons,
             classes,
         })
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use wasmtime::{PoolConcurrencyLimitError, Store, WasmBacktrace};
 
+use crate::bindings::exports::verge::platform::scheduled::Controller;
 use crate::bindings::{Request, Response};
 
 use super::cpu_time::GuestCpu;
@@ -71,13 +72,72 @@ impl InvokeError {
 /// The longest a request waits for a free instance slot.
 const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
 
-/// What serving one request produced, besides the response.
-pub struct Invocation {
-    pub result: Result<Response, InvokeError>,
-    /// The first Durable Object the request called, as `BINDING:name`.
+/// What serving one request (or one scheduled run) produced.
+pub struct Invocation<T = Response> {
+    pub result: Result<T, InvokeError>,
+    /// The first Durable Object the call reached, as `BINDING:name`.
     pub object: Option<String>,
     /// The guest's log lines, when `verge tail` was watching.
     pub logs: Vec<TailLog>,
+}
+
+impl<T> Invocation<T> {
+    fn refused(worker: &LoadedWorker, error: InvokeError) -> Self {
+        worker.context.count_breach(&error);
+        Self {
+            result: Err(error),
+            object: None,
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// The permits a fresh instance runs under: a place in the worker's share
+/// of the host, and one of the host's instance slots.
+struct Admission<'a> {
+    _worker_slot: tokio::sync::SemaphorePermit<'a>,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// Waits for room to run a fresh instance of `worker`: its share at once,
+/// a slot for as long as its wall clock allows (up to [`MAX_SLOT_WAIT`]),
+/// so a burst beyond the pool waits instead of failing.
+async fn admit(worker: &LoadedWorker) -> Result<Admission<'_>, InvokeError> {
+    let context = &worker.context;
+    let Ok(worker_slot) = context.worker_slots.try_acquire() else {
+        return Err(InvokeError::WorkerBusy {
+            limit: context.worker_slots_limit,
+        });
+    };
+    let wait = Duration::from_millis(context.config.limits.wall_ms).min(MAX_SLOT_WAIT);
+    match tokio::time::timeout(wait, context.request_slots.acquire()).await {
+        Ok(Ok(slot)) => Ok(Admission {
+            _worker_slot: worker_slot,
+            _slot: slot,
+        }),
+        _ => Err(InvokeError::AtCapacity),
+    }
+}
+
+/// What a finished call leaves in its store: counted in the metrics, and
+/// an overloaded object named as the cause of the failure.
+fn finish<T>(
+    state: &mut HostState,
+    started: Instantiation,
+    result: Result<T, InvokeError>,
+) -> Invocation<T> {
+    state.record_call(Some(started), &result);
+    let result = match result {
+        Err(InvokeError::Handler(error) | InvokeError::Trap(error)) if state.object_overloaded => {
+            Err(InvokeError::ObjectOverloaded(error))
+        }
+        other => other,
+    };
+    Invocation {
+        result,
+        object: state.first_object.take(),
+        logs: state.guest_log().take_collected(),
+    }
 }
 
 /// Runs `request` through a fresh instance of `worker`.
@@ -91,39 +151,25 @@ pub async fn invoke(
     request_id: RequestId,
     hops: u32,
 ) -> Invocation {
-    let refused = |error: InvokeError| {
-        worker.context.count_breach(&error);
-        Invocation {
-            result: Err(error),
-            object: None,
-            logs: Vec::new(),
-        }
-    };
     let Some(handler) = &worker.handler else {
-        return refused(InvokeError::Handler(
-            "this component has no fetch handler, only Durable Object classes: \
-             add a #[verge::worker] function, or remove the worker's routes"
-                .into(),
-        ));
+        return Invocation::refused(
+            worker,
+            InvokeError::Handler(
+                "this component has no fetch handler, only Durable Object classes: \
+                 add a #[verge::worker] function, or remove the worker's routes"
+                    .into(),
+            ),
+        );
     };
-    let Ok(_worker_slot) = worker.context.worker_slots.try_acquire() else {
-        return refused(InvokeError::WorkerBusy {
-            limit: worker.context.worker_slots_limit,
-        });
-    };
-    // A burst beyond the instance pool waits for a slot (within the wall
-    // clock) instead of failing at once.
-    let wall_ms = worker.context.config.limits.wall_ms;
-    let wait = Duration::from_millis(wall_ms).min(MAX_SLOT_WAIT);
-    let _slot = match tokio::time::timeout(wait, worker.context.request_slots.acquire()).await {
-        Ok(Ok(slot)) => slot,
-        _ => return refused(InvokeError::AtCapacity),
+    let _admission = match admit(worker).await {
+        Ok(admission) => admission,
+        Err(error) => return Invocation::refused(worker, error),
     };
     let mut state = HostState::new(worker.context.clone(), request_id);
     state.hops = hops;
     let mut store = new_store(worker, state);
     let cpu = store.data().cpu.clone();
-    let result = guarded(wall_ms, &cpu, async {
+    let result = guarded(worker.context.config.limits.wall_ms, &cpu, async {
         let instance = worker.instantiate(&mut store).await?;
         handler
             .load(&mut store, &instance)?
@@ -132,19 +178,43 @@ pub async fn invoke(
     })
     .await
     .map_err(|error| store.data().with_last_words(error));
-    let state = store.data_mut();
-    state.record_call(Some(Instantiation::Request), &result);
-    let result = match result {
-        Err(InvokeError::Handler(error) | InvokeError::Trap(error)) if state.object_overloaded => {
-            Err(InvokeError::ObjectOverloaded(error))
-        }
-        other => other,
+    finish(store.data_mut(), Instantiation::Request, result)
+}
+
+/// Runs the scheduled handler of `worker` for one match of a cron
+/// trigger, in a fresh instance under the same limits as a request.
+pub async fn invoke_scheduled(
+    worker: &LoadedWorker,
+    controller: &Controller,
+    request_id: RequestId,
+) -> Invocation<()> {
+    let Some(scheduled) = &worker.scheduled else {
+        return Invocation::refused(
+            worker,
+            InvokeError::Handler(
+                "verge.toml has [triggers] crons, but this component exports no scheduled \
+                 handler: rebuild it with this version of the verge SDK and add a \
+                 #[verge::scheduled] function"
+                    .into(),
+            ),
+        );
     };
-    Invocation {
-        result,
-        object: state.first_object.take(),
-        logs: state.guest_log().take_collected(),
-    }
+    let _admission = match admit(worker).await {
+        Ok(admission) => admission,
+        Err(error) => return Invocation::refused(worker, error),
+    };
+    let mut store = new_store(worker, HostState::new(worker.context.clone(), request_id));
+    let cpu = store.data().cpu.clone();
+    let result = guarded(worker.context.config.limits.wall_ms, &cpu, async {
+        let instance = worker.instantiate(&mut store).await?;
+        scheduled
+            .load(&mut store, &instance)?
+            .call_scheduled(&mut store, controller)
+            .await
+    })
+    .await
+    .map_err(|error| store.data().with_last_words(error));
+    finish(store.data_mut(), Instantiation::Scheduled, result)
 }
 
 /// The Durable Object classes a component defines, asked of a throwaway

@@ -7,7 +7,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, LinkerInstance, ResourceType};
 
 use crate::bindings::App;
-use crate::bindings::exports::verge::platform::{handler, object, object_events};
+use crate::bindings::exports::verge::platform::{handler, object, object_events, scheduled};
 
 use super::HostState;
 
@@ -44,6 +44,7 @@ pub struct Prepared {
     pub handler: Option<handler::GuestIndices>,
     pub object: Option<object::GuestIndices>,
     pub events: Option<object_events::GuestIndices>,
+    pub scheduled: Option<scheduled::GuestIndices>,
 }
 
 /// Resolves a component's imports against `linker` and finds its exports,
@@ -59,6 +60,7 @@ pub fn prepare(linker: &Linker<HostState>, component: &Component) -> Result<Prep
     let handler = handler::GuestIndices::new(&pre).ok();
     let object = object::GuestIndices::new(&pre).ok();
     let events = object_events::GuestIndices::new(&pre).ok();
+    let scheduled = scheduled::GuestIndices::new(&pre).ok();
     if handler.is_none() && object.is_none() {
         return Err(LinkError::NotAWorker);
     }
@@ -67,6 +69,7 @@ pub fn prepare(linker: &Linker<HostState>, component: &Component) -> Result<Prep
         handler,
         object,
         events,
+        scheduled,
     })
 }
 

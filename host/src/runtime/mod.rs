@@ -16,7 +16,7 @@ pub use artifacts::{ArtifactCache, ArtifactStats, content_hash};
 pub(crate) use cpu_time::HostWork;
 pub use engine::{EPOCH_TICK, EngineOptions, new_engine};
 pub(crate) use invoke::guarded;
-pub use invoke::{Invocation, InvokeError, component_classes, invoke, new_store};
+pub use invoke::{Invocation, InvokeError, component_classes, invoke, invoke_scheduled, new_store};
 pub use limits::{CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 pub use linker::{LinkError, Prepared, new_linker, prepare};
 pub use memory::MemoryBudget;

@@ -7,7 +7,7 @@ use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 use crate::bindings::OutboundHttp;
-use crate::bindings::exports::verge::platform::{handler, object, object_events};
+use crate::bindings::exports::verge::platform::{handler, object, object_events, scheduled};
 use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
 use crate::storage::kv::KvNamespaces;
@@ -60,6 +60,7 @@ pub struct LoadedWorker {
     pub(crate) handler: Option<handler::GuestIndices>,
     pub(crate) object: Option<object::GuestIndices>,
     pub(crate) events: Option<object_events::GuestIndices>,
+    pub(crate) scheduled: Option<scheduled::GuestIndices>,
 }
 
 impl LoadedWorker {

@@ -38,7 +38,7 @@ pub(super) fn invoke_error(
     request_id: RequestId,
     dev: bool,
 ) -> Response {
-    let error_id = format!("{:016x}", rand::random::<u64>());
+    let error_id = crate::telemetry::new_error_id();
     let (status, summary) = match error {
         InvokeError::CpuLimit(_) | InvokeError::MemoryLimit(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

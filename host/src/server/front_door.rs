@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use super::IndexPage;
 use super::drain::drain;
 use super::errors::{ERROR_ID_HEADER, invoke_error, text};
+use super::scheduled;
 use crate::bindings::{self, http_types};
 use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
@@ -53,6 +54,9 @@ async fn serve(State(door): State<FrontDoor>, request: Request) -> Response {
             StatusCode::BAD_REQUEST,
             format!("Invalid Host header {host:?}\n"),
         ),
+        _ if door.platform.options().dev && path == scheduled::PATH => {
+            scheduled::run_now(&door.platform, &host, request.uri().query()).await
+        }
         Some(worker) => {
             served.worker = Some(worker.clone());
             serve_with(

@@ -9,6 +9,7 @@ mod front_door;
 mod index;
 mod listener;
 mod observe;
+mod scheduled;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -94,6 +94,16 @@ const MIGRATIONS: &[&str] = &[
         WHERE p.worker = deployments.worker AND p.id < deployments.id
     );
 "#,
+    r#"
+    -- The latest time each cron trigger was run for, so a run missed
+    -- while the host was down is made up once when it starts.
+    CREATE TABLE cron_runs (
+        worker         TEXT NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+        cron           TEXT NOT NULL,
+        scheduled_ms   INTEGER NOT NULL,
+        PRIMARY KEY (worker, cron)
+    );
+"#,
 ];
 
 /// How a version came to be activated, which decides where the next

@@ -4,6 +4,7 @@
 //! (`objects/storage/`).
 
 mod control;
+mod cron_runs;
 pub(crate) mod kv;
 
 pub(crate) use control::{

@@ -36,6 +36,12 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    worker: String,
+    outcome: &'static str,
+}
+
 type HistogramFamily = Family<WorkerLabel, Histogram, fn() -> Histogram>;
 
 /// Seconds, from 100 µs to ~55 s.
@@ -57,6 +63,7 @@ pub struct Metrics {
     cpu: Family<WorkerLabel, Counter<f64, AtomicU64>>,
     memory: HistogramFamily,
     limit_breaches: Family<KindLabels, Counter>,
+    scheduled_runs: Family<OutcomeLabels, Counter>,
     objects_active: Gauge,
     objects_evicted: Counter,
     batch_events: Histogram,
@@ -96,7 +103,7 @@ impl Default for Metrics {
         let instantiations = Family::default();
         registry.register(
             "instantiations",
-            "Guest instances started, by worker and kind (request: one per request; object: a Durable Object waking)",
+            "Guest instances started, by worker and kind (request: one per request; object: a Durable Object waking; scheduled: one per cron run)",
             instantiations.clone(),
         );
         let cpu = Family::default();
@@ -118,6 +125,12 @@ impl Default for Metrics {
             "limit_breaches",
             "Guest calls stopped by a limit, by worker and kind (cpu, memory, wall_clock, host_memory, instances, worker_share)",
             limit_breaches.clone(),
+        );
+        let scheduled_runs = Family::default();
+        registry.register(
+            "scheduled_runs",
+            "Scheduled (cron) handler runs, by worker and outcome (ok, error)",
+            scheduled_runs.clone(),
         );
         let objects_active = Gauge::default();
         registry.register(
@@ -195,6 +208,7 @@ impl Default for Metrics {
             cpu,
             memory,
             limit_breaches,
+            scheduled_runs,
             objects_active,
             objects_evicted,
             batch_events,
@@ -221,6 +235,9 @@ pub struct WorkerMetrics {
     cpu: Counter<f64, AtomicU64>,
     memory: Histogram,
     limit_breaches: Family<KindLabels, Counter>,
+    instantiated_for_scheduled: Counter,
+    scheduled_ok: Counter,
+    scheduled_failed: Counter,
 }
 
 /// Why a guest instance was started.
@@ -230,6 +247,8 @@ pub enum Instantiation {
     Request,
     /// A Durable Object waking.
     Object,
+    /// A fresh instance for one cron run.
+    Scheduled,
 }
 
 impl WorkerMetrics {
@@ -250,10 +269,20 @@ impl WorkerMetrics {
         match started {
             Some(Instantiation::Request) => self.instantiated_for_request.inc(),
             Some(Instantiation::Object) => self.instantiated_for_object.inc(),
+            Some(Instantiation::Scheduled) => self.instantiated_for_scheduled.inc(),
             None => 0,
         };
         self.cpu.inc_by(cpu.as_secs_f64());
         self.memory.observe(memory_bytes as f64);
+    }
+
+    /// A scheduled handler run finished, well or not.
+    pub fn scheduled_run(&self, ok: bool) {
+        if ok {
+            self.scheduled_ok.inc();
+        } else {
+            self.scheduled_failed.inc();
+        }
     }
 
     /// A guest call stopped by a limit of `kind`.
@@ -279,6 +308,12 @@ impl Metrics {
                 kind,
             })
         };
+        let scheduled = |outcome| {
+            self.scheduled_runs.get_or_create_owned(&OutcomeLabels {
+                worker: name.to_owned(),
+                outcome,
+            })
+        };
         WorkerMetrics {
             worker: name.to_owned(),
             requests: self.requests.clone(),
@@ -288,6 +323,9 @@ impl Metrics {
             cpu: self.cpu.get_or_create_owned(&label),
             memory: self.memory.get_or_create_owned(&label),
             limit_breaches: self.limit_breaches.clone(),
+            instantiated_for_scheduled: instantiated("scheduled"),
+            scheduled_ok: scheduled("ok"),
+            scheduled_failed: scheduled("error"),
         }
     }
 

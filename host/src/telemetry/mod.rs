@@ -42,6 +42,27 @@ pub struct RequestRecord<'a> {
     pub logs: Vec<TailLog>,
 }
 
+/// A run of a cron trigger, for its log line, metrics and tail.
+pub struct ScheduledRecord<'a> {
+    pub request_id: String,
+    pub worker: &'a str,
+    pub version: u32,
+    pub metrics: &'a WorkerMetrics,
+    pub cron: &'a str,
+    /// The matching time it ran for, in ms since the Unix epoch.
+    pub scheduled_ms: i64,
+    pub duration: Duration,
+    /// Set when it failed.
+    pub error_id: Option<String>,
+    pub logs: Vec<TailLog>,
+}
+
+/// A fresh id that names one failure in the log and in what the client
+/// (or the tail) sees.
+pub fn new_error_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// An event a Durable Object ran, for `verge tail`.
 pub struct ObjectEventRecord<'a> {
     pub request_id: String,
@@ -93,6 +114,39 @@ impl Telemetry {
             status: record.status,
             duration_ms,
             object: record.object,
+            error_id: record.error_id,
+            logs: record.logs,
+        });
+    }
+
+    /// Logs a cron run's line, counts it, and shows it to tail watchers.
+    pub fn scheduled_finished(&self, record: ScheduledRecord<'_>) {
+        let duration_ms = record.duration.as_secs_f64() * 1000.0;
+        let ok = record.error_id.is_none();
+        tracing::info!(
+            target: "verge::request",
+            status = if ok { "ok" } else { "error" },
+            duration_ms = (duration_ms * 100.0).round() / 100.0,
+            worker = record.worker,
+            version = record.version,
+            scheduled_ms = record.scheduled_ms,
+            request_id = %record.request_id,
+            error_id = record.error_id.as_deref().map(display),
+            "scheduled {:?}",
+            record.cron,
+        );
+        record.metrics.scheduled_run(ok);
+        self.tail.send(|| TailEvent {
+            timestamp_ms: now_ms(),
+            request_id: record.request_id,
+            kind: "scheduled".into(),
+            worker: Some(record.worker.to_owned()),
+            version: Some(record.version),
+            method: None,
+            target: record.cron.to_owned(),
+            status: if ok { 200 } else { 500 },
+            duration_ms,
+            object: None,
             error_id: record.error_id,
             logs: record.logs,
         });

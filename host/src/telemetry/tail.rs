@@ -26,13 +26,15 @@ pub struct TailEvent {
     pub timestamp_ms: u64,
     pub request_id: String,
     /// `fetch` for requests through the front door; `object` for an event
-    /// a Durable Object ran (`alarm`, a WebSocket message...).
+    /// a Durable Object ran (`alarm`, a WebSocket message...); `scheduled`
+    /// for a run of a cron trigger.
     pub kind: String,
     /// The worker that served it; none when no worker matched.
     pub worker: Option<String>,
     pub version: Option<u32>,
     pub method: Option<String>,
-    /// `host/path` of a request; what ran, for an object event.
+    /// `host/path` of a request; what ran, for an object event; the cron
+    /// expression, for a scheduled run.
     pub target: String,
     /// The HTTP status; for an object event 200 when it succeeded, 500
     /// when it failed.

@@ -13,16 +13,10 @@ use syn::{
 /// fetch handler. See `verge::worker` for the full documentation.
 #[proc_macro_attribute]
 pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return error(Span::call_site(), "#[verge::worker] takes no arguments");
-    }
-    let handler = parse_macro_input!(item as ItemFn);
-    if let Some(asyncness) = &handler.sig.asyncness {
-        return error_spanned(
-            asyncness,
-            "Verge handlers are synchronous: remove `async` (host calls such as fetch block the guest, never a host thread)",
-        );
-    }
+    let handler = match handler_fn("worker", attr, item) {
+        Ok(handler) => handler,
+        Err(error) => return error,
+    };
     let name = &handler.sig.ident;
     quote! {
         #handler
@@ -31,6 +25,26 @@ pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
             ::verge::__private::WorkerRegistration {
                 fetch: |request| ::verge::__private::handle_fetch(request, #name),
             }
+        }
+    }
+    .into()
+}
+
+/// Registers a `fn(ScheduledEvent, Env) -> Result<()>` as the worker's
+/// scheduled (cron) handler. See `verge::scheduled` for the full
+/// documentation.
+#[proc_macro_attribute]
+pub fn scheduled(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let handler = match handler_fn("scheduled", attr, item) {
+        Ok(handler) => handler,
+        Err(error) => return error,
+    };
+    let name = &handler.sig.ident;
+    quote! {
+        #handler
+
+        ::verge::__private::inventory::submit! {
+            ::verge::__private::ScheduledRegistration { run: #name }
         }
     }
     .into()
@@ -237,6 +251,29 @@ fn event_forward(name: &str) -> proc_macro2::TokenStream {
             }
         },
     }
+}
+
+/// The function under `#[verge::<macro_name>]`, which takes no arguments
+/// and must not be `async`.
+fn handler_fn(
+    macro_name: &str,
+    attr: TokenStream,
+    item: TokenStream,
+) -> Result<ItemFn, TokenStream> {
+    if !attr.is_empty() {
+        return Err(error(
+            Span::call_site(),
+            &format!("#[verge::{macro_name}] takes no arguments"),
+        ));
+    }
+    let handler: ItemFn = syn::parse(item).map_err(|e| TokenStream::from(e.to_compile_error()))?;
+    if let Some(asyncness) = &handler.sig.asyncness {
+        return Err(error_spanned(
+            asyncness,
+            "Verge handlers are synchronous: remove `async` (host calls such as fetch block the guest, never a host thread)",
+        ));
+    }
+    Ok(handler)
 }
 
 fn error(span: Span, message: &str) -> TokenStream {

@@ -8,8 +8,13 @@
 //! - `DELETE /kv/*key`.
 //! - `GET /list?prefix=P&limit=N&cursor=C` answers the page as JSON.
 //! - `GET /binding/:name` reads a key through another binding name.
+//!
+//! Its scheduled handler records each run as a key `cron:run:<time>`
+//! holding the expression, and fails while the key `cron:fail` exists.
 
-use verge::{Env, Error, KvError, KvStore, Request, Response, Result, RouteContext, Router};
+use verge::{
+    Env, Error, KvError, KvStore, Request, Response, Result, RouteContext, Router, ScheduledEvent,
+};
 
 #[verge::worker]
 fn fetch(req: Request, env: Env) -> Result<Response> {
@@ -21,6 +26,16 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
         .get("/binding/:name", other_binding)
         .run(req, env);
     Ok(answer.unwrap_or_else(refusal))
+}
+
+#[verge::scheduled]
+fn scheduled(event: ScheduledEvent, env: Env) -> Result<()> {
+    let kv = env.kv("CACHE")?;
+    if kv.get("cron:fail").text()?.is_some() {
+        return Err(Error::msg("cron:fail is set"));
+    }
+    let key = format!("cron:run:{:013}", event.scheduled_time());
+    kv.put(&key, event.cron())?.execute()
 }
 
 fn cache(ctx: &RouteContext) -> Result<KvStore> {
