@@ -4,63 +4,16 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use verge_benches::repo;
-use verge_host::objects::{CallPath, Event, ObjectKey};
-use verge_host::platform::{Platform, PlatformOptions};
+use verge_benches::BenchObject;
 
 const STATEMENTS: u32 = 1000;
 
 fn sql_round_trip(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let built = verge_host::toolchain::build(
-        &repo().join("benches/guests"),
-        verge_host::toolchain::Symbols::Strip,
-    )
-    .unwrap();
-    let guest = built.iter().find(|g| g.name == "bench_objects").unwrap();
-    let wasm = std::fs::read(&guest.wasm).unwrap();
-    let config = std::fs::read_to_string(guest.package_dir.join("verge.toml")).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let (platform, key) = runtime.block_on(async {
-        let platform = Platform::open(PlatformOptions {
-            data_dir: data.path().to_path_buf(),
-            engine: Default::default(),
-            objects: Default::default(),
-            dev: false,
-        })
-        .await
+    let object = runtime
+        .block_on(BenchObject::start("SqlLoop", "bench"))
         .unwrap();
-        platform
-            .deploy("bench-objects", wasm, &config, true)
-            .await
-            .unwrap();
-        let objects = platform.objects();
-        let namespace = objects.namespace("bench-objects", "SqlLoop").unwrap();
-        let key = ObjectKey {
-            id: objects.id_from_name(&namespace, "bench"),
-            namespace: namespace.id,
-        };
-        (platform, key)
-    });
-    let call = |n: u32| {
-        let (objects, key) = (platform.objects().clone(), key.clone());
-        async move {
-            let event = Event::Rpc {
-                method: "select".into(),
-                args: serde_json::to_vec(&(n,)).unwrap(),
-            };
-            objects
-                .call(
-                    key,
-                    None,
-                    event,
-                    CallPath::default(),
-                    Duration::from_secs(60),
-                )
-                .await
-                .unwrap();
-        }
-    };
+    let object = &object;
 
     let mut group = c.benchmark_group("objects");
     group.throughput(Throughput::Elements(u64::from(STATEMENTS)));
@@ -70,10 +23,10 @@ fn sql_round_trip(c: &mut Criterion) {
             for _ in 0..iterations {
                 // Subtract the RPC around the loop.
                 let started = Instant::now();
-                call(0).await;
+                object.rpc("select", &(0,)).await;
                 let overhead = started.elapsed();
                 let started = Instant::now();
-                call(STATEMENTS).await;
+                object.rpc("select", &(STATEMENTS,)).await;
                 spent += started.elapsed().saturating_sub(overhead);
             }
             spent

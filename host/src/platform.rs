@@ -272,6 +272,30 @@ impl Platform {
         self.deployed_changed.clone()
     }
 
+    pub(crate) fn kv(&self) -> &Arc<KvNamespaces> {
+        &self.kv
+    }
+
+    /// The KV namespace bindings of the serving workers: (worker, binding,
+    /// namespace id).
+    pub(crate) fn kv_bindings(&self) -> Vec<(String, String, String)> {
+        let serving = self.serving.0.load();
+        let mut bindings: Vec<_> = serving
+            .workers
+            .iter()
+            .flat_map(|(name, worker)| {
+                worker
+                    .context
+                    .config
+                    .kv_namespaces
+                    .iter()
+                    .map(move |kv| (name.clone(), kv.binding.clone(), kv.namespace()))
+            })
+            .collect();
+        bindings.sort();
+        bindings
+    }
+
     pub(crate) fn control(&self) -> &ControlStore {
         &self.control
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use support::{TestHost, VergeProcess, guest};
+use support::{TOKEN, TestHost, VergeProcess, guest};
 
 async fn kv_host() -> TestHost {
     let host = TestHost::start().await;
@@ -329,6 +329,152 @@ async fn keys_survive_a_restart_of_the_host() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "written before the kill");
+}
+
+/// Runs `verge kv ARGS` in `dir`; returns its stdout, failing on an error.
+fn verge_kv(dir: &std::path::Path, host: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+        .arg("kv")
+        .args(args)
+        .args(["--host", host, "--token", TOKEN])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "verge kv {args:?}: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_reads_and_writes_what_workers_see() {
+    let data = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let host = VergeProcess::serve(data.path());
+    let kv = guest("kv-test");
+    assert_eq!(host.deploy(&client, &kv).await, 201);
+    // A project directory whose verge.toml binds the namespace as CACHE.
+    let project = kv.dir.clone();
+    let admin = host.admin_url.clone();
+    let admin = admin.as_str();
+
+    let namespaces = verge_kv(&project, admin, &["namespace", "list"]);
+    assert!(
+        namespaces.contains("shared-cache") && namespaces.contains("kv-test (CACHE)"),
+        "{namespaces}"
+    );
+
+    verge_kv(
+        &project,
+        admin,
+        &[
+            "key",
+            "put",
+            "motd",
+            "hello from the CLI",
+            "--binding",
+            "CACHE",
+            "--metadata",
+            r#"{"by":"ops"}"#,
+        ],
+    );
+    let response = client
+        .get(format!("{}/kv/motd", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-metadata"], r#"{"by":"ops"}"#);
+    assert_eq!(response.text().await.unwrap(), "hello from the CLI");
+
+    // What a worker writes, the CLI reads; keys with spaces and slashes too.
+    let put = client
+        .put(format!("{}/kv/a/b%20c?ttl=3600", host.url))
+        .body(vec![0u8, 159, 146, 150]);
+    assert_eq!(put.send().await.unwrap().status(), 204);
+    let read = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args([
+            "kv",
+            "key",
+            "get",
+            "a/b c",
+            "--namespace-id",
+            "shared-cache",
+        ])
+        .args(["--host", admin, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(read.status.success());
+    assert_eq!(read.stdout, [0u8, 159, 146, 150]);
+
+    let listed: Value = serde_json::from_str(&verge_kv(
+        &project,
+        admin,
+        &["key", "list", "--binding", "CACHE"],
+    ))
+    .unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a/b c", "motd"]);
+    assert!(listed[0]["expiration"].as_i64().is_some());
+    assert_eq!(listed[1]["metadata"], json!({ "by": "ops" }));
+
+    verge_kv(
+        &project,
+        admin,
+        &["key", "delete", "motd", "--binding", "CACHE"],
+    );
+    let gone = client
+        .get(format!("{}/kv/motd", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // A key the host refuses fails with its reason.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args([
+            "kv",
+            "key",
+            "put",
+            &"k".repeat(600),
+            "v",
+            "--namespace-id",
+            "shared-cache",
+        ])
+        .args(["--host", admin, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("limits.kv_key_bytes"));
+
+    // --local works on a stopped host's data directory.
+    host.kill();
+    let state = data.path().to_str().unwrap();
+    verge_kv(
+        &project,
+        admin,
+        &[
+            "key",
+            "put",
+            "offline",
+            "written locally",
+            "--binding",
+            "CACHE",
+            "--local",
+            "--persist-to",
+            state,
+        ],
+    );
+    let host = VergeProcess::serve(data.path());
+    let response = client
+        .get(format!("{}/kv/offline", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "written locally");
 }
 
 fn urlencode(text: &str) -> String {

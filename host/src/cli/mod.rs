@@ -5,6 +5,7 @@ mod build;
 mod deploy;
 mod dev;
 mod format;
+mod kv;
 mod new;
 mod objects;
 mod project;
@@ -82,6 +83,9 @@ enum Command {
     Objects(objects::ObjectsCommand),
     /// Stream a host's live request logs, like `wrangler tail`.
     Tail(tail::TailArgs),
+    /// KV namespaces and their keys, like `wrangler kv`.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
 }
 
 /// The listeners of a host with an admin API (`serve`, `up`).
@@ -257,6 +261,7 @@ pub async fn run() -> Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Objects(command) => objects::run(command).await,
         Command::Tail(args) => tail::run(args).await,
+        Command::Kv(command) => kv::run(command).await,
     }
 }
 

@@ -36,17 +36,25 @@ impl KvBinding {
 pub(super) fn validate(bindings: &[KvBinding]) -> Result<(), ConfigError> {
     for kv in bindings {
         super::check_binding_name(&kv.binding)?;
-        let id = kv.namespace();
-        let ok = (1..=64).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !ok {
-            return Err(ConfigError::new(format!(
-                "kv_namespaces: id {id:?} of binding {:?} is not valid: use 1 to 64 lower-case letters, digits, `-` or `_`",
-                kv.binding
-            )));
-        }
+        check_namespace_id(&kv.namespace()).map_err(|e| {
+            ConfigError::new(format!("kv_namespaces: binding {:?}: {e}", kv.binding))
+        })?;
     }
     Ok(())
+}
+
+/// Namespace ids name files: 1 to 64 lower-case letters, digits, `-` and
+/// `_`.
+pub(crate) fn check_namespace_id(id: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "namespace id {id:?} is not valid: use 1 to 64 lower-case letters, digits, `-` or `_`"
+        ))
+    }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 pub(crate) use durable_objects::{DurableObjects, Migration};
-pub(crate) use kv_namespaces::KvBinding;
+pub(crate) use kv_namespaces::{KvBinding, check_namespace_id};
 pub(crate) use limits::Limits;
 pub(crate) use outbound::OutboundRule;
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};

@@ -23,6 +23,8 @@
 //! | GET | /v1/workers/{name}/objects/{class}/{id}/export | the object's database, as a SQLite file |
 //! | PUT | /v1/workers/{name}/objects/{class}/{id}/import | replace it with a SQLite file (the body) |
 //! | DELETE | /v1/workers/{name}/objects/{class}/{id} | delete the object and its data |
+//!
+//! KV namespaces have routes of their own under `/v1/kv` (`kv_admin.rs`).
 
 use std::sync::Arc;
 
@@ -39,6 +41,7 @@ use super::AdminOptions;
 use super::auth::{AdminGate, check};
 use super::drain::drained_if_refused;
 use super::errors::json_error;
+use super::kv_admin;
 use super::observe;
 use crate::objects::{Namespace, ObjectError, ObjectId, ObjectKey};
 use crate::platform::{DeployError, Platform};
@@ -80,6 +83,7 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
             "/v1/workers/{name}/objects/{class}/{id}/import",
             put(import_object),
         )
+        .merge(kv_admin::routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(gate, check))
         .layer(middleware::map_request(drained_if_refused))

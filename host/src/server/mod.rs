@@ -7,6 +7,7 @@ mod drain;
 mod errors;
 mod front_door;
 mod index;
+mod kv_admin;
 mod listener;
 mod observe;
 mod scheduled;

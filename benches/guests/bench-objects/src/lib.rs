@@ -1,8 +1,10 @@
 //! `SqlLoop::select(n)` runs `SELECT ?` n times from guest code: the
 //! benchmark divides the difference between n = 1000 and n = 0 by 1000 to
-//! get one guest → SQLite round trip.
+//! get one guest → SQLite round trip. `StorageLoop::run(op, n)` does the
+//! same for one key-value operation, on a KV namespace or on the object's
+//! own storage.
 
-use verge::{Env, Result, SqlStorage, State};
+use verge::{Env, Error, KvStore, Result, SqlStorage, State, Storage};
 
 /// Runs SQL in a loop.
 pub struct SqlLoop {
@@ -28,5 +30,46 @@ impl SqlLoop {
             }
         }
         Ok(sum)
+    }
+}
+
+/// Key-value operations in a loop: a KV namespace's and the object's own.
+pub struct StorageLoop {
+    namespace: KvStore,
+    storage: Storage,
+}
+
+#[verge::durable_object]
+impl StorageLoop {
+    fn new(state: State, env: Env) -> Result<Self> {
+        Ok(Self {
+            namespace: env.kv("BENCH_KV")?,
+            storage: state.storage(),
+        })
+    }
+
+    /// Runs `op` `n` times on one key holding `size` bytes: `namespace-get`,
+    /// `namespace-put`, `object-get` or `object-put`. Gets read a value the
+    /// first call stored.
+    #[rpc]
+    fn run(&mut self, op: String, n: u32, size: u32) -> Result<u64> {
+        let value = vec![7u8; size as usize];
+        if self.storage.get::<Vec<u8>>("key")?.is_none() {
+            self.storage.put("key", &value)?;
+            self.namespace.put("key", &value)?.execute()?;
+        }
+        let mut read = 0;
+        for _ in 0..n {
+            match op.as_str() {
+                "namespace-get" => {
+                    read += self.namespace.get("key").bytes()?.map_or(0, |v| v.len())
+                }
+                "namespace-put" => self.namespace.put("key", &value)?.execute()?,
+                "object-get" => read += self.storage.get::<Vec<u8>>("key")?.map_or(0, |v| v.len()),
+                "object-put" => self.storage.put("key", &value)?,
+                other => return Err(Error::msg(format!("no operation {other}"))),
+            }
+        }
+        Ok(read as u64)
     }
 }

@@ -3,6 +3,7 @@
 //! database, `kv/<id>.sqlite` in the data directory, opened on first use
 //! and kept open.
 
+pub(crate) mod checks;
 mod namespace;
 mod range;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
+pub(crate) use checks::KvLimits;
 pub(crate) use namespace::{KeyInfo, KvNamespace, Put};
 
 /// Every KV namespace of the host, by id.
@@ -42,4 +44,31 @@ impl KvNamespaces {
         open.insert(id.to_owned(), namespace.clone());
         Ok(namespace)
     }
+
+    /// The ids of the namespaces that hold data on this host.
+    pub(crate) fn ids(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".sqlite")) {
+                ids.push(id.to_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Runs blocking SQLite work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("KV work did not finish")?
 }

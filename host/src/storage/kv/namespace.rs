@@ -53,6 +53,28 @@ pub(crate) struct Listing {
     pub(crate) cursor: Option<String>,
 }
 
+impl Listing {
+    /// The page as the admin API and `verge kv key list` show it, each
+    /// key's metadata as JSON rather than text.
+    pub(crate) fn into_json(self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .into_iter()
+            .map(|key| {
+                let metadata = key
+                    .metadata
+                    .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok());
+                serde_json::json!({ "name": key.name, "expiration": key.expiration, "metadata": metadata })
+            })
+            .collect();
+        serde_json::json!({
+            "keys": keys,
+            "list_complete": self.cursor.is_none(),
+            "cursor": self.cursor,
+        })
+    }
+}
+
 /// A write, already checked against the worker's limits.
 pub(crate) struct Put<'a> {
     pub(crate) key: &'a str,
