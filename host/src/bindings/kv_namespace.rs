@@ -29,9 +29,14 @@ impl HostState {
         };
         let (namespaces, id) = (worker.kv.clone(), bound.namespace());
         Ok(async move {
-            kv::blocking(move || namespaces.namespace(&id))
-                .await
-                .map_err(storage)
+            // Opening a namespace touches the disk; once open it is a map
+            // lookup, not worth a trip to the blocking pool.
+            match namespaces.open_namespace(&id) {
+                Some(namespace) => Ok(namespace),
+                None => kv::blocking(move || namespaces.namespace(&id))
+                    .await
+                    .map_err(storage),
+            }
         })
     }
 

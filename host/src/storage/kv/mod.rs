@@ -31,6 +31,12 @@ impl KvNamespaces {
         }
     }
 
+    /// Namespace `id` if it is open: a lookup that never blocks on I/O.
+    pub(crate) fn open_namespace(&self, id: &str) -> Option<Arc<KvNamespace>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(id).cloned()
+    }
+
     /// Namespace `id` (checked by the config), created on first use.
     /// Blocks on file I/O the first time.
     pub(crate) fn namespace(&self, id: &str) -> Result<Arc<KvNamespace>> {
