@@ -4,7 +4,7 @@ use super::ConfigError;
 
 /// Per-request resource limits, `[limits]` in verge.toml. Breaching one ends
 /// the request with a clear HTTP error; none can crash or wedge the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// CPU time the guest's own code may use, in milliseconds, read off

@@ -218,6 +218,26 @@ mod tests {
         assert_eq!(config.limits.memory_mb, Limits::default().memory_mb);
     }
 
+    /// docs/config.md opens with a verge.toml that shows every section
+    /// and every limit: it must parse, and must not leave one out.
+    #[test]
+    fn the_reference_example_parses_and_shows_every_key() {
+        let docs = include_str!("../../../docs/config.md");
+        let example = docs
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/config.md starts with a toml example");
+        let config = WorkerConfig::parse(example).unwrap();
+        assert!(!config.crons.is_empty() && !config.kv_namespaces.is_empty());
+        let table: toml::Table = toml::from_str(example).unwrap();
+        let limits = table["limits"].as_table().unwrap();
+        let every_limit = toml::Value::try_from(Limits::default()).unwrap();
+        for key in every_limit.as_table().unwrap().keys() {
+            assert!(limits.contains_key(key), "docs/config.md's example has no limits.{key}");
+        }
+    }
+
     #[test]
     fn rejects_unknown_keys_and_bad_names() {
         let err = WorkerConfig::parse("name = \"a\"\nroutez = []").unwrap_err();
