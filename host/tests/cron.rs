@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 use serde_json::{Value, json};
 
-use support::{Guest, TestHost, VergeProcess, get_json, guest};
+use support::{Guest, TOKEN, TestHost, VergeProcess, get_json, guest};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -156,14 +156,22 @@ async fn production_hosts_have_no_scheduled_endpoint() {
 }
 
 #[tokio::test]
-async fn a_failing_run_is_logged_with_its_error_id() {
+async fn a_failing_run_is_logged_and_tailed_with_its_error_id() {
     let data = tempfile::tempdir().unwrap();
     let client = Client::new();
     let host = VergeProcess::serve(data.path());
+    let mut tail = client
+        .get(format!("{}/v1/tail?worker=kv-test", host.admin_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 200);
     let kv = with_crons(&guest("kv-test"), r#"["* * * * * *"]"#);
     let failing = client.put(format!("{}/kv/cron:fail", host.url)).body("yes");
     assert_eq!(host.deploy(&client, &kv).await, 201);
     assert_eq!(failing.send().await.unwrap().status(), 204);
+
     let line = host.wait_for_log("scheduled run failed");
     let line = line
         .lines()
@@ -174,6 +182,29 @@ async fn a_failing_run_is_logged_with_its_error_id() {
         "{line}"
     );
     host.wait_for_log("status=\"error\"");
+
+    // The tail shows the run as a `scheduled` event with the same id.
+    let mut streamed = String::new();
+    let event = loop {
+        if let Some(event) = streamed
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["kind"] == "scheduled" && e["status"] == 500)
+        {
+            break event;
+        }
+        let chunk = tokio::time::timeout(WAIT, tail.chunk())
+            .await
+            .unwrap()
+            .unwrap();
+        streamed.push_str(&String::from_utf8_lossy(&chunk.expect("the tail ended")));
+    };
+    assert_eq!(event["target"], "* * * * * *");
+    let error_id = event["error_id"].as_str().unwrap();
+    assert!(
+        host.log().contains(&format!("error_id={error_id}")),
+        "{event}"
+    );
 }
 
 #[tokio::test]

@@ -234,7 +234,10 @@ mod tests {
         let limits = table["limits"].as_table().unwrap();
         let every_limit = toml::Value::try_from(Limits::default()).unwrap();
         for key in every_limit.as_table().unwrap().keys() {
-            assert!(limits.contains_key(key), "docs/config.md's example has no limits.{key}");
+            assert!(
+                limits.contains_key(key),
+                "docs/config.md's example has no limits.{key}"
+            );
         }
     }
 
