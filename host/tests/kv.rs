@@ -433,6 +433,65 @@ async fn the_cli_reads_and_writes_what_workers_see() {
         .unwrap();
     assert_eq!(gone.status(), 404);
 
+    // Bulk writes and deletes, all or none, in wrangler's JSON.
+    let pairs = data.path().join("pairs.json");
+    let json = json!([
+        { "key": "bulk:1", "value": "one", "metadata": { "n": 1 } },
+        { "key": "bulk:2", "value": "AAH/", "base64": true, "expiration_ttl": 600 },
+    ]);
+    std::fs::write(&pairs, json.to_string()).unwrap();
+    verge_kv(
+        &project,
+        admin,
+        &["bulk", "put", pairs.to_str().unwrap(), "--binding", "CACHE"],
+    );
+    let two = client
+        .get(format!("{}/kv/bulk:2", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.bytes().await.unwrap().to_vec(), [0u8, 1, 255]);
+    let bad = data.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"key": "bulk:3", "value": "x"}, {"key": "", "value": "x"}]"#,
+    )
+    .unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args([
+            "kv",
+            "bulk",
+            "put",
+            bad.to_str().unwrap(),
+            "--namespace-id",
+            "shared-cache",
+        ])
+        .args(["--host", admin, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("entry 1"));
+    let none = client
+        .get(format!("{}/kv/bulk:3", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404, "a refused bulk write stores nothing");
+    std::fs::write(&pairs, r#"["bulk:1", "bulk:2"]"#).unwrap();
+    verge_kv(
+        &project,
+        admin,
+        &[
+            "bulk",
+            "delete",
+            pairs.to_str().unwrap(),
+            "--binding",
+            "CACHE",
+        ],
+    );
+    let listed = host_keys(&client, &host.url, "bulk:").await;
+    assert!(listed.is_empty(), "{listed:?}");
+
     // A key the host refuses fails with its reason.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
         .args([
@@ -475,6 +534,18 @@ async fn the_cli_reads_and_writes_what_workers_see() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "written locally");
+}
+
+async fn host_keys(client: &Client, url: &str, prefix: &str) -> Vec<String> {
+    let page: Value = client
+        .get(format!("{url}/list?prefix={prefix}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    names(&page).into_iter().map(str::to_owned).collect()
 }
 
 fn urlencode(text: &str) -> String {

@@ -87,7 +87,7 @@ impl Host for HostState {
                 metadata: options.metadata.as_deref(),
                 expiration,
             };
-            namespace.put(&put, now)
+            namespace.put(&[put], now)
         })
         .await
         .map_err(storage)
@@ -96,7 +96,7 @@ impl Host for HostState {
     async fn delete(&mut self, binding: String, key: String) -> Result<(), Error> {
         self.kv_limits().check_key(&key).map_err(Error::Invalid)?;
         let namespace = self.kv_namespace(&binding)?.await?;
-        kv::blocking(move || namespace.delete(&key))
+        kv::blocking(move || namespace.delete(&[&key]))
             .await
             .map_err(storage)
     }

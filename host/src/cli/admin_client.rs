@@ -132,6 +132,15 @@ impl AdminClient {
             .await
     }
 
+    pub(super) async fn post_body(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Value> {
+        self.send(self.request(reqwest::Method::POST, path).body(body))
+            .await
+    }
+
     pub(super) async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Value> {
         self.send(self.request(reqwest::Method::PUT, path).body(body))
             .await

@@ -14,6 +14,7 @@ use super::format::Table;
 use super::project::Project;
 use crate::clock::unix_now;
 use crate::config::check_namespace_id;
+use crate::storage::kv::bulk::{self, BulkPut};
 use crate::storage::kv::{KvLimits, KvNamespaces, Put, checks};
 
 #[derive(Subcommand)]
@@ -24,6 +25,26 @@ pub(super) enum KvCommand {
     /// The keys of one namespace.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Many keys at once, all or none.
+    #[command(subcommand)]
+    Bulk(BulkCommand),
+}
+
+#[derive(Subcommand)]
+pub(super) enum BulkCommand {
+    /// Writes the pairs of a JSON file: `[{"key", "value", "expiration",
+    /// "expiration_ttl", "metadata", "base64"}]`, as wrangler takes them.
+    Put {
+        file: PathBuf,
+        #[command(flatten)]
+        namespace: NamespaceArgs,
+    },
+    /// Deletes the keys of a JSON file: `["key", ...]`.
+    Delete {
+        file: PathBuf,
+        #[command(flatten)]
+        namespace: NamespaceArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +172,7 @@ pub(super) async fn run(command: KvCommand) -> Result<()> {
     match command {
         KvCommand::Namespace(NamespaceCommand::List { target }) => list_namespaces(target).await,
         KvCommand::Key(command) => key(command).await,
+        KvCommand::Bulk(command) => bulk(command).await,
     }
 }
 
@@ -240,7 +262,7 @@ async fn key(command: KeyCommand) -> Result<()> {
                         metadata: metadata.as_deref(),
                         expiration,
                     };
-                    store.namespace(&id)?.put(&put, now)?;
+                    store.namespace(&id)?.put(&[put], now)?;
                 }
             }
             eprintln!("verge: wrote {key:?} to namespace {id}");
@@ -277,12 +299,49 @@ async fn key(command: KeyCommand) -> Result<()> {
                     KvLimits::operator()
                         .check_key(&key)
                         .map_err(|e| anyhow!(e))?;
-                    store.namespace(&id)?.delete(&key)?;
+                    store.namespace(&id)?.delete(&[&key])?;
                 }
             }
             eprintln!("verge: deleted {key:?} from namespace {id}");
         }
     }
+    Ok(())
+}
+
+async fn bulk(command: BulkCommand) -> Result<()> {
+    let (file, namespace, deleting) = match command {
+        BulkCommand::Put { file, namespace } => (file, namespace, false),
+        BulkCommand::Delete { file, namespace } => (file, namespace, true),
+    };
+    let json = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let id = namespace.id()?;
+    let count = match (namespace.target.open()?, deleting) {
+        (Target::Host(client), false) => {
+            client.put(&format!("/v1/kv/{id}/bulk"), json).await?["written"].as_u64()
+        }
+        (Target::Host(client), true) => client
+            .post_body(&format!("/v1/kv/{id}/bulk/delete"), json)
+            .await?["deleted"]
+            .as_u64(),
+        (Target::Local(store), false) => {
+            let now = unix_now();
+            let puts = bulk::puts(&json, KvLimits::operator(), now).map_err(|e| anyhow!(e))?;
+            let puts: Vec<Put<'_>> = puts.iter().map(BulkPut::as_put).collect();
+            store.namespace(&id)?.put(&puts, now)?;
+            Some(puts.len() as u64)
+        }
+        (Target::Local(store), true) => {
+            let keys = bulk::deletes(&json, KvLimits::operator()).map_err(|e| anyhow!(e))?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            store.namespace(&id)?.delete(&keys)?;
+            Some(keys.len() as u64)
+        }
+    };
+    let done = if deleting { "deleted" } else { "wrote" };
+    eprintln!(
+        "verge: {done} {} keys in namespace {id}",
+        count.unwrap_or(0)
+    );
     Ok(())
 }
 

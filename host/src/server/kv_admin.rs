@@ -8,6 +8,8 @@
 //! | GET | /v1/kv/{id}/values/{key} | the value; metadata and expiration in headers |
 //! | PUT | /v1/kv/{id}/values/{key} | body is the value (`?expiration_ttl=&expiration=&metadata=`) |
 //! | DELETE | /v1/kv/{id}/values/{key} | |
+//! | PUT | /v1/kv/{id}/bulk | many writes, all or none: a JSON array as `wrangler kv bulk put` takes |
+//! | POST | /v1/kv/{id}/bulk/delete | many deletes, all or none: a JSON array of keys |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +27,7 @@ use super::errors::json_error;
 use crate::clock::unix_now;
 use crate::config::check_namespace_id;
 use crate::platform::Platform;
+use crate::storage::kv::bulk::{self, BulkPut};
 use crate::storage::kv::{self, KvLimits, KvNamespace, Put, checks};
 
 type Shared = State<Arc<Platform>>;
@@ -37,6 +40,8 @@ pub(super) fn routes() -> axum::Router<Arc<Platform>> {
             "/v1/kv/{id}/values/{*key}",
             get(read).put(write).delete(remove),
         )
+        .route("/v1/kv/{id}/bulk", put(bulk_write))
+        .route("/v1/kv/{id}/bulk/delete", post(bulk_delete))
 }
 
 fn bad_request(why: String) -> Response {
@@ -158,7 +163,7 @@ async fn write(
             metadata: query.metadata.as_deref(),
             expiration,
         };
-        namespace.put(&put, now)
+        namespace.put(&[put], now)
     })
     .await
     .map_err(failed)?;
@@ -172,8 +177,43 @@ async fn remove(
     KvLimits::operator().check_key(&key).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
     let deleted = key.clone();
-    kv::blocking(move || namespace.delete(&key))
+    kv::blocking(move || namespace.delete(&[&key]))
         .await
         .map_err(failed)?;
+    Ok(Json(json!({ "deleted": deleted })))
+}
+
+async fn bulk_write(
+    State(platform): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Response> {
+    let now = unix_now();
+    let puts = bulk::puts(&body, KvLimits::operator(), now).map_err(bad_request)?;
+    let namespace = namespace(&platform, id).await?;
+    let written = puts.len();
+    kv::blocking(move || {
+        let puts: Vec<Put<'_>> = puts.iter().map(BulkPut::as_put).collect();
+        namespace.put(&puts, now)
+    })
+    .await
+    .map_err(failed)?;
+    Ok(Json(json!({ "written": written })))
+}
+
+async fn bulk_delete(
+    State(platform): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Response> {
+    let keys = bulk::deletes(&body, KvLimits::operator()).map_err(bad_request)?;
+    let namespace = namespace(&platform, id).await?;
+    let deleted = keys.len();
+    kv::blocking(move || {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        namespace.delete(&keys)
+    })
+    .await
+    .map_err(failed)?;
     Ok(Json(json!({ "deleted": deleted })))
 }

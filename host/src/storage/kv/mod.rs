@@ -3,6 +3,7 @@
 //! database, `kv/<id>.sqlite` in the data directory, opened on first use
 //! and kept open.
 
+pub(crate) mod bulk;
 pub(crate) mod checks;
 mod namespace;
 mod range;

@@ -131,18 +131,23 @@ impl KvNamespace {
         })
     }
 
-    /// Stores `put`, durably, and drops a few rows that expired by `now`.
-    pub(crate) fn put(&self, put: &Put<'_>, now: i64) -> Result<()> {
+    /// Stores `puts`, all or none, durably, and drops a few rows that
+    /// expired by `now`.
+    pub(crate) fn put(&self, puts: &[Put<'_>], now: i64) -> Result<()> {
         self.write(|c| {
             let tx = c.transaction()?;
-            tx.prepare_cached(
-                "INSERT INTO kv (key, value, metadata, expiration) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (key) DO UPDATE SET
-                     value = excluded.value,
-                     metadata = excluded.metadata,
-                     expiration = excluded.expiration",
-            )?
-            .execute(params![put.key, put.value, put.metadata, put.expiration])?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO kv (key, value, metadata, expiration) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (key) DO UPDATE SET
+                         value = excluded.value,
+                         metadata = excluded.metadata,
+                         expiration = excluded.expiration",
+                )?;
+                for put in puts {
+                    insert.execute(params![put.key, put.value, put.metadata, put.expiration])?;
+                }
+            }
             tx.prepare_cached(
                 "DELETE FROM kv WHERE key IN (
                      SELECT key FROM kv WHERE expiration <= ?1 ORDER BY expiration LIMIT ?2)",
@@ -152,11 +157,17 @@ impl KvNamespace {
         })
     }
 
-    pub(crate) fn delete(&self, key: &str) -> Result<()> {
+    /// Removes `keys`, all or none.
+    pub(crate) fn delete(&self, keys: &[&str]) -> Result<()> {
         self.write(|c| {
-            c.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                .execute([key])
-                .map(drop)
+            let tx = c.transaction()?;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?;
+                for key in keys {
+                    delete.execute([key])?;
+                }
+            }
+            tx.commit()
         })
     }
 
@@ -245,7 +256,7 @@ mod tests {
             metadata: Some(r#"{"k":1}"#),
             expiration,
         };
-        ns.put(&put, 100).unwrap();
+        ns.put(&[put], 100).unwrap();
     }
 
     fn names(listing: &Listing) -> Vec<&str> {
