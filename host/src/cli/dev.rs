@@ -59,6 +59,15 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
         deployment.version,
         dir.display()
     );
+    let crons = &project.config.crons;
+    if !crons.is_empty() {
+        let crons: Vec<_> = crons.iter().map(|c| format!("{:?}", c.expression)).collect();
+        eprintln!(
+            "verge dev: cron triggers {} run on schedule; GET http://{}/__scheduled runs one now.\n",
+            crons.join(", "),
+            server.addr()
+        );
+    }
 
     let (changed, mut changes) = mpsc::unbounded_channel();
     let watch_root = dir.clone();
