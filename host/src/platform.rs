@@ -83,6 +83,20 @@ pub struct HostStatus {
     pub uptime_secs: u64,
     pub workers: Vec<WorkerStatus>,
     pub objects: ObjectStats,
+    /// The serving workers' cron triggers.
+    pub triggers: Vec<TriggerStatus>,
+}
+
+/// One cron trigger in a [`HostStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerStatus {
+    pub worker: String,
+    pub cron: String,
+    /// The matching time the latest run was for, in ms since the Unix
+    /// epoch; when it has not run yet, when the host started counting.
+    pub last_ms: Option<i64>,
+    /// The next matching time.
+    pub next_ms: Option<i64>,
 }
 
 /// One worker in a [`HostStatus`].
@@ -241,7 +255,34 @@ impl Platform {
             uptime_secs: self.started.elapsed().as_secs(),
             workers,
             objects: self.objects.stats(),
+            triggers: self.trigger_status()?,
         })
+    }
+
+    fn trigger_status(&self) -> Result<Vec<TriggerStatus>> {
+        let runs = self.control.cron_runs()?;
+        let now = chrono::Utc::now();
+        let mut triggers: Vec<TriggerStatus> = self
+            .scheduled_workers()
+            .iter()
+            .flat_map(|worker| {
+                let name = &worker.context.name;
+                worker.context.config.crons.iter().map(|schedule| {
+                    let last_ms = runs
+                        .iter()
+                        .find(|(w, cron, _)| **w == **name && *cron == schedule.expression)
+                        .map(|(_, _, at)| *at);
+                    TriggerStatus {
+                        worker: name.to_string(),
+                        cron: schedule.expression.clone(),
+                        last_ms,
+                        next_ms: schedule.next(now).map(|at| at.timestamp_millis()),
+                    }
+                })
+            })
+            .collect();
+        triggers.sort_by(|a, b| (&a.worker, &a.cron).cmp(&(&b.worker, &b.cron)));
+        Ok(triggers)
     }
 
     /// The worker that serves `host` and `path`.

@@ -70,6 +70,16 @@ async fn a_cron_trigger_compacts_and_publishes_on_schedule() {
         json!([{ "page": "/home", "hits": 2 }, { "page": "/pricing", "hits": 1 }])
     );
 
+    let status = host.admin_json(reqwest::Method::GET, "/v1/status").await;
+    let trigger = &status["triggers"][0];
+    assert_eq!(trigger["worker"], "visit-report");
+    assert_eq!(trigger["cron"], "* * * * * *");
+    let (last, next) = (
+        trigger["last_ms"].as_i64().unwrap(),
+        trigger["next_ms"].as_i64().unwrap(),
+    );
+    assert!(next > last && next - last <= 2_000, "{trigger}");
+
     let metrics = host
         .admin(reqwest::Method::GET, "/metrics")
         .send()

@@ -61,7 +61,10 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
     );
     let crons = &project.config.crons;
     if !crons.is_empty() {
-        let crons: Vec<_> = crons.iter().map(|c| format!("{:?}", c.expression)).collect();
+        let crons: Vec<_> = crons
+            .iter()
+            .map(|c| format!("{:?}", c.expression))
+            .collect();
         eprintln!(
             "verge dev: cron triggers {} run on schedule; GET http://{}/__scheduled runs one now.\n",
             crons.join(", "),

@@ -106,6 +106,18 @@ pub(super) fn when(value: &serde_json::Value) -> String {
     }
 }
 
+/// A time in ms since the Unix epoch from a host's JSON answer, as an
+/// RFC 3339 time to the second (UTC), or `-` for none.
+pub(super) fn timestamp_ms(value: &serde_json::Value) -> String {
+    match value.as_i64() {
+        Some(ms) if ms > 0 => {
+            let at = UNIX_EPOCH + Duration::from_millis(ms as u64);
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+        _ => "-".to_owned(),
+    }
+}
+
 /// A version number from a host's JSON answer as `v3`, or `-` for none.
 pub(super) fn version(value: &serde_json::Value) -> String {
     value.as_u64().map_or("-".to_owned(), |v| format!("v{v}"))

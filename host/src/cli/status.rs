@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::admin_client::{AdminClient, HostArgs};
-use super::format::{Table, duration, version};
+use super::format::{Table, duration, timestamp_ms, version};
 
 #[derive(Args)]
 pub(super) struct StatusArgs {
@@ -51,6 +51,20 @@ pub(super) async fn run(args: StatusArgs) -> Result<()> {
                 worker["name"].as_str().unwrap_or("?").to_owned(),
                 version(&worker["active_version"]),
                 serving(worker).to_owned(),
+            ]);
+        }
+        table.print();
+    }
+    let triggers = status["triggers"].as_array().cloned().unwrap_or_default();
+    if !triggers.is_empty() {
+        println!();
+        let mut table = Table::new(&["worker", "cron", "last run", "next run"]);
+        for trigger in &triggers {
+            table.row(vec![
+                trigger["worker"].as_str().unwrap_or("?").to_owned(),
+                trigger["cron"].as_str().unwrap_or("?").to_owned(),
+                timestamp_ms(&trigger["last_ms"]),
+                timestamp_ms(&trigger["next_ms"]),
             ]);
         }
         table.print();
