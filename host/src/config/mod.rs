@@ -2,6 +2,7 @@
 //! Cloudflare. Parsed and validated once, at upload; the host never serves a
 //! worker whose config did not pass [`WorkerConfig::parse`].
 
+mod d1;
 mod durable_objects;
 mod limits;
 mod outbound;
@@ -11,8 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+pub(crate) use d1::validate_database_name;
+pub use d1::D1Binding;
 pub(crate) use durable_objects::{DurableObjects, Migration};
-pub(crate) use limits::Limits;
+pub(crate) use limits::{D1_DATABASE_MB_CEILING, Limits};
 pub(crate) use outbound::OutboundRule;
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
 
@@ -30,6 +33,8 @@ pub struct WorkerConfig {
     /// The Durable Object classes this worker defines, after every
     /// migration.
     pub classes: BTreeSet<String>,
+    /// `[[d1_databases]]`.
+    pub d1_databases: Vec<D1Binding>,
 }
 
 /// How `verge dev` and `verge deploy` build the worker. The host ignores it.
@@ -63,6 +68,8 @@ struct RawConfig {
     durable_objects: DurableObjects,
     #[serde(default)]
     migrations: Vec<Migration>,
+    #[serde(default)]
+    d1_databases: Vec<D1Binding>,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -93,6 +100,7 @@ impl WorkerConfig {
             .collect::<Result<_, _>>()?;
         raw.limits.validate()?;
         let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
+        d1::validate(&raw.d1_databases)?;
         let vars = raw
             .vars
             .into_iter()
@@ -108,6 +116,7 @@ impl WorkerConfig {
             durable_objects: raw.durable_objects,
             migrations: raw.migrations,
             classes,
+            d1_databases: raw.d1_databases,
         })
     }
 }
