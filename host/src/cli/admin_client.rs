@@ -132,6 +132,12 @@ impl AdminClient {
             .await
     }
 
+    /// A POST whose body is text (SQL, for `verge d1`).
+    pub(super) async fn post_body(&self, path: &str, body: String) -> Result<Value> {
+        self.send(self.request(reqwest::Method::POST, path).body(body))
+            .await
+    }
+
     pub(super) async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Value> {
         self.send(self.request(reqwest::Method::PUT, path).body(body))
             .await

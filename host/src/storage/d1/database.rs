@@ -79,10 +79,6 @@ impl D1Database {
         })
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Runs one statement (or a script, whose last statement's rows come
     /// back): on a reader when it only reads, else on the writer in a
     /// transaction of its own.

@@ -8,6 +8,7 @@
 //!   a transaction per write call, the size limit.
 //! - `dump.rs`: `verge d1 export`, a SQL text dump.
 //! - `migrations.rs`: wrangler's migrations, recorded in the database.
+//! - `operator.rs`: `verge d1`'s commands, for the admin API and `--local`.
 //!
 //! A database is created on first use (a worker's first query, or
 //! `verge d1 create`) and stays open for the life of the host.
@@ -16,6 +17,7 @@ mod connection;
 mod database;
 mod dump;
 mod migrations;
+mod operator;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,12 +28,13 @@ use serde::Serialize;
 
 pub(crate) use database::{D1Database, Meta, QueryResult, Statement};
 pub(crate) use dump::DumpOptions;
-pub(crate) use migrations::{AppliedMigration, MigrationFile, migration_files, new_migration};
+pub(crate) use migrations::{AppliedMigration, migration_files, new_migration};
+pub(crate) use operator::OperatorError;
 
 use crate::config::validate_database_name;
 
 /// Every D1 database of a host.
-pub struct D1Store {
+pub(crate) struct D1Store {
     dir: PathBuf,
     open: Mutex<HashMap<String, Arc<D1Database>>>,
 }
