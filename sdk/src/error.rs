@@ -30,6 +30,9 @@ pub enum Error {
     /// A storage call failed.
     #[error("storage: {0}")]
     Sql(#[from] crate::SqlError),
+    /// A D1 database call failed.
+    #[error("D1: {0}")]
+    D1(#[from] crate::D1Error),
     /// A call to a Durable Object failed.
     #[error(transparent)]
     Object(#[from] crate::ObjectError),

@@ -398,7 +398,11 @@ pub(super) fn apply_project_migrations(
             &dir.join(&entry.migrations_dir),
             config.limits.d1_database_bytes(),
         )?;
-        applied.extend(names.into_iter().map(|n| format!("{}: {n}", entry.database_name)));
+        applied.extend(
+            names
+                .into_iter()
+                .map(|n| format!("{}: {n}", entry.database_name)),
+        );
     }
     Ok(applied)
 }
@@ -434,6 +438,9 @@ fn print_result(result: &Value) {
     let meta = &result["meta"];
     println!(
         "{} statements; {} rows read, {} written; {:.1} ms",
-        result["statements"], meta["rows_read"], meta["rows_written"], meta["duration"].as_f64().unwrap_or(0.0)
+        result["statements"],
+        meta["rows_read"],
+        meta["rows_written"],
+        meta["duration"].as_f64().unwrap_or(0.0)
     );
 }

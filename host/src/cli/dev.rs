@@ -123,9 +123,8 @@ async fn build_and_deploy(platform: &Arc<Platform>, dir: &Path) -> Result<Deploy
     // Local databases follow the migrations directory (a new file applies
     // at the rebuild its creation triggers), before the code that needs
     // them is served.
-    for applied in
-        super::d1::apply_project_migrations(platform.d1(), &project.dir, &project.config)
-            .context("applying D1 migrations")?
+    for applied in super::d1::apply_project_migrations(platform.d1(), &project.dir, &project.config)
+        .context("applying D1 migrations")?
     {
         eprintln!("verge dev: applied D1 migration {applied}");
     }

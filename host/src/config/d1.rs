@@ -123,10 +123,22 @@ mod tests {
     #[test]
     fn rejects_bad_entries_clearly() {
         for (section, needle) in [
-            ("binding = \"DB\"\ndatabase_name = \"Bad Name\"", "database_name"),
-            ("binding = \"1DB\"\ndatabase_name = \"a\"", "binding \"1DB\""),
-            ("binding = \"DB\"\ndatabase_name = \"a\"\nmigrations_table = \"x;y\"", "migrations_table"),
-            ("binding = \"DB\"\ndatabase_name = \"a\"\nmigrations_dir = \"../up\"", "migrations_dir"),
+            (
+                "binding = \"DB\"\ndatabase_name = \"Bad Name\"",
+                "database_name",
+            ),
+            (
+                "binding = \"1DB\"\ndatabase_name = \"a\"",
+                "binding \"1DB\"",
+            ),
+            (
+                "binding = \"DB\"\ndatabase_name = \"a\"\nmigrations_table = \"x;y\"",
+                "migrations_table",
+            ),
+            (
+                "binding = \"DB\"\ndatabase_name = \"a\"\nmigrations_dir = \"../up\"",
+                "migrations_dir",
+            ),
             ("binding = \"DB\"", "database_name"),
         ] {
             let err = WorkerConfig::parse(&format!("name = \"w\"\n[[d1_databases]]\n{section}"))
@@ -134,6 +146,11 @@ mod tests {
             assert!(err.to_string().contains(needle), "{section}: {err}");
         }
         let twice = "name = \"w\"\n[[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"a\"\n[[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"b\"";
-        assert!(WorkerConfig::parse(twice).unwrap_err().to_string().contains("twice"));
+        assert!(
+            WorkerConfig::parse(twice)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 }

@@ -83,7 +83,12 @@ impl Limits {
             ("subrequests", u64::from(self.subrequests), 0, 10_000),
             ("object_storage_mb", self.object_storage_mb, 1, 1 << 20),
             ("sql_ms", self.sql_ms, 1, 300_000),
-            ("d1_database_mb", self.d1_database_mb, 1, D1_DATABASE_MB_CEILING),
+            (
+                "d1_database_mb",
+                self.d1_database_mb,
+                1,
+                D1_DATABASE_MB_CEILING,
+            ),
             // SQLite's own limits for guest SQL: 1 MiB of SQL, 1000 variables.
             ("d1_statement_kb", self.d1_statement_kb, 1, 1024),
             ("d1_params", self.d1_params, 0, 1000),

@@ -63,7 +63,9 @@ async fn blocking<T: Send + 'static>(
 
 /// Serializes an answer.
 fn json_of(value: impl serde::Serialize) -> AdminResult {
-    Ok(Json(serde_json::to_value(value).map_err(anyhow::Error::from)?))
+    Ok(Json(
+        serde_json::to_value(value).map_err(anyhow::Error::from)?,
+    ))
 }
 
 async fn list(State(platform): Shared) -> AdminResult {

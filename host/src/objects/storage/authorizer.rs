@@ -14,7 +14,10 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 /// Tables guests can neither read nor write: the host's own state, and
 /// the names Cloudflare reserves for its own, which a ported worker must
 /// not come to depend on.
-pub(super) const INTERNAL_PREFIXES: &[&str] = &["_verge_", "_cf_"];
+pub(super) const INTERNAL_PREFIXES: &[&str] = &[VERGE_PREFIX, "_cf_"];
+
+/// The prefix of the tables Verge itself keeps in a database.
+pub(super) const VERGE_PREFIX: &str = "_verge_";
 
 /// PRAGMAs guests may run: they read schema or state, or check integrity.
 /// Everything else (journal mode, sync, page limits...) is the host's.

@@ -69,22 +69,30 @@ impl SqlError {
         if let Some(reason) = denial {
             return Self::new(SqlErrorKind::Denied, reason);
         }
-        match &error {
-            E::SqliteFailure(failure, message) => {
-                let message = message.clone().unwrap_or_else(|| failure.to_string());
-                match failure.code {
-                    ErrorCode::AuthorizationForStatementDenied => {
-                        Self::new(SqlErrorKind::Denied, format!("not allowed: {message}"))
-                    }
-                    ErrorCode::ConstraintViolation => Self::new(SqlErrorKind::Constraint, message),
-                    ErrorCode::DiskFull => full(),
-                    ErrorCode::TypeMismatch | ErrorCode::ParameterOutOfRange => {
-                        Self::new(SqlErrorKind::Mismatch, message)
-                    }
-                    ErrorCode::Unknown => Self::new(SqlErrorKind::Syntax, message),
-                    _ => Self::new(SqlErrorKind::Other, message),
+        // A statement that does not parse comes back with its position.
+        let failure = match &error {
+            E::SqliteFailure(failure, message) => Some((
+                failure,
+                message.clone().unwrap_or_else(|| failure.to_string()),
+            )),
+            E::SqlInputError { error, msg, .. } => Some((error, msg.clone())),
+            _ => None,
+        };
+        if let Some((failure, message)) = failure {
+            return match failure.code {
+                ErrorCode::AuthorizationForStatementDenied => {
+                    Self::new(SqlErrorKind::Denied, format!("not allowed: {message}"))
                 }
-            }
+                ErrorCode::ConstraintViolation => Self::new(SqlErrorKind::Constraint, message),
+                ErrorCode::DiskFull => full(),
+                ErrorCode::TypeMismatch | ErrorCode::ParameterOutOfRange => {
+                    Self::new(SqlErrorKind::Mismatch, message)
+                }
+                ErrorCode::Unknown => Self::new(SqlErrorKind::Syntax, message),
+                _ => Self::new(SqlErrorKind::Other, message),
+            };
+        }
+        match &error {
             E::InvalidParameterCount(given, expected) => Self::new(
                 SqlErrorKind::Mismatch,
                 format!("the statement takes {expected} parameters, {given} were given"),

@@ -6,7 +6,7 @@ use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::authorizer::INTERNAL_PREFIXES;
+use super::authorizer::VERGE_PREFIX;
 use super::{ObjectDb, SqlError, SqlErrorKind};
 
 /// Every row of a statement's result.
@@ -54,18 +54,18 @@ impl Failure {
     }
 }
 
-/// Refuses SQL that names Verge's (or Cloudflare's) internal tables. They
-/// may not exist yet, and SQLite reports a missing table before the
-/// authorizer sees it, so the names are refused outright.
+/// Refuses SQL that names Verge's internal tables. They may not exist yet,
+/// and SQLite reports a missing table before the authorizer sees it, so
+/// the names are refused outright. (`_cf_` tables never exist: the
+/// authorizer refuses to create them, so it alone guards them.)
 pub(crate) fn refuse_internal_names(query: &str) -> Result<(), SqlError> {
-    let lower = query.to_ascii_lowercase();
-    match INTERNAL_PREFIXES.iter().find(|p| lower.contains(*p)) {
-        Some(prefix) => Err(SqlError::new(
+    if query.to_ascii_lowercase().contains(VERGE_PREFIX) {
+        return Err(SqlError::new(
             SqlErrorKind::Denied,
-            format!("names starting with `{prefix}` are internal to Verge"),
-        )),
-        None => Ok(()),
+            format!("names starting with `{VERGE_PREFIX}` are internal to Verge"),
+        ));
     }
+    Ok(())
 }
 
 impl ObjectDb {

@@ -177,11 +177,7 @@ impl ObjectDb {
 
     /// The error of a write past the object's size limit.
     fn full(&self) -> SqlError {
-        SqlError::full(
-            "this object",
-            self.limit_bytes,
-            "limits.object_storage_mb",
-        )
+        SqlError::full("this object", self.limit_bytes, "limits.object_storage_mb")
     }
 
     /// Size of the database in bytes (pages in use times page size).

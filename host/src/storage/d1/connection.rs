@@ -145,6 +145,15 @@ impl GuestConn {
         self.internal(|c| page_bytes(c, page_size))
     }
 
+    /// Forgets the rowid of an earlier call's insert (another request's,
+    /// maybe), so that `last_row_id` is one this call inserted, or 0.
+    pub(super) fn forget_last_insert(&mut self) {
+        // SAFETY: the handle is this open connection's, used on this
+        // thread only (its owner holds it mutably), and the call only sets
+        // an integer SQLite keeps per connection.
+        unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(self.conn.handle(), 0) };
+    }
+
     /// The rowid of the last row this connection inserted.
     pub(super) fn last_insert_rowid(&self) -> i64 {
         self.conn.last_insert_rowid()
@@ -166,7 +175,9 @@ impl GuestConn {
     pub(super) fn with_long_scripts<T>(&mut self, run: impl FnOnce(&mut Self) -> T) -> T {
         use rusqlite::limits::Limit;
         let before = self.conn.limit(Limit::SQLITE_LIMIT_SQL_LENGTH);
-        let _ = self.conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, i32::MAX);
+        let _ = self
+            .conn
+            .set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, i32::MAX);
         let result = run(self);
         let _ = before.map(|before| self.conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, before));
         result

@@ -160,6 +160,10 @@ impl D1Database {
         let mut writer = lock(&self.writer);
         writer.set_limit(limit_bytes)?;
         writer.internal(|c| c.execute_batch("BEGIN IMMEDIATE"))?;
+        // Within the call, `last_insert_rowid()` carries from statement to
+        // statement, as a batch that inserts a row and then its children
+        // relies on.
+        writer.forget_last_insert();
         let result = work(&mut writer).and_then(|value| {
             writer.internal(|c| c.execute_batch("COMMIT"))?;
             Ok(value)
@@ -184,12 +188,8 @@ pub(super) fn written(
     statement: &Statement,
     budget: &mut EventBudget,
 ) -> Result<QueryResult, SqlError> {
-    answer(writer, statement, budget, false)?.ok_or_else(|| {
-        SqlError::new(
-            SqlErrorKind::Other,
-            "the database's writer refused a write",
-        )
-    })
+    answer(writer, statement, budget, false)?
+        .ok_or_else(|| SqlError::new(SqlErrorKind::Other, "the database's writer refused a write"))
 }
 
 /// Runs `statement` on `conn` and gathers its meta; `None` when a reader
@@ -201,7 +201,6 @@ fn answer(
     read_only: bool,
 ) -> Result<Option<QueryResult>, SqlError> {
     let started = Instant::now();
-    let rowid_before = conn.last_insert_rowid();
     let Some(rows) = conn.run(&statement.sql, &statement.params, budget, read_only)? else {
         return Ok(None);
     };
@@ -212,18 +211,11 @@ fn answer(
         rows_written,
         statements,
     } = rows;
-    // The connection remembers the last insert of any earlier call: only
-    // a rowid this statement set is its own.
-    let last_row_id = conn.last_insert_rowid();
     let meta = Meta {
         duration: started.elapsed().as_secs_f64() * 1000.0,
         rows_read,
         rows_written,
-        last_row_id: if last_row_id != rowid_before {
-            last_row_id
-        } else {
-            0
-        },
+        last_row_id: conn.last_insert_rowid(),
         changes: if rows_written > 0 { conn.changes() } else { 0 },
         changed_db: rows_written > 0,
         size_after: conn.size()?,
@@ -239,5 +231,7 @@ fn answer(
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every multi-statement change runs in a transaction, so a panic while
     // the lock was held leaves nothing half-done.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -99,8 +99,13 @@ fn json_value(value: &Value) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Integer(i) => (*i).into(),
-        Value::Real(r) => serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into),
+        Value::Real(r) => {
+            serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into)
+        }
         Value::Text(t) => t.clone().into(),
-        Value::Blob(b) => b.iter().map(|&byte| serde_json::Value::from(byte)).collect(),
+        Value::Blob(b) => b
+            .iter()
+            .map(|&byte| serde_json::Value::from(byte))
+            .collect(),
     }
 }
