@@ -12,6 +12,7 @@ use verge_host::toolchain;
 
 pub mod fanout;
 pub mod loadgen;
+pub mod object_rpc;
 pub mod peers;
 pub mod process;
 pub mod report;

@@ -18,9 +18,10 @@ async fn probe_host() -> TestHost {
     host
 }
 
-/// POSTs `body` (JSON, or text for `exec`) to the probe's `action`.
-async fn probe(host: &TestHost, action: &str, body: Value) -> (u16, Value) {
-    let request = host.client.post(format!("{}/{action}", host.url));
+/// POSTs `body` (JSON, or text for `exec`) to the probe at `path`
+/// (`/query`, `/other/query?binding=SHARED`...).
+async fn probe(host: &TestHost, path: &str, body: Value) -> (u16, Value) {
+    let request = host.client.post(format!("{}{path}", host.url));
     let request = match body {
         Value::String(text) => request.body(text),
         other => request.json(&other),
@@ -31,7 +32,15 @@ async fn probe(host: &TestHost, action: &str, body: Value) -> (u16, Value) {
 }
 
 async fn query(host: &TestHost, sql: &str, params: Value) -> (u16, Value) {
-    probe(host, "query", json!({ "sql": sql, "params": params })).await
+    probe(host, "/query", json!({ "sql": sql, "params": params })).await
+}
+
+/// Runs a statement that must fail with the error `kind`; its message.
+async fn refused(host: &TestHost, sql: &str, params: Value, kind: &str) -> String {
+    let (status, body) = query(host, sql, params).await;
+    assert_eq!(status, 400, "{sql}: {body}");
+    assert_eq!(body["error"], kind, "{sql}: {body}");
+    body["message"].as_str().unwrap().to_owned()
 }
 
 /// Runs a statement that must succeed; its answer.
@@ -213,7 +222,7 @@ async fn a_failed_batch_leaves_nothing_behind() {
             { "sql": "UPDATE accounts SET balance = balance - ? WHERE id = 1", "params": [amount] },
         ])
     };
-    let (status, failed) = probe(&host, "batch", transfer(50)).await;
+    let (status, failed) = probe(&host, "/batch", transfer(50)).await;
     assert_eq!(status, 400);
     assert_eq!(failed["error"], "constraint", "{failed}");
     let balances = ok(
@@ -228,7 +237,7 @@ async fn a_failed_batch_leaves_nothing_behind() {
         "neither the first update nor the insert survived"
     );
 
-    let (status, done) = probe(&host, "batch", transfer(4)).await;
+    let (status, done) = probe(&host, "/batch", transfer(4)).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done.as_array().unwrap().len(), 3);
     assert_eq!(done[1]["meta"]["last_row_id"], 3);
@@ -254,42 +263,27 @@ async fn guest_sql_is_refused_what_object_sql_is() {
         "SELECT load_extension('x')",
         "CREATE TEMP TABLE t (x)",
     ] {
-        let (status, body) = query(&host, sql, json!([])).await;
-        assert_eq!(status, 400, "{sql}");
-        assert_eq!(body["error"], "denied", "{sql}: {body}");
+        refused(&host, sql, json!([]), "denied").await;
     }
-    let (_, syntax) = query(&host, "SELEKT 1", json!([])).await;
-    assert_eq!(syntax["error"], "syntax");
-    let (_, mismatch) = query(&host, "SELECT ?", json!([])).await;
-    assert_eq!(mismatch["error"], "mismatch");
+    refused(&host, "SELEKT 1", json!([]), "syntax").await;
+    refused(&host, "SELECT ?", json!([]), "mismatch").await;
     ok(&host, "PRAGMA table_list", json!([])).await;
 
-    let unknown = host
-        .client
-        .post(format!("{}/query?binding=NOPE", host.url))
-        .json(&json!({ "sql": "SELECT 1" }))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = unknown.json().await.unwrap();
-    assert_eq!(body["error"], "unknown-binding", "{body}");
+    let (_, unknown) = probe(&host, "/query?binding=NOPE", json!({ "sql": "SELECT 1" })).await;
+    assert_eq!(unknown["error"], "unknown-binding", "{unknown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_query_is_interrupted_and_the_host_carries_on() {
     let host = probe_host().await;
-    let (status, body) = query(
+    let message = refused(
         &host,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
         json!([]),
+        "timeout",
     )
     .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["error"], "timeout", "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("limits.sql_ms"),
-        "{body}"
-    );
+    assert!(message.contains("limits.sql_ms"), "{message}");
     let answer = ok(&host, "SELECT 1 AS one", json!([])).await;
     assert_eq!(answer["results"], json!([{ "one": 1 }]));
 }
@@ -299,20 +293,14 @@ async fn limits_on_size_statements_and_params_are_clear_errors() {
     let host = probe_host().await;
     ok(&host, "CREATE TABLE blobs (b BLOB)", json!([])).await;
     // The probe's database may hold 1 MiB.
-    let (status, full) = query(
+    let message = refused(
         &host,
         "INSERT INTO blobs VALUES (zeroblob(2000000))",
         json!([]),
+        "full",
     )
     .await;
-    assert_eq!(status, 400);
-    assert_eq!(full["error"], "full", "{full}");
-    assert!(
-        full["message"]
-            .as_str()
-            .unwrap()
-            .contains("limits.d1_database_mb")
-    );
+    assert!(message.contains("limits.d1_database_mb"), "{message}");
     ok(
         &host,
         "INSERT INTO blobs VALUES (zeroblob(1000))",
@@ -321,24 +309,13 @@ async fn limits_on_size_statements_and_params_are_clear_errors() {
     .await;
 
     let long = format!("SELECT '{}'", "x".repeat(101 << 10));
-    let (_, too_long) = query(&host, &long, json!([])).await;
-    assert_eq!(too_long["error"], "too-large", "{too_long}");
-    assert!(
-        too_long["message"]
-            .as_str()
-            .unwrap()
-            .contains("d1_statement_kb")
-    );
+    let message = refused(&host, &long, json!([]), "too-large").await;
+    assert!(message.contains("d1_statement_kb"), "{message}");
 
     let placeholders = vec!["?"; 101].join(", ");
-    let (_, too_many) = query(
-        &host,
-        &format!("SELECT {placeholders}"),
-        json!(vec![1; 101]),
-    )
-    .await;
-    assert_eq!(too_many["error"], "too-large", "{too_many}");
-    assert!(too_many["message"].as_str().unwrap().contains("d1_params"));
+    let sql = format!("SELECT {placeholders}");
+    let message = refused(&host, &sql, json!(vec![1; 101]), "too-large").await;
+    assert!(message.contains("d1_params"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,14 +333,13 @@ async fn two_workers_bound_to_one_database_see_each_others_writes() {
     assert_eq!(uploaded.status(), 201);
 
     ok(&host, "CREATE TABLE shared (v TEXT)", json!([])).await;
-    let written = host
-        .client
-        .post(format!("{}/other/query?binding=SHARED", host.url))
-        .json(&json!({ "sql": "INSERT INTO shared VALUES ('from the other worker')" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(written.status(), 200);
+    let (status, _) = probe(
+        &host,
+        "/other/query?binding=SHARED",
+        json!({ "sql": "INSERT INTO shared VALUES ('from the other worker')" }),
+    )
+    .await;
+    assert_eq!(status, 200);
     let read = ok(&host, "SELECT v FROM shared", json!([])).await;
     assert_eq!(read["results"], json!([{ "v": "from the other worker" }]));
 

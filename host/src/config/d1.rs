@@ -121,6 +121,19 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_example_in_docs_parses() {
+        let guide = include_str!("../../../docs/config.md");
+        let example = guide
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap();
+        let config = WorkerConfig::parse(example).unwrap();
+        assert_eq!(config.d1_databases[0].database_name, "shop");
+        assert_eq!(config.limits.d1_statement_kb, 100);
+    }
+
+    #[test]
     fn rejects_bad_entries_clearly() {
         for (section, needle) in [
             (
