@@ -8,6 +8,7 @@
 //! `migrations_dir`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -382,29 +383,35 @@ async fn pending(target: &Target, db: &Database) -> Result<Vec<(String, PathBuf)
 }
 
 /// Applies the pending migrations of every database `config` binds, from
-/// the worker's directory: what `verge up` and `verge dev` do at each
-/// deploy, so a fresh local database has its schema. Returns what it
-/// applied, as `database: migration`.
-pub(super) fn apply_project_migrations(
-    store: &D1Store,
+/// the worker's directory `dir`: what `verge up` and `verge dev` do before
+/// each deploy, so a fresh local database has its schema. Prints what it
+/// applied, each line starting with `who`.
+pub(super) async fn apply_project_migrations(
+    store: Arc<D1Store>,
     dir: &Path,
     config: &WorkerConfig,
-) -> Result<Vec<String>> {
-    let mut applied = Vec::new();
-    for entry in &config.d1_databases {
-        let db = store.database(&entry.database_name)?;
-        let names = db.apply_pending(
-            &entry.migrations_table,
-            &dir.join(&entry.migrations_dir),
-            config.limits.d1_database_bytes(),
-        )?;
-        applied.extend(
-            names
-                .into_iter()
-                .map(|n| format!("{}: {n}", entry.database_name)),
-        );
+    who: &str,
+) -> Result<()> {
+    let (dir, config) = (dir.to_owned(), config.clone());
+    // SQLite blocks, and the host beside it is serving.
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut applied = Vec::new();
+        for entry in &config.d1_databases {
+            let db = store.database(&entry.database_name)?;
+            let names = db.apply_pending(
+                &entry.migrations_table,
+                &dir.join(&entry.migrations_dir),
+                config.limits.d1_database_bytes(),
+            )?;
+            applied.extend(names.into_iter().map(|n| (entry.database_name.clone(), n)));
+        }
+        anyhow::Ok(applied)
+    })
+    .await??;
+    for (database, migration) in applied {
+        eprintln!("{who}: applied D1 migration {migration} to {database}");
     }
-    Ok(applied)
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -58,10 +58,10 @@ pub(super) fn validate(bindings: &[D1Binding]) -> Result<(), ConfigError> {
                 database_name_rule(&entry.database_name)
             )));
         }
-        if !is_identifier(&entry.migrations_table) {
+        if let Err(e) = validate_migrations_table(&entry.migrations_table) {
             return Err(ConfigError::new(format!(
-                "d1_databases: binding {binding:?}: migrations_table {:?} is not valid: use letters, digits and `_`",
-                entry.migrations_table
+                "d1_databases: binding {binding:?}: {}",
+                e.0
             )));
         }
         if entry.migrations_dir.is_absolute()
@@ -88,6 +88,17 @@ fn database_name_rule(name: &str) -> String {
     format!(
         "database_name {name:?} is not valid: use 1 to 63 lower-case letters, digits, `-` or `_`, not starting with `-`"
     )
+}
+
+/// A migrations table's name goes into SQL as an identifier, so it is
+/// kept to letters, digits and `_`.
+pub(crate) fn validate_migrations_table(table: &str) -> Result<(), ConfigError> {
+    if is_identifier(table) {
+        return Ok(());
+    }
+    Err(ConfigError::new(format!(
+        "migrations_table {table:?} is not valid: use letters, digits and `_`"
+    )))
 }
 
 /// A binding or table name: letters, digits, `_`, not starting with a digit.

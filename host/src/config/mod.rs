@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 pub(crate) use d1::D1Binding;
-pub(crate) use d1::validate_database_name;
+pub(crate) use d1::{validate_database_name, validate_migrations_table};
 pub(crate) use durable_objects::{DurableObjects, Migration};
 pub(crate) use limits::{D1_DATABASE_MB_CEILING, Limits};
 pub(crate) use outbound::OutboundRule;

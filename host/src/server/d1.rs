@@ -39,7 +39,7 @@ impl From<OperatorError> for AdminError {
     fn from(error: OperatorError) -> Self {
         let status = match &error {
             OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
-            OperatorError::Sql(_) => StatusCode::BAD_REQUEST,
+            OperatorError::Invalid(_) | OperatorError::Sql(_) => StatusCode::BAD_REQUEST,
             OperatorError::Internal(e) => {
                 tracing::error!("D1 admin request failed: {e:#}");
                 StatusCode::INTERNAL_SERVER_ERROR

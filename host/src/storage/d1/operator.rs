@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{AppliedMigration, D1Store, DumpOptions, Meta};
-use crate::config::D1_DATABASE_MB_CEILING;
+use crate::config::{D1_DATABASE_MB_CEILING, validate_migrations_table};
 use crate::objects::storage::{EventBudget, SqlError};
 
 const LIMIT_BYTES: u64 = D1_DATABASE_MB_CEILING << 20;
@@ -20,6 +20,9 @@ const LIMIT_BYTES: u64 = D1_DATABASE_MB_CEILING << 20;
 pub(crate) enum OperatorError {
     #[error("no D1 database named `{0}` (create it with `verge d1 create {0}`)")]
     NotFound(String),
+    /// The request names something invalid (a migrations table).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Sql(#[from] SqlError),
     #[error(transparent)]
@@ -68,6 +71,7 @@ impl D1Store {
         name: &str,
         table: &str,
     ) -> Outcome<Vec<AppliedMigration>> {
+        valid_table(table)?;
         Ok(self
             .existing(name)?
             .applied_migrations(table, LIMIT_BYTES)?)
@@ -81,6 +85,7 @@ impl D1Store {
         migration: &str,
         sql: &str,
     ) -> Outcome<serde_json::Value> {
+        valid_table(table)?;
         self.database(name)?
             .apply_migration(table, migration, sql, LIMIT_BYTES)?;
         Ok(json!({ "applied": migration }))
@@ -92,6 +97,12 @@ impl D1Store {
         }
         Ok(self.database(name)?)
     }
+}
+
+/// Refuses a migrations table name that is no plain identifier: it goes
+/// into SQL as one.
+fn valid_table(table: &str) -> Outcome<()> {
+    validate_migrations_table(table).map_err(|e| OperatorError::Invalid(e.to_string()))
 }
 
 /// A SQLite value as JSON.
