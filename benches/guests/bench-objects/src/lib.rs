@@ -48,10 +48,15 @@ impl SqlLoop {
             let id = i % ITEMS + 1;
             let stock: Option<i64> = match store.as_str() {
                 "d1" => db.prepare(QUERY).bind((id,))?.first(Some("stock"))?,
-                _ => self.sql.exec(QUERY, (id,))?.raw().first().and_then(|row| match row[2] {
-                    verge::SqlValue::Integer(stock) => Some(stock),
-                    _ => None,
-                }),
+                _ => self
+                    .sql
+                    .exec(QUERY, (id,))?
+                    .raw()
+                    .first()
+                    .and_then(|row| match row[2] {
+                        verge::SqlValue::Integer(stock) => Some(stock),
+                        _ => None,
+                    }),
             };
             sum += stock.unwrap_or(0);
         }
