@@ -147,7 +147,7 @@ async fn meta_reports_reads_writes_row_ids_and_size() {
     let host = probe_host().await;
     let (status, done) = probe(
         &host,
-        "exec",
+        "/exec",
         json!("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t (v)"),
     )
     .await;
@@ -184,21 +184,21 @@ async fn meta_reports_reads_writes_row_ids_and_size() {
 
     let (_, first) = probe(
         &host,
-        "first",
+        "/first",
         json!({ "sql": "SELECT v FROM t WHERE id = ?", "params": [2], "column": "v" }),
     )
     .await;
     assert_eq!(first["first"], "b");
     let (_, none) = probe(
         &host,
-        "first",
+        "/first",
         json!({ "sql": "SELECT v FROM t WHERE id = ?", "params": [99] }),
     )
     .await;
     assert_eq!(none["first"], Value::Null);
     let (_, raw) = probe(
         &host,
-        "raw",
+        "/raw",
         json!({ "sql": "SELECT id, v FROM t ORDER BY id" }),
     )
     .await;
@@ -316,6 +316,12 @@ async fn limits_on_size_statements_and_params_are_clear_errors() {
     let sql = format!("SELECT {placeholders}");
     let message = refused(&host, &sql, json!(vec![1; 101]), "too-large").await;
     assert!(message.contains("d1_params"), "{message}");
+
+    // Each result is capped, and a batch's results together.
+    let big = json!({ "sql": "SELECT zeroblob(12000000) AS b" });
+    let (status, body) = probe(&host, "/batch", json!([big, big, big])).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "too-large", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ pub(crate) struct Rows {
 /// The most one `exec` may return, summed over every value of every row:
 /// the host holds the whole result, and copies it into the guest, so a
 /// query must not be able to make it hold gigabytes.
-const MAX_RESULT_BYTES: usize = 32 << 20;
+pub(crate) const MAX_RESULT_BYTES: usize = 32 << 20;
 
 /// Why guest SQL stopped short of SQLite's own errors.
 pub(crate) enum Failure {
@@ -43,15 +43,20 @@ impl Failure {
     pub(crate) fn into_error(self, sqlite: impl FnOnce(rusqlite::Error) -> SqlError) -> SqlError {
         match self {
             Failure::Sqlite(e) => sqlite(e),
-            Failure::TooLarge => SqlError::new(
-                SqlErrorKind::TooLarge,
-                format!(
-                    "the result is larger than {} MiB: select fewer rows or columns (LIMIT)",
-                    MAX_RESULT_BYTES >> 20
-                ),
-            ),
+            Failure::TooLarge => result_too_large(),
         }
     }
+}
+
+/// The error of a result past [`MAX_RESULT_BYTES`].
+pub(crate) fn result_too_large() -> SqlError {
+    SqlError::new(
+        SqlErrorKind::TooLarge,
+        format!(
+            "the result is larger than {} MiB: select fewer rows or columns (LIMIT)",
+            MAX_RESULT_BYTES >> 20
+        ),
+    )
 }
 
 /// Refuses SQL that names Verge's internal tables. They may not exist yet,
@@ -163,6 +168,11 @@ pub(crate) fn run_script(
     }
     result.rows_written = conn.total_changes().saturating_sub(changes_before);
     Ok(result)
+}
+
+/// What rows weigh in a result.
+pub(crate) fn rows_bytes(rows: &[Vec<Value>]) -> usize {
+    rows.iter().flatten().map(value_bytes).sum()
 }
 
 /// What a value weighs in a result.

@@ -35,7 +35,10 @@ use rusqlite::{Connection, OptionalExtension};
 pub(crate) use authorizer::Guard;
 pub(crate) use budget::{Deadline, EventBudget};
 pub(crate) use error::{SqlError, SqlErrorKind};
-pub(crate) use exec::{Failure, Rows, refuse_internal_names, run_script};
+pub(crate) use exec::{
+    Failure, MAX_RESULT_BYTES, Rows, refuse_internal_names, result_too_large, rows_bytes,
+    run_script,
+};
 pub(crate) use kv::KvRange;
 
 /// Room SQLite itself allows past an object's limit, so that one statement

@@ -17,7 +17,9 @@ use anyhow::Context;
 use rusqlite::types::Value;
 
 use super::connection::GuestConn;
-use crate::objects::storage::{EventBudget, Rows, SqlError, SqlErrorKind};
+use crate::objects::storage::{
+    EventBudget, MAX_RESULT_BYTES, Rows, SqlError, SqlErrorKind, result_too_large, rows_bytes,
+};
 
 /// Idle read connections kept open; more are opened when reads overlap,
 /// and closed after.
@@ -102,9 +104,19 @@ impl D1Database {
         limit_bytes: u64,
     ) -> Result<Vec<QueryResult>, SqlError> {
         self.write(limit_bytes, |writer| {
+            // Each result is capped on its own; the batch's together too,
+            // or a batch of large reads could make the host hold gigabytes.
+            let mut bytes = 0;
             statements
                 .iter()
-                .map(|s| written(writer, s, budget))
+                .map(|s| {
+                    let result = written(writer, s, budget)?;
+                    bytes += rows_bytes(&result.rows);
+                    if bytes > MAX_RESULT_BYTES {
+                        return Err(result_too_large());
+                    }
+                    Ok(result)
+                })
                 .collect()
         })
     }
