@@ -6,10 +6,8 @@
 //! returns (one fsync each), while an object's puts commit together with
 //! the event that made them (one fsync for the whole loop).
 
-use std::time::{Duration, Instant};
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use verge_benches::BenchObject;
+use verge_benches::object_rpc::{ObjectRpc, net_of_rpc};
 
 /// Operations per RPC, by kind: puts that fsync each are slower.
 fn operations(op: &str) -> u32 {
@@ -18,28 +16,16 @@ fn operations(op: &str) -> u32 {
 
 fn key_value(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let object = runtime
-        .block_on(BenchObject::start("StorageLoop", "bench"))
-        .unwrap();
-    let object = &object;
+    let object = ObjectRpc::start(&runtime, "StorageLoop");
     let mut group = c.benchmark_group("key-value");
     for size in [16_u32, 1024] {
         for op in ["namespace-get", "object-get", "namespace-put", "object-put"] {
             let n = operations(op);
+            let call = |n: u32| object.call("run", &(op, n, size));
             group.throughput(Throughput::Elements(u64::from(n)));
             group.bench_function(format!("{op} {size} B"), |b| {
-                b.to_async(&runtime).iter_custom(|iterations| async move {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iterations {
-                        let started = Instant::now();
-                        object.rpc("run", &(op, 0, size)).await;
-                        let overhead = started.elapsed();
-                        let started = Instant::now();
-                        object.rpc("run", &(op, n, size)).await;
-                        spent += started.elapsed().saturating_sub(overhead);
-                    }
-                    spent
-                })
+                b.to_async(&runtime)
+                    .iter_custom(|iterations| net_of_rpc(iterations, n, call))
             });
         }
     }

@@ -20,6 +20,7 @@ use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     MemoryBudget, WorkerContext, content_hash,
 };
+use crate::storage::d1::D1Store;
 use crate::storage::kv::KvNamespaces;
 use crate::storage::{Activation, ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 use crate::telemetry::{Snapshot, Telemetry};
@@ -138,6 +139,7 @@ pub struct Platform {
     guard: Arc<AddressGuard>,
     objects: Arc<ObjectSystem>,
     kv: Arc<KvNamespaces>,
+    d1: Arc<D1Store>,
     request_slots: Arc<tokio::sync::Semaphore>,
     memory: Arc<MemoryBudget>,
     options: PlatformOptions,
@@ -178,6 +180,7 @@ impl Platform {
             guard: Arc::default(),
             objects,
             kv: Arc::new(KvNamespaces::new(&options.data_dir)),
+            d1: Arc::new(D1Store::new(&options.data_dir)),
             memory: MemoryBudget::new((options.engine.memory_budget_mb as usize) << 20),
             request_slots: Arc::new(tokio::sync::Semaphore::new(
                 options.engine.max_instances as usize,
@@ -595,6 +598,7 @@ impl Platform {
             secrets: self.control.secrets(name)?,
             objects: self.objects.clone(),
             kv: self.kv.clone(),
+            d1: self.d1.clone(),
             request_slots: self.request_slots.clone(),
             worker_slots: Arc::new(tokio::sync::Semaphore::new(
                 self.options.engine.max_instances_per_worker.max(1) as usize,
@@ -634,6 +638,11 @@ impl Platform {
     }
 
     /// The Durable Object system.
+    /// The host's D1 databases.
+    pub(crate) fn d1(&self) -> &Arc<D1Store> {
+        &self.d1
+    }
+
     pub fn objects(&self) -> &Arc<ObjectSystem> {
         &self.objects
     }

@@ -33,6 +33,9 @@ pub enum Error {
     /// A KV namespace call failed.
     #[error("KV: {0}")]
     Kv(#[from] crate::KvError),
+    /// A D1 database call failed.
+    #[error("D1: {0}")]
+    D1(#[from] crate::D1Error),
     /// A call to a Durable Object failed.
     #[error(transparent)]
     Object(#[from] crate::ObjectError),

@@ -5,8 +5,9 @@
 //! one request to the next. This crate is everything the guest side needs:
 //! [`Request`] and [`Response`], a small [`Router`], [`Env`] for vars and
 //! secrets, outbound [`fetch`], and logging macros ([`info!`] and friends);
-//! and for Durable Objects ([`durable_object`]), their [`Storage`] (SQL and
-//! key-value), hibernating [`WebSocket`]s and alarms ([`AlarmInfo`]).
+//! [`D1Database`]s shared between workers; and for Durable Objects
+//! ([`durable_object`]), their [`Storage`] (SQL and key-value), hibernating
+//! [`WebSocket`]s and alarms ([`AlarmInfo`]).
 //!
 //! You write no WIT: the contract (`verge:platform`) is compiled into this
 //! crate, and [`#[verge::worker]`](macro@worker) exports your handler.
@@ -38,6 +39,7 @@
 extern crate self as verge;
 
 mod alarm;
+mod d1;
 mod env;
 mod error;
 mod fetch;
@@ -57,6 +59,7 @@ mod websocket;
 pub mod __private;
 
 pub use alarm::{AlarmInfo, ScheduledTime};
+pub use d1::{D1Database, D1Error, D1ExecResult, D1Meta, D1PreparedStatement, D1Result};
 pub use env::Env;
 pub use error::{Error, FetchError, Result};
 pub use fetch::fetch;

@@ -135,7 +135,7 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
 }
 
 impl SqlValue {
-    fn into_wire(self) -> host::Value {
+    pub(crate) fn into_wire(self) -> host::Value {
         match self {
             SqlValue::Null => host::Value::Null,
             SqlValue::Integer(i) => host::Value::Integer(i),
@@ -145,7 +145,7 @@ impl SqlValue {
         }
     }
 
-    fn from_wire(value: host::Value) -> Self {
+    pub(crate) fn from_wire(value: host::Value) -> Self {
         match value {
             host::Value::Null => SqlValue::Null,
             host::Value::Integer(i) => SqlValue::Integer(i),
@@ -155,7 +155,7 @@ impl SqlValue {
         }
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         match self {
             SqlValue::Null => serde_json::Value::Null,
             SqlValue::Integer(i) => (*i).into(),
@@ -310,19 +310,28 @@ impl SqlCursor {
     }
 
     fn row_as<T: DeserializeOwned>(&self, row: &[SqlValue]) -> Result<T> {
-        let object: serde_json::Map<String, serde_json::Value> = self
-            .columns
-            .iter()
-            .zip(row)
-            .map(|(column, value)| (column.clone(), value.to_json()))
-            .collect();
-        serde_json::from_value(object.into()).map_err(|e| {
+        row_as(&self.columns, row).map_err(|message| {
             Error::Sql(SqlError {
                 kind: SqlErrorKind::Mismatch,
-                message: format!("a row does not fit the requested type: {e}"),
+                message,
             })
         })
     }
+}
+
+/// A row as `T`, deserialized from a JSON object of its columns by name;
+/// the error says why it does not fit. Shared with D1 results.
+pub(crate) fn row_as<T: DeserializeOwned>(
+    columns: &[String],
+    row: &[SqlValue],
+) -> std::result::Result<T, String> {
+    let object: serde_json::Map<String, serde_json::Value> = columns
+        .iter()
+        .zip(row)
+        .map(|(column, value)| (column.clone(), value.to_json()))
+        .collect();
+    serde_json::from_value(object.into())
+        .map_err(|e| format!("a row does not fit the requested type: {e}"))
 }
 
 /// Bounds and order for [`Storage::list`].

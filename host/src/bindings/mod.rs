@@ -3,6 +3,7 @@
 //! trait for [`HostState`](crate::runtime::HostState).
 
 mod alarm;
+mod d1;
 mod env;
 mod fetch;
 pub(crate) mod http_types;
@@ -18,6 +19,9 @@ wasmtime::component::bindgen!({
     path: "../sdk/wit",
     world: "verge:platform/app",
     imports: {
+        "verge:platform/d1.query": async,
+        "verge:platform/d1.batch": async,
+        "verge:platform/d1.exec": async,
         "verge:platform/fetch.fetch": async,
         "verge:platform/objects.fetch": async,
         "verge:platform/objects.rpc": async,

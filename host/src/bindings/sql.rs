@@ -29,7 +29,10 @@ impl From<SqlError> for Error {
             SqlErrorKind::Denied => ErrorKind::Denied,
             SqlErrorKind::Full => ErrorKind::Full,
             SqlErrorKind::Mismatch => ErrorKind::Mismatch,
-            SqlErrorKind::Other => ErrorKind::Other,
+            // The `sql` interface predates these kinds; the message says which.
+            SqlErrorKind::TooLarge | SqlErrorKind::Timeout | SqlErrorKind::Other => {
+                ErrorKind::Other
+            }
         };
         Error {
             kind,
@@ -38,7 +41,7 @@ impl From<SqlError> for Error {
     }
 }
 
-fn to_sqlite(value: Value) -> SqlValue {
+pub(super) fn to_sqlite(value: Value) -> SqlValue {
     match value {
         Value::Null => SqlValue::Null,
         Value::Integer(i) => SqlValue::Integer(i),
@@ -48,7 +51,7 @@ fn to_sqlite(value: Value) -> SqlValue {
     }
 }
 
-fn from_sqlite(value: SqlValue) -> Value {
+pub(super) fn from_sqlite(value: SqlValue) -> Value {
     match value {
         SqlValue::Null => Value::Null,
         SqlValue::Integer(i) => Value::Integer(i),

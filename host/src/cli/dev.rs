@@ -131,9 +131,20 @@ async fn build_and_deploy(platform: &Arc<Platform>, dir: &Path) -> Result<Deploy
         (project, bytes)
     })
     .await?;
-    let name = project.config.name.clone();
+    let (name, bytes) = (project.config.name.clone(), bytes?);
+    // Local databases follow the migrations directory (a new file applies
+    // at the rebuild its creation triggers), before the code that needs
+    // them is served.
+    super::d1::apply_project_migrations(
+        platform.d1().clone(),
+        &project.dir,
+        &project.config,
+        "verge dev",
+    )
+    .await
+    .context("applying D1 migrations")?;
     let deployment = platform
-        .deploy(&name, bytes?, &project.config_text, true)
+        .deploy(&name, bytes, &project.config_text, true)
         .await?;
     sync_dev_vars(platform, &name, &dir.join(".dev.vars")).await?;
     for warning in &deployment.warnings {

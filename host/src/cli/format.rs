@@ -14,14 +14,14 @@ use crate::clock::unix_now;
 /// A dozen lines: a table crate would bring terminal handling (colours,
 /// wrapping) that a listing meant for `grep` and `awk` is better without.
 pub(super) struct Table {
-    headers: &'static [&'static str],
+    headers: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub(super) fn new(headers: &'static [&'static str]) -> Self {
+    pub(super) fn new(headers: &[&str]) -> Self {
         Self {
-            headers,
+            headers: headers.iter().map(|h| h.to_uppercase()).collect(),
             rows: Vec::new(),
         }
     }
@@ -33,9 +33,8 @@ impl Table {
 
     /// The table as text, columns two spaces apart, no trailing blanks.
     pub(super) fn render(&self) -> String {
-        let headers: Vec<String> = self.headers.iter().map(|h| h.to_uppercase()).collect();
-        let lines = || std::iter::once(&headers).chain(&self.rows);
-        let widths: Vec<usize> = (0..headers.len())
+        let lines = || std::iter::once(&self.headers).chain(&self.rows);
+        let widths: Vec<usize> = (0..self.headers.len())
             .map(|column| {
                 lines()
                     .map(|cells| cells[column].chars().count())

@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod build;
+mod d1;
 mod deploy;
 mod dev;
 mod format;
@@ -81,6 +82,9 @@ enum Command {
     /// List, export, import and delete Durable Objects.
     #[command(subcommand)]
     Objects(objects::ObjectsCommand),
+    /// Create, query, export and import D1 databases; apply migrations.
+    #[command(subcommand)]
+    D1(d1::D1Command),
     /// Stream a host's live request logs, like `wrangler tail`.
     Tail(tail::TailArgs),
     /// KV namespaces and their keys, like `wrangler kv`.
@@ -260,6 +264,7 @@ pub async fn run() -> Result<()> {
         Command::Delete(args) => workers::delete(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Objects(command) => objects::run(command).await,
+        Command::D1(command) => d1::run(command).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Kv(command) => kv::run(command).await,
     }

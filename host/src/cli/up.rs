@@ -48,6 +48,14 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
         let bytes = std::fs::read(&component.wasm)
             .with_context(|| format!("reading {}", component.wasm.display()))?;
         let name = &project.config.name;
+        super::d1::apply_project_migrations(
+            platform.d1().clone(),
+            &project.dir,
+            &project.config,
+            "verge",
+        )
+        .await
+        .with_context(|| format!("applying the D1 migrations of example `{name}`"))?;
         platform
             .deploy(name, bytes, &project.config_text, true)
             .await

@@ -32,7 +32,19 @@ pub struct Limits {
     /// Largest KV namespace value, in MiB (Cloudflare's limit, 25, by
     /// default).
     pub kv_value_mb: u64,
+    /// Largest D1 database a worker may write to, in MiB. A database is
+    /// shared, so each write is held to the limit of the worker making it.
+    pub d1_database_mb: u64,
+    /// Longest SQL text of one D1 statement (and of one `exec` script), in
+    /// KiB; Cloudflare's limit is 100 KB.
+    pub d1_statement_kb: u64,
+    /// Most parameters bound to one D1 statement; Cloudflare's is 100.
+    pub d1_params: u64,
 }
+
+/// The largest `d1_database_mb` a worker may ask for, and the cap of the
+/// operator's own D1 commands (`verge d1 execute`, `import`, migrations).
+pub(crate) const D1_DATABASE_MB_CEILING: u64 = 1 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -46,6 +58,9 @@ impl Default for Limits {
             sql_ms: 2_000,
             kv_key_bytes: 512,
             kv_value_mb: 25,
+            d1_database_mb: 10 << 10,
+            d1_statement_kb: 100,
+            d1_params: 100,
         }
     }
 }
@@ -63,6 +78,10 @@ impl Limits {
         (self.kv_value_mb as usize) << 20
     }
 
+    pub fn d1_database_bytes(&self) -> u64 {
+        self.d1_database_mb << 20
+    }
+
     pub fn body_bytes(&self) -> usize {
         (self.body_mb as usize) << 20
     }
@@ -78,6 +97,15 @@ impl Limits {
             ("sql_ms", self.sql_ms, 1, 300_000),
             ("kv_key_bytes", u64::from(self.kv_key_bytes), 1, 2048),
             ("kv_value_mb", self.kv_value_mb, 1, 128),
+            (
+                "d1_database_mb",
+                self.d1_database_mb,
+                1,
+                D1_DATABASE_MB_CEILING,
+            ),
+            // SQLite's own limits for guest SQL: 1 MiB of SQL, 1000 variables.
+            ("d1_statement_kb", self.d1_statement_kb, 1, 1024),
+            ("d1_params", self.d1_params, 0, 1000),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

@@ -2,6 +2,7 @@
 //! Cloudflare. Parsed and validated once, at upload; the host never serves a
 //! worker whose config did not pass [`WorkerConfig::parse`].
 
+mod d1;
 mod durable_objects;
 mod kv_namespaces;
 mod limits;
@@ -13,9 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+pub(crate) use d1::D1Binding;
+pub(crate) use d1::{validate_database_name, validate_migrations_table};
 pub(crate) use durable_objects::{DurableObjects, Migration};
 pub(crate) use kv_namespaces::{KvBinding, check_namespace_id};
-pub(crate) use limits::Limits;
+pub(crate) use limits::{D1_DATABASE_MB_CEILING, Limits};
 pub(crate) use outbound::OutboundRule;
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
 pub(crate) use triggers::CronSchedule;
@@ -38,6 +41,8 @@ pub struct WorkerConfig {
     /// The Durable Object classes this worker defines, after every
     /// migration.
     pub classes: BTreeSet<String>,
+    /// `[[d1_databases]]`.
+    pub d1_databases: Vec<D1Binding>,
 }
 
 /// How `verge dev` and `verge deploy` build the worker. The host ignores it.
@@ -75,6 +80,8 @@ struct RawConfig {
     kv_namespaces: Vec<KvBinding>,
     #[serde(default)]
     triggers: Triggers,
+    #[serde(default)]
+    d1_databases: Vec<D1Binding>,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -106,13 +113,15 @@ impl WorkerConfig {
         raw.limits.validate()?;
         let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
         kv_namespaces::validate(&raw.kv_namespaces)?;
+        d1::validate(&raw.d1_databases)?;
         let crons = triggers::parse(&raw.triggers)?;
         let bindings = raw
             .durable_objects
             .bindings
             .iter()
             .map(|b| b.name.as_str())
-            .chain(raw.kv_namespaces.iter().map(|b| b.binding.as_str()));
+            .chain(raw.kv_namespaces.iter().map(|b| b.binding.as_str()))
+            .chain(raw.d1_databases.iter().map(|b| b.binding.as_str()));
         check_unique_bindings(bindings)?;
         let vars = raw
             .vars
@@ -131,6 +140,7 @@ impl WorkerConfig {
             kv_namespaces: raw.kv_namespaces,
             crons,
             classes,
+            d1_databases: raw.d1_databases,
         })
     }
 }
@@ -230,6 +240,7 @@ mod tests {
             .expect("docs/config.md starts with a toml example");
         let config = WorkerConfig::parse(example).unwrap();
         assert!(!config.crons.is_empty() && !config.kv_namespaces.is_empty());
+        assert!(!config.d1_databases.is_empty());
         let table: toml::Table = toml::from_str(example).unwrap();
         let limits = table["limits"].as_table().unwrap();
         let every_limit = toml::Value::try_from(Limits::default()).unwrap();

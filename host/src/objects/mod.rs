@@ -42,7 +42,7 @@ mod id;
 mod instance;
 mod mailbox;
 mod namespaces;
-mod storage;
+pub(crate) mod storage;
 mod waits;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ use super::guest_log::{GuestLog, GuestOutput};
 use super::memory::Reservation;
 use super::worker::WorkerContext;
 use crate::objects::ObjectScope;
+use crate::objects::storage::EventBudget;
 use crate::telemetry::Instantiation;
 
 /// Identifies one inbound request in logs, error pages and the
@@ -70,6 +71,9 @@ pub struct HostState {
     /// Set when this store runs a Durable Object: the one seam between a
     /// store and the object it serves (`objects/instance.rs`).
     pub(crate) object: Option<ObjectScope>,
+    /// What is left of this request's (or object event's) SQL time for D1
+    /// calls; started at the first one.
+    pub(crate) d1_budget: Option<EventBudget>,
 }
 
 impl HostState {
@@ -103,6 +107,7 @@ impl HostState {
             hops: 0,
             first_object: None,
             object: None,
+            d1_budget: None,
         }
     }
 
@@ -114,6 +119,7 @@ impl HostState {
             .reset(request_id, self.worker.telemetry.tail.is_watched());
         self.cpu.reset();
         self.subrequests = 0;
+        self.d1_budget = None;
     }
 
     /// The loop header an outbound request carries: one entry per Verge

@@ -10,6 +10,7 @@ use crate::bindings::OutboundHttp;
 use crate::bindings::exports::verge::platform::{handler, object, object_events, scheduled};
 use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
+use crate::storage::d1::D1Store;
 use crate::storage::kv::KvNamespaces;
 use crate::telemetry::{Telemetry, WorkerMetrics};
 
@@ -26,6 +27,8 @@ pub struct WorkerContext {
     pub objects: Arc<ObjectSystem>,
     /// The host's KV namespaces.
     pub(crate) kv: Arc<KvNamespaces>,
+    /// The host's D1 databases, which `config.d1_databases` names.
+    pub(crate) d1: Arc<D1Store>,
     /// Host-wide permits for requests in flight, one per instance slot.
     pub request_slots: Arc<tokio::sync::Semaphore>,
     /// This worker's share of them: a worker whose requests hang cannot

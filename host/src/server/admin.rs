@@ -23,8 +23,8 @@
 //! | GET | /v1/workers/{name}/objects/{class}/{id}/export | the object's database, as a SQLite file |
 //! | PUT | /v1/workers/{name}/objects/{class}/{id}/import | replace it with a SQLite file (the body) |
 //! | DELETE | /v1/workers/{name}/objects/{class}/{id} | delete the object and its data |
-//!
-//! KV namespaces have routes of their own under `/v1/kv` (`kv_admin.rs`).
+//! | * | /v1/d1/... | D1 databases: see `d1.rs` |
+//! | * | /v1/kv/... | KV namespaces: see `kv_admin.rs` |
 
 use std::sync::Arc;
 
@@ -84,6 +84,7 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
             put(import_object),
         )
         .merge(kv_admin::routes())
+        .merge(super::d1::routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(gate, check))
         .layer(middleware::map_request(drained_if_refused))
@@ -91,7 +92,7 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
 }
 
 /// An admin failure as a JSON error with the right status.
-struct AdminError(StatusCode, String);
+pub(super) struct AdminError(pub(super) StatusCode, pub(super) String);
 
 impl From<DeployError> for AdminError {
     fn from(error: DeployError) -> Self {
@@ -136,7 +137,7 @@ impl IntoResponse for AdminError {
     }
 }
 
-type AdminResult<T = Json<serde_json::Value>> = Result<T, AdminError>;
+pub(super) type AdminResult<T = Json<serde_json::Value>> = Result<T, AdminError>;
 
 async fn stats(State(platform): Shared) -> AdminResult {
     Ok(Json(json!({ "artifacts": platform.artifact_stats() })))

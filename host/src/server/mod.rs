@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod d1;
 mod drain;
 mod errors;
 mod front_door;

@@ -1,10 +1,11 @@
 //! The control database: workers, versions, deployments, secrets, object
-//! namespaces and records, and the alarm index's table; and KV namespaces.
-//! Each Durable Object's own database is the objects subsystem's
-//! (`objects/storage/`).
+//! namespaces and records, the alarm index's table and the cron triggers'
+//! last runs; KV namespaces (`kv/`) and D1 databases (`d1/`). Each Durable
+//! Object's own database is the objects subsystem's (`objects/storage/`).
 
 mod control;
 mod cron_runs;
+pub(crate) mod d1;
 pub(crate) mod kv;
 
 pub(crate) use control::{

@@ -2,15 +2,22 @@
 //! is prepared: no ATTACH, no transaction control (the host owns it), no
 //! PRAGMA that changes how the file is kept, no extensions, no virtual
 //! tables but FTS5, no TEMP objects (they would live outside the object's
-//! size limit), and no access to Verge's own `_verge_` tables.
+//! size limit), and no access to Verge's own `_verge_` tables nor to
+//! `_cf_` ones (reserved, as on Cloudflare). D1 databases
+//! (`storage/d1/`) run guest SQL under the same authorizer.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
-/// Tables guests can neither read nor write: the host's own state.
-pub(super) const INTERNAL_PREFIX: &str = "_verge_";
+/// Tables guests can neither read nor write: the host's own state, and
+/// the names Cloudflare reserves for its own, which a ported worker must
+/// not come to depend on.
+pub(super) const INTERNAL_PREFIXES: &[&str] = &[VERGE_PREFIX, "_cf_"];
+
+/// The prefix of the tables Verge itself keeps in a database.
+pub(super) const VERGE_PREFIX: &str = "_verge_";
 
 /// PRAGMAs guests may run: they read schema or state, or check integrity.
 /// Everything else (journal mode, sync, page limits...) is the host's.
@@ -37,24 +44,24 @@ const ALLOWED_PRAGMAS: &[&str] = &[
 /// The authorizer's view: whether the host itself is running a statement,
 /// and why the last guest statement was refused.
 #[derive(Default)]
-pub(super) struct Guard {
+pub(crate) struct Guard {
     internal: AtomicBool,
     denial: Mutex<Option<String>>,
 }
 
 impl Guard {
     /// Host statements (`true`) pass unchecked; guest ones are checked.
-    pub(super) fn set_internal(&self, internal: bool) {
+    pub(crate) fn set_internal(&self, internal: bool) {
         self.internal.store(internal, Ordering::Relaxed);
     }
 
     /// Forgets the reason of an earlier refusal, before a guest statement.
-    pub(super) fn clear_denial(&self) {
+    pub(crate) fn clear_denial(&self) {
         *self.denial() = None;
     }
 
     /// Why the last guest statement was refused, if it was.
-    pub(super) fn take_denial(&self) -> Option<String> {
+    pub(crate) fn take_denial(&self) -> Option<String> {
         self.denial().take()
     }
 
@@ -63,7 +70,7 @@ impl Guard {
     }
 
     /// Decides whether the statement being prepared may take `ctx.action`.
-    pub(super) fn authorize(&self, ctx: AuthContext<'_>) -> Authorization {
+    pub(crate) fn authorize(&self, ctx: AuthContext<'_>) -> Authorization {
         if self.internal.load(Ordering::Relaxed) {
             return Authorization::Allow;
         }
@@ -81,8 +88,10 @@ impl Guard {
 fn refusal(action: &AuthAction<'_>) -> Option<String> {
     use AuthAction as A;
     let internal_table = |table: &str| {
-        table
-            .starts_with(INTERNAL_PREFIX)
+        let lower = table.to_ascii_lowercase();
+        INTERNAL_PREFIXES
+            .iter()
+            .any(|prefix| lower.starts_with(prefix))
             .then(|| format!("`{table}` is internal to Verge"))
     };
     match action {

@@ -15,19 +15,19 @@ use std::time::{Duration, Instant};
 /// SQLite virtual-machine steps between two looks at the clock: a few
 /// microseconds of work, so an interrupt comes promptly and the clock costs
 /// nothing measurable.
-pub(super) const STEPS_PER_CHECK: i32 = 4096;
+pub(crate) const STEPS_PER_CHECK: i32 = 4096;
 
 const DISARMED: u64 = u64::MAX;
 
 /// The deadline the progress handler checks, shared with it.
-pub(super) struct Deadline {
+pub(crate) struct Deadline {
     /// Nanoseconds after `base`, or [`DISARMED`].
     at: AtomicU64,
     base: Instant,
 }
 
 impl Deadline {
-    pub(super) fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             at: AtomicU64::new(DISARMED),
             base: Instant::now(),
@@ -35,7 +35,7 @@ impl Deadline {
     }
 
     /// The progress handler: whether to interrupt the running statement.
-    pub(super) fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         let at = self.at.load(Ordering::Relaxed);
         at != DISARMED && self.base.elapsed().as_nanos() as u64 >= at
     }
@@ -77,7 +77,7 @@ impl EventBudget {
 
     /// Runs `statement` with the deadline armed, and charges its time.
     /// `None` when nothing is left to run it with.
-    pub(super) fn run<T>(
+    pub(crate) fn run<T>(
         &mut self,
         deadline: &Deadline,
         statement: impl FnOnce() -> T,
@@ -99,7 +99,7 @@ impl EventBudget {
 
     /// Whether the budget ran out (a statement interrupted now was stopped
     /// by it).
-    pub(super) fn spent(&self) -> bool {
+    pub(crate) fn spent(&self) -> bool {
         self.remaining.is_zero()
             || self
                 .wall_deadline

@@ -1,11 +1,12 @@
 //! Guest SQL: every statement of a script, under the authorizer, with the
-//! rows of the last one.
+//! rows of the last one. [`run_script`] is shared with D1 databases.
 
+use rusqlite::Connection;
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::authorizer::INTERNAL_PREFIX;
+use super::authorizer::VERGE_PREFIX;
 use super::{ObjectDb, SqlError, SqlErrorKind};
 
 /// Every row of a statement's result.
@@ -15,15 +16,17 @@ pub(crate) struct Rows {
     pub(crate) rows: Vec<Vec<Value>>,
     pub(crate) rows_read: u64,
     pub(crate) rows_written: u64,
+    /// Statements the script ran.
+    pub(crate) statements: u32,
 }
 
 /// The most one `exec` may return, summed over every value of every row:
 /// the host holds the whole result, and copies it into the guest, so a
 /// query must not be able to make it hold gigabytes.
-const MAX_RESULT_BYTES: usize = 32 << 20;
+pub(crate) const MAX_RESULT_BYTES: usize = 32 << 20;
 
 /// Why guest SQL stopped short of SQLite's own errors.
-enum Failure {
+pub(crate) enum Failure {
     Sqlite(rusqlite::Error),
     TooLarge,
 }
@@ -34,105 +37,142 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
+impl Failure {
+    /// The failure in the interface's terms; `sqlite` translates SQLite's
+    /// own errors (it knows the connection's authorizer and limits).
+    pub(crate) fn into_error(self, sqlite: impl FnOnce(rusqlite::Error) -> SqlError) -> SqlError {
+        match self {
+            Failure::Sqlite(e) => sqlite(e),
+            Failure::TooLarge => result_too_large(),
+        }
+    }
+}
+
+/// The error of a result past [`MAX_RESULT_BYTES`].
+pub(crate) fn result_too_large() -> SqlError {
+    SqlError::new(
+        SqlErrorKind::TooLarge,
+        format!(
+            "the result is larger than {} MiB: select fewer rows or columns (LIMIT)",
+            MAX_RESULT_BYTES >> 20
+        ),
+    )
+}
+
+/// Refuses SQL that names Verge's internal tables. They may not exist yet,
+/// and SQLite reports a missing table before the authorizer sees it, so
+/// the names are refused outright. (`_cf_` tables never exist: the
+/// authorizer refuses to create them, so it alone guards them.)
+pub(crate) fn refuse_internal_names(query: &str) -> Result<(), SqlError> {
+    if query.to_ascii_lowercase().contains(VERGE_PREFIX) {
+        return Err(SqlError::new(
+            SqlErrorKind::Denied,
+            format!("names starting with `{VERGE_PREFIX}` are internal to Verge"),
+        ));
+    }
+    Ok(())
+}
+
 impl ObjectDb {
     /// Runs guest SQL: every statement of `query`, `params` bound to the
     /// last one, whose rows are returned. The statements run within the
     /// event's SQL budget; writes within the object's size limit.
     pub(crate) fn exec(&mut self, query: &str, params: &[Value]) -> Result<Rows, SqlError> {
         self.refuse_if_lost()?;
-        // Verge's tables may not exist yet, and SQLite reports a missing
-        // table before the authorizer sees it: refuse the names outright.
-        if query.to_ascii_lowercase().contains(INTERNAL_PREFIX) {
-            return Err(SqlError::new(
-                SqlErrorKind::Denied,
-                format!("names starting with `{INTERNAL_PREFIX}` are internal to Verge"),
-            ));
-        }
+        refuse_internal_names(query)?;
         self.guard.set_internal(false);
         self.guard.clear_denial();
         let mut budget = self.budget;
         let mut write_began = None;
         let ran = budget.run(&self.deadline, || {
-            self.exec_unguarded(query, params, &mut write_began)
+            // The write savepoint opens at the first statement that may
+            // write, noting the size before it.
+            run_script(&self.conn, query, params, || {
+                if write_began.is_none() {
+                    write_began = Some(self.begin_write()?);
+                }
+                Ok(())
+            })
         });
         self.budget = budget;
         let result = match ran {
             None => Err(self.budget_spent()),
             Some(Ok(rows)) => Ok(rows),
-            Some(Err(Failure::Sqlite(e))) => Err(self.error(e)),
-            Some(Err(Failure::TooLarge)) => Err(SqlError::new(
-                SqlErrorKind::Other,
-                format!(
-                    "the result is larger than {} MiB: select fewer rows or columns (LIMIT)",
-                    MAX_RESULT_BYTES >> 20
-                ),
-            )),
+            Some(Err(failure)) => Err(failure.into_error(|e| self.error(e))),
         };
         match write_began {
             Some(before) => self.end_write(before, result),
             None => result,
         }
     }
+}
 
-    /// Runs the statements; opens the write savepoint (noting the size
-    /// before it in `write_began`) at the first statement that may write.
-    fn exec_unguarded(
-        &self,
-        query: &str,
-        params: &[Value],
-        write_began: &mut Option<u64>,
-    ) -> Result<Rows, Failure> {
-        let mut batch = rusqlite::Batch::new(&self.conn, query);
-        let mut result = Rows::default();
-        let mut params_used = false;
-        let mut result_bytes = 0;
-        let changes_before = self.conn.total_changes();
-        // Each statement is prepared only after the one before it ran, so a
-        // script may create a table and then use it.
-        while let Some(mut statement) = batch.next()? {
-            if !statement.readonly() && write_began.is_none() {
-                *write_began = Some(self.begin_write()?);
-            }
-            let bound: &[Value] = if statement.parameter_count() > 0 && !params_used {
-                params_used = true;
-                params
-            } else {
-                &[]
-            };
-            if statement.parameter_count() != bound.len() {
-                return Err(rusqlite::Error::InvalidParameterCount(
-                    bound.len(),
-                    statement.parameter_count(),
-                )
-                .into());
-            }
-            let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
-            let mut rows = statement.query(params_from_iter(bound.iter()))?;
-            let mut values = Vec::new();
-            while let Some(row) = rows.next()? {
-                let mut record = Vec::with_capacity(columns.len());
-                for c in 0..columns.len() {
-                    let value = row.get::<_, Value>(c)?;
-                    result_bytes += value_bytes(&value);
-                    record.push(value);
-                }
-                if result_bytes > MAX_RESULT_BYTES {
-                    return Err(Failure::TooLarge);
-                }
-                values.push(record);
-            }
-            drop(rows);
-            let scanned = statement.get_status(rusqlite::StatementStatus::FullscanStep) as u64;
-            result.rows_read += scanned.max(values.len() as u64);
-            result.columns = columns;
-            result.rows = values;
+/// Runs every statement of `query`, each prepared only after the one
+/// before it ran (so a script may create a table and then use it), binding
+/// `params` to the first statement that has placeholders; returns the rows
+/// of the last. `before_write` runs before each statement that may write:
+/// an object opens its write savepoint there, a D1 read connection refuses.
+/// The caller has armed the budget and the authorizer.
+pub(crate) fn run_script(
+    conn: &Connection,
+    query: &str,
+    params: &[Value],
+    mut before_write: impl FnMut() -> rusqlite::Result<()>,
+) -> Result<Rows, Failure> {
+    let mut batch = rusqlite::Batch::new(conn, query);
+    let mut result = Rows::default();
+    let mut params_used = false;
+    let mut result_bytes = 0;
+    let changes_before = conn.total_changes();
+    while let Some(mut statement) = batch.next()? {
+        if !statement.readonly() {
+            before_write()?;
         }
-        if !params.is_empty() && !params_used {
-            return Err(rusqlite::Error::InvalidParameterCount(params.len(), 0).into());
+        result.statements += 1;
+        let bound: &[Value] = if statement.parameter_count() > 0 && !params_used {
+            params_used = true;
+            params
+        } else {
+            &[]
+        };
+        if statement.parameter_count() != bound.len() {
+            return Err(rusqlite::Error::InvalidParameterCount(
+                bound.len(),
+                statement.parameter_count(),
+            )
+            .into());
         }
-        result.rows_written = self.conn.total_changes().saturating_sub(changes_before);
-        Ok(result)
+        let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
+        let mut rows = statement.query(params_from_iter(bound.iter()))?;
+        let mut values = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut record = Vec::with_capacity(columns.len());
+            for c in 0..columns.len() {
+                let value = row.get::<_, Value>(c)?;
+                result_bytes += value_bytes(&value);
+                record.push(value);
+            }
+            if result_bytes > MAX_RESULT_BYTES {
+                return Err(Failure::TooLarge);
+            }
+            values.push(record);
+        }
+        drop(rows);
+        let scanned = statement.get_status(rusqlite::StatementStatus::FullscanStep) as u64;
+        result.rows_read += scanned.max(values.len() as u64);
+        result.columns = columns;
+        result.rows = values;
     }
+    if !params.is_empty() && !params_used {
+        return Err(rusqlite::Error::InvalidParameterCount(params.len(), 0).into());
+    }
+    result.rows_written = conn.total_changes().saturating_sub(changes_before);
+    Ok(result)
+}
+
+/// What rows weigh in a result.
+pub(crate) fn rows_bytes(rows: &[Vec<Value>]) -> usize {
+    rows.iter().flatten().map(value_bytes).sum()
 }
 
 /// What a value weighs in a result.

@@ -32,10 +32,13 @@ use rusqlite::config::DbConfig;
 use rusqlite::hooks::AuthContext;
 use rusqlite::{Connection, OptionalExtension};
 
-use authorizer::Guard;
-use budget::Deadline;
-pub(crate) use budget::EventBudget;
+pub(crate) use authorizer::Guard;
+pub(crate) use budget::{Deadline, EventBudget};
 pub(crate) use error::{SqlError, SqlErrorKind};
+pub(crate) use exec::{
+    Failure, MAX_RESULT_BYTES, Rows, refuse_internal_names, result_too_large, rows_bytes,
+    run_script,
+};
 pub(crate) use kv::KvRange;
 
 /// Room SQLite itself allows past an object's limit, so that one statement
@@ -106,28 +109,13 @@ impl ObjectDb {
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", crate::storage::synchronous())?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.pragma_update(None, "trusted_schema", false)?;
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-        for (limit, value) in SQL_LIMITS {
-            conn.set_limit(*limit, *value)?;
-        }
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        let page_size = page_size.max(512) as u64;
+        let page_size = page_size(&conn)?;
         conn.pragma_update(
             None,
             "max_page_count",
             (limit_bytes.saturating_add(HARD_CAP_SLACK_BYTES) / page_size) as i64,
         )?;
-        let guard = Arc::new(Guard::default());
-        let hook_guard = guard.clone();
-        conn.authorizer(Some(move |ctx: AuthContext<'_>| hook_guard.authorize(ctx)))?;
-        let deadline = Deadline::new();
-        let hook_deadline = deadline.clone();
-        conn.progress_handler(
-            budget::STEPS_PER_CHECK,
-            Some(move || hook_deadline.passed()),
-        )?;
+        let (guard, deadline) = harden(&mut conn)?;
         Ok(Self {
             conn,
             guard,
@@ -177,7 +165,7 @@ impl ObjectDb {
         let error = if interrupted && self.budget.spent() {
             self.budget_spent()
         } else {
-            SqlError::describe(error, self.guard.take_denial(), self.limit_bytes)
+            SqlError::describe(error, self.guard.take_denial(), || self.full())
         };
         if self.in_batch && self.conn.is_autocommit() && self.lost.is_none() {
             self.lost = Some(error.message.clone());
@@ -187,13 +175,12 @@ impl ObjectDb {
 
     /// The error of a statement stopped by the event's SQL budget.
     fn budget_spent(&self) -> SqlError {
-        SqlError::new(
-            SqlErrorKind::Other,
-            format!(
-                "interrupted: this event used up its SQL time ({} ms, limits.sql_ms, within limits.wall_ms)",
-                self.budget.limit.as_millis()
-            ),
-        )
+        SqlError::out_of_time(self.budget.limit, "this event")
+    }
+
+    /// The error of a write past the object's size limit.
+    fn full(&self) -> SqlError {
+        SqlError::full("this object", self.limit_bytes, "limits.object_storage_mb")
     }
 
     /// Size of the database in bytes (pages in use times page size).
@@ -248,13 +235,7 @@ impl ObjectDb {
         let result = result.and_then(|written| {
             let after = self.size()?;
             if after > before && after > self.limit_bytes {
-                return Err(SqlError::new(
-                    SqlErrorKind::Full,
-                    format!(
-                        "database full: this object reached its limit of {} MiB (limits.object_storage_mb)",
-                        self.limit_bytes >> 20
-                    ),
-                ));
+                return Err(self.full());
             }
             Ok(written)
         });
@@ -328,8 +309,38 @@ impl ObjectDb {
     }
 }
 
+/// Sets up a connection that runs guest SQL: foreign keys on, untrusted
+/// schema, defensive mode, the `SQL_LIMITS`, the authorizer and the
+/// budget's progress handler. Returns what the host steers them with.
+/// Shared with D1 databases (`storage/d1/`), which run guest SQL under the
+/// same rules.
+pub(crate) fn harden(conn: &mut Connection) -> rusqlite::Result<(Arc<Guard>, Arc<Deadline>)> {
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "trusted_schema", false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    for (limit, value) in SQL_LIMITS {
+        conn.set_limit(*limit, *value)?;
+    }
+    let guard = Arc::new(Guard::default());
+    let hook_guard = guard.clone();
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| hook_guard.authorize(ctx)))?;
+    let deadline = Deadline::new();
+    let hook_deadline = deadline.clone();
+    conn.progress_handler(
+        budget::STEPS_PER_CHECK,
+        Some(move || hook_deadline.passed()),
+    )?;
+    Ok((guard, deadline))
+}
+
+/// The database's page size, fixed for the life of the file.
+pub(crate) fn page_size(conn: &Connection) -> rusqlite::Result<u64> {
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(page_size.max(512) as u64)
+}
+
 /// Pages in use times page size.
-fn page_bytes(conn: &Connection, page_size: u64) -> rusqlite::Result<u64> {
+pub(crate) fn page_bytes(conn: &Connection, page_size: u64) -> rusqlite::Result<u64> {
     // Cached: a write checks the size twice, and a reparse each time
     // costs more than the check.
     let pages: i64 = conn
