@@ -20,6 +20,7 @@ use crate::runtime::{
     self, ArtifactCache, ArtifactStats, EngineOptions, HostState, LinkError, LoadedWorker,
     MemoryBudget, WorkerContext, content_hash,
 };
+pub use crate::storage::r2::R2Store;
 use crate::storage::{Activation, ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 use crate::telemetry::{Snapshot, Telemetry};
 
@@ -122,6 +123,7 @@ pub struct Platform {
     /// Where guests' outbound requests may not go.
     guard: Arc<AddressGuard>,
     objects: Arc<ObjectSystem>,
+    r2: Arc<R2Store>,
     request_slots: Arc<tokio::sync::Semaphore>,
     memory: Arc<MemoryBudget>,
     options: PlatformOptions,
@@ -159,6 +161,7 @@ impl Platform {
             control,
             guard: Arc::default(),
             objects,
+            r2: Arc::new(R2Store::new(&options.data_dir)),
             memory: MemoryBudget::new((options.engine.memory_budget_mb as usize) << 20),
             request_slots: Arc::new(tokio::sync::Semaphore::new(
                 options.engine.max_instances as usize,
@@ -502,6 +505,7 @@ impl Platform {
             config,
             secrets: self.control.secrets(name)?,
             objects: self.objects.clone(),
+            r2: self.r2.clone(),
             request_slots: self.request_slots.clone(),
             worker_slots: Arc::new(tokio::sync::Semaphore::new(
                 self.options.engine.max_instances_per_worker.max(1) as usize,
@@ -542,6 +546,11 @@ impl Platform {
     /// The Durable Object system.
     pub fn objects(&self) -> &Arc<ObjectSystem> {
         &self.objects
+    }
+
+    /// The R2 buckets.
+    pub fn r2(&self) -> &Arc<R2Store> {
+        &self.r2
     }
 
     /// Request logs, tails and metrics.

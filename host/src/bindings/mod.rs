@@ -9,6 +9,7 @@ pub(crate) mod http_types;
 mod kv;
 mod log;
 mod objects;
+mod r2;
 mod sql;
 mod websocket;
 
@@ -20,6 +21,19 @@ wasmtime::component::bindgen!({
         "verge:platform/fetch.fetch": async,
         "verge:platform/objects.fetch": async,
         "verge:platform/objects.rpc": async,
+        "verge:platform/r2.get": async,
+        "verge:platform/r2.head": async,
+        "verge:platform/r2.put": async,
+        "verge:platform/r2.delete": async,
+        "verge:platform/r2.list": async,
+        "verge:platform/r2.create-multipart-upload": async,
+        "verge:platform/r2.upload-part": async,
+        "verge:platform/r2.complete-multipart-upload": async,
+        "verge:platform/r2.abort-multipart-upload": async,
+        "verge:platform/r2.[method]object-body.read": async,
+    },
+    with: {
+        "verge:platform/r2.object-body": crate::storage::r2::ObjectBody,
     },
     exports: { default: async },
 });

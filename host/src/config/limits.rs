@@ -26,6 +26,9 @@ pub struct Limits {
     /// milliseconds; a statement still running when it is spent is
     /// interrupted with an error.
     pub sql_ms: u64,
+    /// Largest R2 object this worker may write (one `put`, or a completed
+    /// multipart upload), in MiB.
+    pub r2_object_mb: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +41,7 @@ impl Default for Limits {
             subrequests: 50,
             object_storage_mb: 10 << 10,
             sql_ms: 2_000,
+            r2_object_mb: 5 << 10,
         }
     }
 }
@@ -55,6 +59,10 @@ impl Limits {
         (self.body_mb as usize) << 20
     }
 
+    pub fn r2_object_bytes(&self) -> u64 {
+        self.r2_object_mb << 20
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let checks = [
             ("cpu_ms", self.cpu_ms, 1, 300_000),
@@ -64,6 +72,8 @@ impl Limits {
             ("subrequests", u64::from(self.subrequests), 0, 10_000),
             ("object_storage_mb", self.object_storage_mb, 1, 1 << 20),
             ("sql_ms", self.sql_ms, 1, 300_000),
+            // R2's own ceiling: 5 TiB.
+            ("r2_object_mb", self.r2_object_mb, 1, 5 << 20),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

@@ -5,6 +5,7 @@
 mod durable_objects;
 mod limits;
 mod outbound;
+mod r2;
 mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,7 @@ use serde::Deserialize;
 pub(crate) use durable_objects::{DurableObjects, Migration};
 pub(crate) use limits::Limits;
 pub(crate) use outbound::OutboundRule;
+pub(crate) use r2::{R2Binding, validate_bucket_name};
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
 
 /// A worker's validated `verge.toml`.
@@ -30,6 +32,7 @@ pub struct WorkerConfig {
     /// The Durable Object classes this worker defines, after every
     /// migration.
     pub classes: BTreeSet<String>,
+    pub r2_buckets: Vec<R2Binding>,
 }
 
 /// How `verge dev` and `verge deploy` build the worker. The host ignores it.
@@ -63,6 +66,8 @@ struct RawConfig {
     durable_objects: DurableObjects,
     #[serde(default)]
     migrations: Vec<Migration>,
+    #[serde(default)]
+    r2_buckets: Vec<R2Binding>,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -92,6 +97,7 @@ impl WorkerConfig {
             .map(|r| r.parse())
             .collect::<Result<_, _>>()?;
         raw.limits.validate()?;
+        r2::validate(&raw.r2_buckets)?;
         let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
         let vars = raw
             .vars
@@ -108,6 +114,7 @@ impl WorkerConfig {
             durable_objects: raw.durable_objects,
             migrations: raw.migrations,
             classes,
+            r2_buckets: raw.r2_buckets,
         })
     }
 }

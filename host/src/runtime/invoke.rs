@@ -10,6 +10,7 @@ use crate::bindings::{Request, Response};
 use super::cpu_time::GuestCpu;
 use super::limits::{self, CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
+use crate::storage::r2::ObjectBody;
 use crate::telemetry::{Instantiation, TailLog};
 
 /// Why a request produced no response from the guest.
@@ -78,6 +79,9 @@ pub struct Invocation {
     pub object: Option<String>,
     /// The guest's log lines, when `verge tail` was watching.
     pub logs: Vec<TailLog>,
+    /// An R2 object's body the guest handed off as the response's body
+    /// (`Response::from_r2`), to stream after the instance is gone.
+    pub body: Option<ObjectBody>,
 }
 
 /// Runs `request` through a fresh instance of `worker`.
@@ -97,6 +101,7 @@ pub async fn invoke(
             result: Err(error),
             object: None,
             logs: Vec::new(),
+            body: None,
         }
     };
     let Some(handler) = &worker.handler else {
@@ -133,6 +138,13 @@ pub async fn invoke(
     .await
     .map_err(|error| store.data().with_last_words(error));
     let state = store.data_mut();
+    let mut body = None;
+    let result = result.and_then(|mut response| {
+        body = state
+            .take_response_body(&mut response)
+            .map_err(|why| InvokeError::Handler(format!("invalid response: {why}")))?;
+        Ok(response)
+    });
     state.record_call(Some(Instantiation::Request), &result);
     let result = match result {
         Err(InvokeError::Handler(error) | InvokeError::Trap(error)) if state.object_overloaded => {
@@ -144,6 +156,7 @@ pub async fn invoke(
         result,
         object: state.first_object.take(),
         logs: state.guest_log().take_collected(),
+        body,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::bindings::OutboundHttp;
 use crate::bindings::exports::verge::platform::{handler, object, object_events};
 use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
+use crate::storage::r2::R2Store;
 use crate::telemetry::{Telemetry, WorkerMetrics};
 
 use super::HostState;
@@ -23,6 +24,9 @@ pub struct WorkerContext {
     pub secrets: BTreeMap<String, String>,
     pub(crate) http: OutboundHttp,
     pub objects: Arc<ObjectSystem>,
+    /// The host's R2 buckets (`[[r2_buckets]]` picks which this worker
+    /// reaches).
+    pub(crate) r2: Arc<R2Store>,
     /// Host-wide permits for requests in flight, one per instance slot.
     pub request_slots: Arc<tokio::sync::Semaphore>,
     /// This worker's share of them: a worker whose requests hang cannot

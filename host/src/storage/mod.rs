@@ -3,6 +3,7 @@
 //! Object's own database is the objects subsystem's (`objects/storage/`).
 
 mod control;
+pub(crate) mod r2;
 
 pub(crate) use control::{
     Activation, ControlStore, NamespaceMigration, NamespaceRecord, ObjectRecord, VersionRecord,
