@@ -45,6 +45,7 @@ mod headers;
 pub mod log;
 mod method;
 mod object;
+mod r2;
 mod request;
 mod response;
 mod router;
@@ -61,6 +62,11 @@ pub use fetch::fetch;
 pub use headers::Headers;
 pub use method::Method;
 pub use object::{DurableObjectClass, ObjectError, ObjectId, ObjectNamespace, State, Stub};
+pub use r2::{
+    Bucket, Conditional, CreateMultipartUploadBuilder, GetOptionsBuilder, HttpMetadata, Include,
+    ListOptionsBuilder, MultipartUpload, Object, ObjectBody, Objects, PutOptionsBuilder, R2Error,
+    Range, UploadedPart,
+};
 pub use request::Request;
 pub use response::Response;
 pub use router::{RouteContext, Router};
