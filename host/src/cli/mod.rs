@@ -8,6 +8,7 @@ mod format;
 mod new;
 mod objects;
 mod project;
+mod r2;
 mod secret;
 mod serve;
 mod status;
@@ -82,6 +83,9 @@ enum Command {
     Objects(objects::ObjectsCommand),
     /// Stream a host's live request logs, like `wrangler tail`.
     Tail(tail::TailArgs),
+    /// Manage R2 buckets and objects, like `wrangler r2`.
+    #[command(subcommand)]
+    R2(r2::R2Command),
 }
 
 /// The listeners of a host with an admin API (`serve`, `up`).
@@ -257,6 +261,7 @@ pub async fn run() -> Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Objects(command) => objects::run(command).await,
         Command::Tail(args) => tail::run(args).await,
+        Command::R2(command) => r2::run(command).await,
     }
 }
 

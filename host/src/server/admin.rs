@@ -23,6 +23,8 @@
 //! | GET | /v1/workers/{name}/objects/{class}/{id}/export | the object's database, as a SQLite file |
 //! | PUT | /v1/workers/{name}/objects/{class}/{id}/import | replace it with a SQLite file (the body) |
 //! | DELETE | /v1/workers/{name}/objects/{class}/{id} | delete the object and its data |
+//!
+//! R2 buckets and objects: `/v1/r2/...`, see `admin_r2.rs`.
 
 use std::sync::Arc;
 
@@ -80,6 +82,7 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
             "/v1/workers/{name}/objects/{class}/{id}/import",
             put(import_object),
         )
+        .merge(super::admin_r2::routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(gate, check))
         .layer(middleware::map_request(drained_if_refused))

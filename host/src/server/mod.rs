@@ -2,6 +2,7 @@
 //! admin API on its own listener.
 
 mod admin;
+mod admin_r2;
 mod auth;
 mod drain;
 mod errors;

@@ -136,6 +136,19 @@ impl R2Store {
             .cloned()
     }
 
+    /// Bucket `name` if it exists: it has an index, or a location.
+    pub(crate) async fn existing(self: &Arc<Self>, name: &str) -> R2Result<Option<Arc<Bucket>>> {
+        let exists = self.lock_open().contains_key(name)
+            || self.location(name).is_some()
+            || (crate::config::validate_bucket_name(name).is_ok()
+                && self.root.join(format!("{name}.index")).exists());
+        if exists {
+            self.bucket(name).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Creates bucket `name`; an existing one is no error.
     pub(crate) async fn create(self: &Arc<Self>, name: &str) -> R2Result<()> {
         self.bucket(name).await.map(drop)
