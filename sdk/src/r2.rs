@@ -466,12 +466,7 @@ impl PutOptionsBuilder<'_> {
     /// Writes. `None` when an [`only_if`](Self::only_if) condition failed
     /// and nothing was written.
     pub fn execute(self) -> R2Result<Option<Object>> {
-        let written = host::put(
-            &self.bucket.binding,
-            &self.key,
-            &self.value,
-            &self.options,
-        )?;
+        let written = host::put(&self.bucket.binding, &self.key, &self.value, &self.options)?;
         Ok(written.map(|meta| Object { meta, body: None }))
     }
 }
@@ -738,10 +733,13 @@ impl ObjectBody {
 
 impl std::io::Read for ObjectBody {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = u32::try_from(buf.len()).unwrap_or(u32::MAX).min(READ_CHUNK_BYTES);
-        let chunk = self.0.read(want).map_err(|e| {
-            std::io::Error::other(R2Error::from(e))
-        })?;
+        let want = u32::try_from(buf.len())
+            .unwrap_or(u32::MAX)
+            .min(READ_CHUNK_BYTES);
+        let chunk = self
+            .0
+            .read(want)
+            .map_err(|e| std::io::Error::other(R2Error::from(e)))?;
         buf[..chunk.len()].copy_from_slice(&chunk);
         Ok(chunk.len())
     }
@@ -899,7 +897,10 @@ impl Response {
         let headers = response.headers_mut();
         if let Some((offset, length)) = meta.range {
             let end = (offset + length).max(1) - 1;
-            headers.set("content-range", &format!("bytes {offset}-{end}/{}", meta.size))?;
+            headers.set(
+                "content-range",
+                &format!("bytes {offset}-{end}/{}", meta.size),
+            )?;
         }
         let http = meta.http_metadata;
         for (name, value) in [

@@ -81,9 +81,7 @@ fn file(req: Request, bucket: &Bucket, key: &str) -> Result<Response> {
                 }
                 Ok(Some(object)) => Response::from_r2(object),
                 Ok(None) => Ok(Response::not_found()),
-                Err(R2Error::InvalidArgument(why)) => {
-                    Ok(Response::error(format!("{why}\n"), 416))
-                }
+                Err(R2Error::InvalidArgument(why)) => Ok(Response::error(format!("{why}\n"), 416)),
                 Err(e) => Err(e.into()),
             }
         }
@@ -96,7 +94,9 @@ fn file(req: Request, bucket: &Bucket, key: &str) -> Result<Response> {
                     .with_header("etag", &object.http_etag())?
                     .with_header(
                         "content-type",
-                        http.content_type.as_deref().unwrap_or("application/octet-stream"),
+                        http.content_type
+                            .as_deref()
+                            .unwrap_or("application/octet-stream"),
                     )?)
             }
             None => Ok(Response::not_found()),
@@ -119,7 +119,9 @@ struct ListQuery {
 
 fn list(req: &Request, bucket: &Bucket) -> Result<Response> {
     let query: ListQuery = req.query()?;
-    let mut list = bucket.list().include([Include::HttpMetadata, Include::CustomMetadata]);
+    let mut list = bucket
+        .list()
+        .include([Include::HttpMetadata, Include::CustomMetadata]);
     if let Some(prefix) = query.prefix {
         list = list.prefix(prefix);
     }

@@ -2,8 +2,9 @@
 //! (`[[r2_buckets]]`), and the hand-off of an object's body to the
 //! response (`respond-with`).
 //!
-//! Every call awaits the bucket (blob store I/O, index work on blocking
-//! threads), so none of it counts as the guest's CPU time.
+//! Every bucket call runs as a task of its own that the guest awaits
+//! (`on_bucket`), so none of the bucket's work counts as the guest's CPU
+//! time.
 
 use std::sync::Arc;
 
@@ -13,11 +14,11 @@ use wasmtime_wasi::WasiView;
 
 use super::Response;
 use super::verge::platform::r2::{
-    Conditional, Error, GetOptions, GetResult, Host, HostObjectBody, HttpMetadata,
-    ListOptions, ListResult, MultipartOptions, ObjectMeta, PutOptions, Range, UploadedPart,
+    Conditional, Error, GetOptions, GetResult, Host, HostObjectBody, HttpMetadata, ListOptions,
+    ListResult, MultipartOptions, ObjectMeta, PutOptions, Range, UploadedPart,
 };
 use crate::runtime::HostState;
-use crate::storage::r2::{self as store, Bucket, ObjectBody, R2Error};
+use crate::storage::r2::{self as store, Bucket, ObjectBody, R2Error, R2Result};
 
 /// The response header naming a body handed off with `respond-with`.
 pub(crate) const BODY_HEADER: &str = "verge-r2-body";
@@ -100,12 +101,19 @@ fn to_wire(meta: store::ObjectMeta, range: Option<std::ops::Range<u64>>) -> Obje
 }
 
 impl HostState {
-    /// The bucket bound as `binding`, once the returned future (which
-    /// borrows nothing from `self`) opens it.
-    fn bucket(
+    /// Runs `work` on the bucket bound as `binding`, as a task of its
+    /// own: the guest awaits it, so none of the bucket's work (hashing,
+    /// copying bodies, assembling parts) is charged as the guest's CPU
+    /// time. The returned future borrows nothing from `self`.
+    fn on_bucket<T, F>(
         &self,
         binding: &str,
-    ) -> Result<impl Future<Output = Result<Arc<Bucket>, Error>> + Send + 'static, Error> {
+        work: impl FnOnce(Arc<Bucket>) -> F + Send + 'static,
+    ) -> Result<impl Future<Output = Result<T, Error>> + Send + 'static, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = R2Result<T>> + Send + 'static,
+    {
         let worker = self.worker();
         let bound = worker
             .config
@@ -114,7 +122,13 @@ impl HostState {
             .find(|b| b.binding == binding)
             .ok_or_else(|| Error::UnknownBinding(binding.to_owned()))?;
         let (r2, name) = (worker.r2.clone(), bound.bucket_name.clone());
-        Ok(async move { Ok(r2.bucket(&name).await?) })
+        let task = async move { work(r2.bucket(&name).await?).await };
+        Ok(async move {
+            tokio::spawn(task)
+                .await
+                .map_err(|e| Error::Storage(format!("the bucket's task failed: {e}")))?
+                .map_err(Error::from)
+        })
     }
 
     fn r2_object_bytes(&self) -> u64 {
@@ -141,7 +155,9 @@ impl HostState {
             return Ok(None);
         };
         let not_handed_off = || {
-            format!("its {BODY_HEADER} header names {token:?}, not a body this request handed off with respond-with")
+            format!(
+                "its {BODY_HEADER} header names {token:?}, not a body this request handed off with respond-with"
+            )
         };
         let rep = token.trim().parse::<u32>().map_err(|_| not_handed_off())?;
         let body = self
@@ -160,7 +176,6 @@ impl Host for HostState {
         key: String,
         options: GetOptions,
     ) -> Result<Option<GetResult>, Error> {
-        let bucket = self.bucket(&binding)?.await?;
         let range = options.range.map(|range| match range {
             Range::Offset(r) => store::ByteRange::Offset {
                 offset: r.offset,
@@ -169,7 +184,10 @@ impl Host for HostState {
             Range::Suffix(n) => store::ByteRange::Suffix(n),
         });
         let only_if = options.only_if.map(store::Conditional::from);
-        let Some(found) = bucket.get(&key, range, only_if.as_ref()).await? else {
+        let get = self.on_bucket(&binding, move |bucket| async move {
+            bucket.get(&key, range, only_if.as_ref()).await
+        })?;
+        let Some(found) = get.await? else {
             return Ok(None);
         };
         let body = match found.body {
@@ -188,8 +206,11 @@ impl Host for HostState {
     }
 
     async fn head(&mut self, binding: String, key: String) -> Result<Option<ObjectMeta>, Error> {
-        let bucket = self.bucket(&binding)?.await?;
-        Ok(bucket.head(&key).await?.map(|meta| to_wire(meta, None)))
+        let head = self.on_bucket(
+            &binding,
+            move |bucket| async move { bucket.head(&key).await },
+        )?;
+        Ok(head.await?.map(|meta| to_wire(meta, None)))
     }
 
     async fn put(
@@ -199,38 +220,46 @@ impl Host for HostState {
         body: Vec<u8>,
         options: PutOptions,
     ) -> Result<Option<ObjectMeta>, Error> {
-        let bucket = self.bucket(&binding)?.await?;
+        let max_bytes = self.r2_object_bytes();
         let options = store::PutOptions {
             metadata: metadata(options.http_metadata, options.custom_metadata),
             only_if: options.only_if.map(Into::into),
             md5: options.md5,
             sha256: options.sha256,
         };
-        let written = bucket
-            .put(&key, Bytes::from(body), options, self.r2_object_bytes())
-            .await?;
-        Ok(written.map(|meta| to_wire(meta, None)))
+        let put = self.on_bucket(&binding, move |bucket| async move {
+            bucket
+                .put(&key, Bytes::from(body), options, max_bytes)
+                .await
+        })?;
+        Ok(put.await?.map(|meta| to_wire(meta, None)))
     }
 
     async fn delete(&mut self, binding: String, keys: Vec<String>) -> Result<(), Error> {
-        let bucket = self.bucket(&binding)?.await?;
-        Ok(bucket.delete(keys).await?)
+        self.on_bucket(
+            &binding,
+            move |bucket| async move { bucket.delete(keys).await },
+        )?
+        .await
     }
 
     async fn list(&mut self, binding: String, options: ListOptions) -> Result<ListResult, Error> {
-        let bucket = self.bucket(&binding)?.await?;
         let (http, custom) = (
             options.include_http_metadata,
             options.include_custom_metadata,
         );
-        let page = bucket
-            .list(store::ListOptions {
-                prefix: options.prefix,
-                delimiter: options.delimiter,
-                cursor: options.cursor,
-                start_after: options.start_after,
-                limit: options.limit,
-            })
+        let query = store::ListOptions {
+            prefix: options.prefix,
+            delimiter: options.delimiter,
+            cursor: options.cursor,
+            start_after: options.start_after,
+            limit: options.limit,
+        };
+        let page = self
+            .on_bucket(
+                &binding,
+                move |bucket| async move { bucket.list(query).await },
+            )?
             .await?;
         Ok(ListResult {
             objects: page
@@ -259,9 +288,11 @@ impl Host for HostState {
         key: String,
         options: MultipartOptions,
     ) -> Result<String, Error> {
-        let bucket = self.bucket(&binding)?.await?;
         let metadata = metadata(options.http_metadata, options.custom_metadata);
-        Ok(bucket.create_multipart_upload(&key, metadata).await?)
+        self.on_bucket(&binding, move |bucket| async move {
+            bucket.create_multipart_upload(&key, metadata).await
+        })?
+        .await
     }
 
     async fn upload_part(
@@ -272,15 +303,14 @@ impl Host for HostState {
         part_number: u16,
         body: Vec<u8>,
     ) -> Result<UploadedPart, Error> {
-        let bucket = self.bucket(&binding)?.await?;
-        let part = bucket
-            .upload_part(
-                &key,
-                &upload_id,
-                part_number,
-                Bytes::from(body),
-                self.r2_object_bytes(),
-            )
+        let max_bytes = self.r2_object_bytes();
+        let part = self
+            .on_bucket(&binding, move |bucket| async move {
+                let body = Bytes::from(body);
+                bucket
+                    .upload_part(&key, &upload_id, part_number, body, max_bytes)
+                    .await
+            })?
             .await?;
         Ok(UploadedPart {
             part_number: part.part_number,
@@ -295,7 +325,7 @@ impl Host for HostState {
         upload_id: String,
         parts: Vec<UploadedPart>,
     ) -> Result<ObjectMeta, Error> {
-        let bucket = self.bucket(&binding)?.await?;
+        let max_bytes = self.r2_object_bytes();
         let parts: Vec<store::UploadedPart> = parts
             .into_iter()
             .map(|p| store::UploadedPart {
@@ -303,8 +333,12 @@ impl Host for HostState {
                 etag: p.etag,
             })
             .collect();
-        let meta = bucket
-            .complete_multipart_upload(&key, &upload_id, &parts, self.r2_object_bytes())
+        let meta = self
+            .on_bucket(&binding, move |bucket| async move {
+                bucket
+                    .complete_multipart_upload(&key, &upload_id, &parts, max_bytes)
+                    .await
+            })?
             .await?;
         Ok(to_wire(meta, None))
     }
@@ -315,8 +349,10 @@ impl Host for HostState {
         key: String,
         upload_id: String,
     ) -> Result<(), Error> {
-        let bucket = self.bucket(&binding)?.await?;
-        Ok(bucket.abort_multipart_upload(&key, &upload_id).await?)
+        self.on_bucket(&binding, move |bucket| async move {
+            bucket.abort_multipart_upload(&key, &upload_id).await
+        })?
+        .await
     }
 
     fn respond_with(&mut self, body: Resource<ObjectBody>) -> String {
@@ -336,11 +372,7 @@ impl Host for HostState {
 }
 
 impl HostObjectBody for HostState {
-    async fn read(
-        &mut self,
-        body: Resource<ObjectBody>,
-        max_bytes: u32,
-    ) -> Result<Vec<u8>, Error> {
+    async fn read(&mut self, body: Resource<ObjectBody>, max_bytes: u32) -> Result<Vec<u8>, Error> {
         let body = self
             .ctx()
             .table
@@ -350,10 +382,7 @@ impl HostObjectBody for HostState {
     }
 
     fn remaining(&mut self, body: Resource<ObjectBody>) -> u64 {
-        self.ctx()
-            .table
-            .get(&body)
-            .map_or(0, ObjectBody::remaining)
+        self.ctx().table.get(&body).map_or(0, ObjectBody::remaining)
     }
 
     fn drop(&mut self, body: Resource<ObjectBody>) -> wasmtime::Result<()> {

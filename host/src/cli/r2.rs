@@ -88,10 +88,9 @@ pub(super) enum ObjectCommand {
 /// The admin API path of object `bucket/key`.
 fn object_path(path: &str) -> Result<String> {
     match path.split_once('/') {
-        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(format!(
-            "/v1/r2/buckets/{bucket}/objects/{}",
-            encode(key)
-        )),
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+            Ok(format!("/v1/r2/buckets/{bucket}/objects/{}", encode(key)))
+        }
         _ => bail!("{path:?} is not an object path: write it as bucket/key"),
     }
 }
@@ -166,7 +165,9 @@ pub(super) async fn run(command: R2Command) -> Result<()> {
             }
         }
         R2Command::Object(ObjectCommand::Delete { path, host }) => {
-            AdminClient::new(&host)?.delete(&object_path(&path)?).await?;
+            AdminClient::new(&host)?
+                .delete(&object_path(&path)?)
+                .await?;
             println!("deleted {path}");
         }
         R2Command::Object(ObjectCommand::List {
@@ -187,7 +188,11 @@ pub(super) async fn run(command: R2Command) -> Result<()> {
                 ];
                 let page: serde_json::Value = client.stream(&base, &query).await?.json().await?;
                 for rolled in page["delimited_prefixes"].as_array().into_iter().flatten() {
-                    table.row(vec![rolled.as_str().unwrap_or("?").to_owned(), "-".into(), "-".into()]);
+                    table.row(vec![
+                        rolled.as_str().unwrap_or("?").to_owned(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
                 }
                 for object in page["objects"].as_array().into_iter().flatten() {
                     table.row(vec![

@@ -22,7 +22,12 @@ pub(super) struct ServeArgs {
     /// Credentials come from the store's usual environment variables
     /// (AWS_ACCESS_KEY_ID, ...). Cloud stores need a build with the
     /// `r2-cloud` feature.
-    #[arg(long = "r2-bucket", env = "VERGE_R2_BUCKETS", value_delimiter = ',', value_name = "NAME=URL")]
+    #[arg(
+        long = "r2-bucket",
+        env = "VERGE_R2_BUCKETS",
+        value_delimiter = ',',
+        value_name = "NAME=URL"
+    )]
     r2_buckets: Vec<String>,
 }
 

@@ -90,7 +90,9 @@ async fn list_objects(
     Query(options): Query<ListOptions>,
 ) -> R2AdminResult {
     let page = existing(&platform, &bucket).await?.list(options).await?;
-    Ok(Json(serde_json::to_value(page).map_err(|e| R2Error::Storage(e.into()))?))
+    Ok(Json(
+        serde_json::to_value(page).map_err(|e| R2Error::Storage(e.into()))?,
+    ))
 }
 
 async fn put_object(
@@ -119,14 +121,19 @@ async fn put_object(
             Limits::default().r2_object_bytes(),
         )
         .await?;
-    Ok(Json(json!({ "key": meta.key, "size": meta.size, "etag": meta.etag })))
+    Ok(Json(
+        json!({ "key": meta.key, "size": meta.size, "etag": meta.etag }),
+    ))
 }
 
 async fn get_object(
     State(platform): Shared,
     Path((bucket, key)): Path<(String, String)>,
 ) -> R2AdminResult<Response> {
-    let found = existing(&platform, &bucket).await?.get(&key, None, None).await?;
+    let found = existing(&platform, &bucket)
+        .await?
+        .get(&key, None, None)
+        .await?;
     let Some(found) = found else {
         return Err(R2AdminError(
             StatusCode::NOT_FOUND,

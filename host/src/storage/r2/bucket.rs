@@ -120,7 +120,11 @@ impl Bucket {
                     range: Some(GetRange::Bounded(bytes.clone())),
                     ..GetOptions::default()
                 };
-                match self.blobs.get_opts(&blob_path(&meta.version), options).await {
+                match self
+                    .blobs
+                    .get_opts(&blob_path(&meta.version), options)
+                    .await
+                {
                     Ok(blob) => ObjectBody::new(blob).await?,
                     Err(object_store::Error::NotFound { .. }) => continue,
                     Err(e) => return Err(e.into()),
@@ -148,7 +152,8 @@ impl Bucket {
         check_key(key)?;
         options.metadata.check()?;
         check_size(body.len() as u64, max_bytes)?;
-        let md5 = hex::encode(Md5::digest(&body));
+        let want_sha = options.sha256.is_some();
+        let (body, md5, sha256) = digests(body, want_sha).await?;
         if let Some(expected) = &options.md5
             && !expected.eq_ignore_ascii_case(&md5)
         {
@@ -156,13 +161,12 @@ impl Bucket {
                 "the body's MD5 is {md5}, not {expected}"
             )));
         }
-        if let Some(expected) = &options.sha256 {
-            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-            if !expected.eq_ignore_ascii_case(&sha) {
-                return Err(R2Error::InvalidArgument(format!(
-                    "the body's SHA-256 is {sha}, not {expected}"
-                )));
-            }
+        if let (Some(expected), Some(sha)) = (&options.sha256, sha256)
+            && !expected.eq_ignore_ascii_case(&sha)
+        {
+            return Err(R2Error::InvalidArgument(format!(
+                "the body's SHA-256 is {sha}, not {expected}"
+            )));
         }
         let version = new_id();
         let size = body.len() as u64;
@@ -186,15 +190,19 @@ impl Bucket {
         metadata.check()?;
         let version = new_id();
         let path = blob_path(&version);
-        let mut writer =
-            WriteMultipart::new_with_chunk_size(self.blobs.put_multipart(&path).await?, WRITE_CHUNK_BYTES);
+        let mut writer = WriteMultipart::new_with_chunk_size(
+            self.blobs.put_multipart(&path).await?,
+            WRITE_CHUNK_BYTES,
+        );
         let (mut md5, mut size) = (Md5::new(), 0u64);
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     writer.abort().await?;
-                    return Err(R2Error::InvalidArgument(format!("reading the body failed: {e}")));
+                    return Err(R2Error::InvalidArgument(format!(
+                        "reading the body failed: {e}"
+                    )));
                 }
             };
             size += chunk.len() as u64;
@@ -305,6 +313,21 @@ impl Bucket {
             Err(e) => tracing::warn!("R2: cannot delete unused blob {path}: {e}"),
         }
     }
+}
+
+/// The body's hex MD5 (and SHA-256, if `sha256`), hashed on a blocking
+/// thread: a 16 MiB body takes a while.
+pub(super) async fn digests(
+    body: Bytes,
+    sha256: bool,
+) -> R2Result<(Bytes, String, Option<String>)> {
+    tokio::task::spawn_blocking(move || {
+        let md5 = hex::encode(Md5::digest(&body));
+        let sha = sha256.then(|| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)));
+        (body, md5, sha)
+    })
+    .await
+    .map_err(|e| R2Error::Storage(anyhow::anyhow!("hashing a body failed: {e}")))
 }
 
 /// Where the body of `version` lives in the blob store.

@@ -98,7 +98,9 @@ impl Index {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open
         // (rusqlite rolls back on drop), so the connection stays usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn get(&self, key: &str) -> R2Result<Option<ObjectMeta>> {
@@ -183,7 +185,10 @@ impl Index {
                 break;
             }
             let rest = &object.key[query.prefix.len()..];
-            match query.delimiter.and_then(|d| rest.find(d).map(|at| at + d.len())) {
+            match query
+                .delimiter
+                .and_then(|d| rest.find(d).map(|at| at + d.len()))
+            {
                 Some(end) => {
                     let rolled = object.key[..query.prefix.len() + end].to_owned();
                     from = [rolled.as_bytes(), &[0xFF]].concat();

@@ -68,7 +68,8 @@ impl R2Store {
     /// before the bucket's first use.
     pub fn locate(&self, name: &str, url: &str) -> anyhow::Result<()> {
         crate::config::validate_bucket_name(name).map_err(anyhow::Error::msg)?;
-        let url = url::Url::parse(url).with_context(|| format!("R2 bucket {name}: {url:?} is not a URL"))?;
+        let url = url::Url::parse(url)
+            .with_context(|| format!("R2 bucket {name}: {url:?} is not a URL"))?;
         // Fail now, at start, rather than on the first request.
         open_url(&url).with_context(|| format!("R2 bucket {name}"))?;
         if self.lock_open().contains_key(name) {
@@ -90,8 +91,7 @@ impl R2Store {
         if let Some(bucket) = self.lock_open().get(name) {
             return Ok(bucket.clone());
         }
-        crate::config::validate_bucket_name(name)
-            .map_err(R2Error::InvalidArgument)?;
+        crate::config::validate_bucket_name(name).map_err(R2Error::InvalidArgument)?;
         let (this, name) = (self.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || this.open_bucket(&name))
             .await
@@ -201,7 +201,11 @@ impl R2Store {
 
 /// The blob store a bucket URL names, under the URL's path.
 fn open_url(url: &url::Url) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    let (store, prefix) = object_store::parse_url_opts(url, std::env::vars())
-        .with_context(|| format!("cannot use {url} (S3, GCS and Azure need a host built with the `r2-cloud` feature)"))?;
+    let (store, prefix) =
+        object_store::parse_url_opts(url, std::env::vars()).with_context(|| {
+            format!(
+                "cannot use {url} (S3, GCS and Azure need a host built with the `r2-cloud` feature)"
+            )
+        })?;
     Ok(Arc::new(PrefixStore::new(store, prefix)))
 }

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
-use super::bucket::{Bucket, blob_path, check_key, check_size, new_id, object_meta};
+use super::bucket::{Bucket, blob_path, check_key, check_size, digests, new_id, object_meta};
 use super::index::PartRecord;
 use super::meta::{ObjectMeta, WriteMetadata};
 use super::{R2Error, R2Result};
@@ -65,9 +65,10 @@ impl Bucket {
         }
         check_size(body.len() as u64, max_bytes)?;
         self.require_upload(key, id).await?;
+        let (body, etag, _) = digests(body, false).await?;
         let part = PartRecord {
             number,
-            etag: hex::encode(Md5::digest(&body)),
+            etag,
             size: body.len() as u64,
         };
         self.blobs
@@ -106,7 +107,11 @@ impl Bucket {
         );
         let mut digests = Md5::new();
         for part in &chosen {
-            let mut chunks = self.blobs.get(&part_path(id, part.number)).await?.into_stream();
+            let mut chunks = self
+                .blobs
+                .get(&part_path(id, part.number))
+                .await?
+                .into_stream();
             while let Some(chunk) = chunks.next().await {
                 writer.wait_for_capacity(2).await?;
                 writer.put(chunk?);
@@ -117,7 +122,10 @@ impl Bucket {
         let etag = format!("{}-{}", hex::encode(digests.finalize()), chosen.len());
         let meta = object_meta(key, version, size, etag, metadata);
         let (upload, row) = (id.to_owned(), meta.clone());
-        match self.indexed(move |index| index.finish_upload(&upload, &row)).await {
+        match self
+            .indexed(move |index| index.finish_upload(&upload, &row))
+            .await
+        {
             Ok(old) => {
                 if let Some(old) = old {
                     self.delete_blob(&blob_path(&old)).await;
@@ -187,7 +195,10 @@ fn choose_parts(named: &[UploadedPart], stored: &[PartRecord]) -> R2Result<Vec<P
     if named.is_empty() {
         return invalid("a multipart upload needs at least one part".into());
     }
-    if named.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+    if named
+        .windows(2)
+        .any(|w| w[0].part_number >= w[1].part_number)
+    {
         return invalid("parts must be listed in ascending order of part number, each once".into());
     }
     let mut chosen = Vec::with_capacity(named.len());
@@ -234,10 +245,16 @@ mod tests {
     #[test]
     fn parts_are_checked_as_r2_checks_them() {
         let parts = [stored(1, MIN_PART_BYTES), stored(2, 1), stored(3, 1)];
-        assert_eq!(choose_parts(&[named(1), named(3)], &parts).unwrap().len(), 2);
+        assert_eq!(
+            choose_parts(&[named(1), named(3)], &parts).unwrap().len(),
+            2
+        );
         assert!(choose_parts(&[], &parts).is_err());
         assert!(choose_parts(&[named(3), named(1)], &parts).is_err());
-        assert!(choose_parts(&[named(2), named(3)], &parts).is_err(), "small middle part");
+        assert!(
+            choose_parts(&[named(2), named(3)], &parts).is_err(),
+            "small middle part"
+        );
         assert!(choose_parts(&[named(4)], &parts).is_err());
         let wrong = UploadedPart {
             part_number: 1,
