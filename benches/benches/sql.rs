@@ -4,61 +4,23 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use verge_benches::repo;
-use verge_host::objects::{CallPath, Event, ObjectKey};
-use verge_host::platform::{Platform, PlatformOptions};
+use verge_benches::{BenchObject, bench_objects_guest};
 
 const STATEMENTS: u32 = 1000;
 
 fn sql_round_trip(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let built = verge_host::toolchain::build(
-        &repo().join("benches/guests"),
-        verge_host::toolchain::Symbols::Strip,
-    )
-    .unwrap();
-    let guest = built.iter().find(|g| g.name == "bench_objects").unwrap();
-    let wasm = std::fs::read(&guest.wasm).unwrap();
-    let config = std::fs::read_to_string(guest.package_dir.join("verge.toml")).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let (platform, key) = runtime.block_on(async {
-        let platform = Platform::open(PlatformOptions {
-            data_dir: data.path().to_path_buf(),
-            engine: Default::default(),
-            objects: Default::default(),
-            dev: false,
-        })
-        .await
+    let (wasm, config) = bench_objects_guest().unwrap();
+    let object = runtime
+        .block_on(BenchObject::start(wasm, &config, "SqlLoop"))
         .unwrap();
-        platform
-            .deploy("bench-objects", wasm, &config, true)
-            .await
-            .unwrap();
-        let objects = platform.objects();
-        let namespace = objects.namespace("bench-objects", "SqlLoop").unwrap();
-        let key = ObjectKey {
-            id: objects.id_from_name(&namespace, "bench"),
-            namespace: namespace.id,
-        };
-        (platform, key)
-    });
     let call = |n: u32| {
-        let (objects, key) = (platform.objects().clone(), key.clone());
+        let object = &object;
         async move {
-            let event = Event::Rpc {
-                method: "select".into(),
-                args: serde_json::to_vec(&(n,)).unwrap(),
-            };
-            objects
-                .call(
-                    key,
-                    None,
-                    event,
-                    CallPath::default(),
-                    Duration::from_secs(60),
-                )
+            object
+                .rpc("select", serde_json::to_vec(&(n,)).unwrap())
                 .await
-                .unwrap();
+                .unwrap()
         }
     };
 

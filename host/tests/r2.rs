@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use futures::StreamExt;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::{TOKEN, TestHost, VergeProcess, guest, json_body, upload};

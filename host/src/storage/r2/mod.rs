@@ -115,7 +115,10 @@ impl R2Store {
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
                         .with_context(|| format!("opening {}", dir.display()))?
-                        .with_automatic_cleanup(true),
+                        .with_automatic_cleanup(true)
+                        // A put that returned is on disk, as the index row that
+                        // points at it is (SQLite, synchronous=FULL).
+                        .with_fsync(true),
                 ) as Arc<dyn ObjectStore>
             }
         };
