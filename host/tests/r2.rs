@@ -399,6 +399,17 @@ async fn hostile_inputs_get_clear_errors() {
             assert!(text.contains("verge-r2-body"), "{text}");
         }
     }
+    // Open bodies are files: a request holds a bounded number.
+    let res = host.get("/h/r2-hoard?key=secret&n=32").await;
+    assert_eq!(res.text().await.unwrap(), "holding 32");
+    let res = host.get("/h/r2-hoard?key=secret&n=33").await;
+    assert_eq!(res.status(), 429);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("32 object bodies are open already")
+    );
     host.shutdown().await;
 }
 

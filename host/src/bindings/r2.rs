@@ -27,6 +27,11 @@ pub(crate) const BODY_HEADER: &str = "verge-r2-body";
 /// the host holds the chunk until the guest has it.
 const MAX_READ_BYTES: u32 = 4 << 20;
 
+/// The most R2 object bodies one request (or one Durable Object instance)
+/// may hold open at once: each may be an open file or connection.
+/// Cloudflare allows a worker six open connections.
+const MAX_OPEN_BODIES: u32 = 32;
+
 /// A body the guest gave up for the response; only this store's response
 /// can name it.
 pub(crate) struct HandedOff(ObjectBody);
@@ -165,6 +170,7 @@ impl HostState {
             .table
             .delete(Resource::<HandedOff>::new_own(rep))
             .map_err(|_| not_handed_off())?;
+        self.r2_bodies = self.r2_bodies.saturating_sub(1);
         Ok(Some(body.0))
     }
 }
@@ -191,12 +197,20 @@ impl Host for HostState {
             return Ok(None);
         };
         let body = match found.body {
-            Some(body) => Some(
-                self.ctx()
+            Some(_) if self.r2_bodies >= MAX_OPEN_BODIES => {
+                return Err(Error::TooLarge(format!(
+                    "{MAX_OPEN_BODIES} object bodies are open already: read or drop one first"
+                )));
+            }
+            Some(body) => {
+                let body = self
+                    .ctx()
                     .table
                     .push(body)
-                    .map_err(|e| Error::Storage(e.to_string()))?,
-            ),
+                    .map_err(|e| Error::Storage(e.to_string()))?;
+                self.r2_bodies += 1;
+                Some(body)
+            }
             None => None,
         };
         Ok(Some(GetResult {
@@ -356,6 +370,17 @@ impl Host for HostState {
     }
 
     fn respond_with(&mut self, body: Resource<ObjectBody>) -> String {
+        if self.object.is_some() {
+            // An object's response goes back to a worker, not to the
+            // client, and its store outlives the event: nothing would
+            // ever take the body.
+            if self.ctx().table.delete(body).is_ok() {
+                self.r2_bodies = self.r2_bodies.saturating_sub(1);
+            }
+            return "unavailable: a Durable Object cannot hand off an R2 body; \
+                    return it from the worker instead"
+                .into();
+        }
         let table = self.ctx().table;
         // Both can only fail on a handle wasmtime already checked, or on a
         // full table; the token then names nothing and the response fails
@@ -387,6 +412,7 @@ impl HostObjectBody for HostState {
 
     fn drop(&mut self, body: Resource<ObjectBody>) -> wasmtime::Result<()> {
         self.ctx().table.delete(body)?;
+        self.r2_bodies = self.r2_bodies.saturating_sub(1);
         Ok(())
     }
 }

@@ -73,6 +73,21 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
         ["obj", name, "runs"] => Response::json(&target(&env, name)?.typed::<Target>().runs()?),
         ["obj", name, "slow"] => target(&env, name)?.fetch(req),
         ["r2-forge"] => r2_forge(&req, &env),
+        ["r2-hoard"] => {
+            // Opens `?n=` bodies of `?key=` and keeps them all.
+            let (bucket, key) = (
+                env.r2("BUCKET")?,
+                req.query_param("key").unwrap_or_default(),
+            );
+            let mut held = Vec::new();
+            for _ in 0..number("n", 100) {
+                match bucket.get(key.as_str()).execute() {
+                    Ok(object) => held.push(object),
+                    Err(e) => return Ok(Response::error(e.to_string(), 429)),
+                }
+            }
+            Ok(Response::text(format!("holding {}", held.len())))
+        }
         _ => Ok(Response::not_found()),
     }
 }
