@@ -387,7 +387,7 @@ impl Range {
             }),
             (false, false) => {
                 let (offset, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
-                (last >= offset).then_some(Range::OffsetWithLength {
+                (last >= offset).then(|| Range::OffsetWithLength {
                     offset,
                     length: last - offset + 1,
                 })
