@@ -491,7 +491,10 @@ async fn objects_and_uploads_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verge_r2_commands_round_trip_through_the_admin_api() {
     let data = tempfile::tempdir().unwrap();
-    let host = VergeProcess::serve(data.path());
+    // One bucket kept at a URL, as a deployment would point it at S3.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let location = format!("media=file://{}", elsewhere.path().display());
+    let host = VergeProcess::serve_with(data.path(), &["--r2-bucket", &location], &[]);
     let verge = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_verge"))
             .args(["r2"])
@@ -520,7 +523,14 @@ async fn verge_r2_commands_round_trip_through_the_admin_api() {
     ]);
     assert!(ok && out.contains("3000000 bytes"), "{out}");
     let (ok, out) = verge(&["bucket", "list"]);
-    assert!(ok && out.contains("media") && out.contains("1"), "{out}");
+    assert!(
+        ok && out.contains("media") && out.contains("file://"),
+        "{out}"
+    );
+    let stored = std::fs::read_dir(elsewhere.path().join("data"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1, "the body is where --r2-bucket put the bucket");
     let (ok, out) = verge(&["object", "list", "media", "--prefix", "clips/"]);
     assert!(ok && out.contains("clips/one.bin"), "{out}");
     let back = data.path().join("back.bin");
