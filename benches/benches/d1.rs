@@ -9,13 +9,16 @@
 //! connection from the database's pool.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use verge_benches::object_rpc::{ObjectRpc, net_of_rpc};
+use verge_benches::{BenchObject, bench_objects_guest, net_of_rpc};
 
 const LOOKUPS: u32 = 1000;
 
 fn first_on_primary_key(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let object = ObjectRpc::start(&runtime, "SqlLoop");
+    let (wasm, config) = bench_objects_guest().unwrap();
+    let object = runtime
+        .block_on(BenchObject::start(wasm, &config, "SqlLoop"))
+        .unwrap();
     runtime.block_on(object.call("seed", &()));
 
     let mut group = c.benchmark_group("first on a primary key");

@@ -7,7 +7,7 @@
 //! the event that made them (one fsync for the whole loop).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use verge_benches::object_rpc::{ObjectRpc, net_of_rpc};
+use verge_benches::{BenchObject, bench_objects_guest, net_of_rpc};
 
 /// Operations per RPC, by kind: puts that fsync each are slower.
 fn operations(op: &str) -> u32 {
@@ -16,7 +16,10 @@ fn operations(op: &str) -> u32 {
 
 fn key_value(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let object = ObjectRpc::start(&runtime, "StorageLoop");
+    let (wasm, config) = bench_objects_guest().unwrap();
+    let object = runtime
+        .block_on(BenchObject::start(wasm, &config, "StorageLoop"))
+        .unwrap();
     let mut group = c.benchmark_group("key-value");
     for size in [16_u32, 1024] {
         for op in ["namespace-get", "object-get", "namespace-put", "object-put"] {

@@ -2,13 +2,16 @@
 //! loop inside one RPC; criterion divides the time by the statements.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use verge_benches::object_rpc::{ObjectRpc, net_of_rpc};
+use verge_benches::{BenchObject, bench_objects_guest, net_of_rpc};
 
 const STATEMENTS: u32 = 1000;
 
 fn sql_round_trip(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let object = ObjectRpc::start(&runtime, "SqlLoop");
+    let (wasm, config) = bench_objects_guest().unwrap();
+    let object = runtime
+        .block_on(BenchObject::start(wasm, &config, "SqlLoop"))
+        .unwrap();
     let call = |n: u32| object.call("select", &(n,));
 
     let mut group = c.benchmark_group("objects");

@@ -596,51 +596,18 @@ fn durable_section(figures: &[DurableFigures]) -> Section {
 /// One guest → SQLite round trip, measured in-process: an object runs
 /// `SELECT ?` n times in one RPC; (time(n = 1000) - time(n = 0)) / 1000.
 fn measure_sql_round_trip(setup: &Setup, plan: &Plan) -> Result<Section> {
-    use verge_host::objects::{CallPath, Event, ObjectKey};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let (wasm, config) = setup.guest("bench_objects")?.clone();
     let samples = plan.spawns.max(3);
     let (empty, loops) = runtime.block_on(async {
-        let data = tempfile::tempdir()?;
-        let platform =
-            verge_host::platform::Platform::open(verge_host::platform::PlatformOptions {
-                data_dir: data.path().to_path_buf(),
-                engine: Default::default(),
-                objects: Default::default(),
-                dev: false,
-            })
-            .await?;
-        platform
-            .deploy("bench-objects", wasm, &config, true)
-            .await?;
-        let objects = platform.objects();
-        let namespace = objects
-            .namespace("bench-objects", "SqlLoop")
-            .context("no SqlLoop namespace")?;
-        let key = ObjectKey {
-            id: objects.id_from_name(&namespace, "bench"),
-            namespace: namespace.id,
-        };
+        let object = crate::BenchObject::start(wasm, &config, "SqlLoop").await?;
         let call = |n: u32| {
-            let key = key.clone();
+            let object = &object;
             async move {
                 let started = Instant::now();
-                let event = Event::Rpc {
-                    method: "select".into(),
-                    args: serde_json::to_vec(&(n,))?,
-                };
-                objects
-                    .call(
-                        key,
-                        None,
-                        event,
-                        CallPath::default(),
-                        Duration::from_secs(60),
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                object.rpc("select", serde_json::to_vec(&(n,))?).await?;
                 anyhow::Ok(started.elapsed())
             }
         };

@@ -22,6 +22,7 @@ use crate::runtime::{
 };
 use crate::storage::d1::D1Store;
 use crate::storage::kv::KvNamespaces;
+pub use crate::storage::r2::R2Store;
 use crate::storage::{Activation, ControlStore, NamespaceMigration, VersionRecord, WorkerRecord};
 use crate::telemetry::{Snapshot, Telemetry};
 
@@ -140,6 +141,7 @@ pub struct Platform {
     objects: Arc<ObjectSystem>,
     kv: Arc<KvNamespaces>,
     d1: Arc<D1Store>,
+    r2: Arc<R2Store>,
     request_slots: Arc<tokio::sync::Semaphore>,
     memory: Arc<MemoryBudget>,
     options: PlatformOptions,
@@ -181,6 +183,7 @@ impl Platform {
             objects,
             kv: Arc::new(KvNamespaces::new(&options.data_dir)),
             d1: Arc::new(D1Store::new(&options.data_dir)),
+            r2: Arc::new(R2Store::new(&options.data_dir)),
             memory: MemoryBudget::new((options.engine.memory_budget_mb as usize) << 20),
             request_slots: Arc::new(tokio::sync::Semaphore::new(
                 options.engine.max_instances as usize,
@@ -599,6 +602,7 @@ impl Platform {
             objects: self.objects.clone(),
             kv: self.kv.clone(),
             d1: self.d1.clone(),
+            r2: self.r2.clone(),
             request_slots: self.request_slots.clone(),
             worker_slots: Arc::new(tokio::sync::Semaphore::new(
                 self.options.engine.max_instances_per_worker.max(1) as usize,
@@ -645,6 +649,11 @@ impl Platform {
 
     pub fn objects(&self) -> &Arc<ObjectSystem> {
         &self.objects
+    }
+
+    /// The R2 buckets.
+    pub fn r2(&self) -> &Arc<R2Store> {
+        &self.r2
     }
 
     /// Request logs, tails and metrics.

@@ -36,6 +36,9 @@ pub enum Error {
     /// A D1 database call failed.
     #[error("D1: {0}")]
     D1(#[from] crate::D1Error),
+    /// An R2 bucket call failed.
+    #[error("R2: {0}")]
+    R2(#[from] crate::R2Error),
     /// A call to a Durable Object failed.
     #[error(transparent)]
     Object(#[from] crate::ObjectError),

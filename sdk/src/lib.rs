@@ -48,6 +48,7 @@ mod kv;
 pub mod log;
 mod method;
 mod object;
+mod r2;
 mod request;
 mod response;
 mod router;
@@ -67,6 +68,11 @@ pub use headers::Headers;
 pub use kv::{GetBuilder, Key, KvError, KvStore, ListBuilder, ListResponse, PutBuilder};
 pub use method::Method;
 pub use object::{DurableObjectClass, ObjectError, ObjectId, ObjectNamespace, State, Stub};
+pub use r2::{
+    Bucket, Conditional, CreateMultipartUploadBuilder, GetOptionsBuilder, HttpMetadata, Include,
+    ListOptionsBuilder, MultipartUpload, Object, ObjectBody, Objects, PutOptionsBuilder, R2Error,
+    Range, UploadedPart,
+};
 pub use request::Request;
 pub use response::Response;
 pub use router::{RouteContext, Router};

@@ -11,6 +11,7 @@ mod kv;
 mod kv_namespace;
 mod log;
 mod objects;
+mod r2;
 mod sql;
 mod websocket;
 
@@ -26,6 +27,19 @@ wasmtime::component::bindgen!({
         "verge:platform/objects.fetch": async,
         "verge:platform/objects.rpc": async,
         "verge:platform/kv-namespace": async,
+        "verge:platform/r2.get": async,
+        "verge:platform/r2.head": async,
+        "verge:platform/r2.put": async,
+        "verge:platform/r2.delete": async,
+        "verge:platform/r2.list": async,
+        "verge:platform/r2.create-multipart-upload": async,
+        "verge:platform/r2.upload-part": async,
+        "verge:platform/r2.complete-multipart-upload": async,
+        "verge:platform/r2.abort-multipart-upload": async,
+        "verge:platform/r2.[method]object-body.read": async,
+    },
+    with: {
+        "verge:platform/r2.object-body": crate::storage::r2::ObjectBody,
     },
     exports: { default: async },
 });

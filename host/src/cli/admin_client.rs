@@ -146,6 +146,20 @@ impl AdminClient {
             .await
     }
 
+    /// A PUT of `body` (which may stream) with its content type.
+    pub(super) async fn put_typed(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+        content_type: Option<&str>,
+    ) -> Result<Value> {
+        let mut request = self.request(reqwest::Method::PUT, path).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        self.send(request).await
+    }
+
     /// A raw body, for downloads.
     pub(super) async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let response = self

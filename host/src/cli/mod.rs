@@ -10,6 +10,7 @@ mod kv;
 mod new;
 mod objects;
 mod project;
+mod r2;
 mod secret;
 mod serve;
 mod status;
@@ -90,6 +91,9 @@ enum Command {
     /// KV namespaces and their keys, like `wrangler kv`.
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Manage R2 buckets and objects, like `wrangler r2`.
+    #[command(subcommand)]
+    R2(r2::R2Command),
 }
 
 /// The listeners of a host with an admin API (`serve`, `up`).
@@ -267,6 +271,7 @@ pub async fn run() -> Result<()> {
         Command::D1(command) => d1::run(command).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Kv(command) => kv::run(command).await,
+        Command::R2(command) => r2::run(command).await,
     }
 }
 

@@ -152,8 +152,8 @@ pub(super) async fn run(command: ObjectsCommand) -> Result<()> {
     Ok(())
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
+/// Percent-encodes a query value or a path segment.
+pub(super) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{EngineArgs, ListenArgs, shutdown_signal};
@@ -16,6 +16,19 @@ pub(super) struct ServeArgs {
     listen: ListenArgs,
     #[command(flatten)]
     engine: EngineArgs,
+    /// Keep an R2 bucket's objects at a URL instead of under --data:
+    /// `NAME=s3://bucket/prefix`, `NAME=gs://...`, `NAME=az://...` or
+    /// `NAME=file:///dir` (repeatable; comma-separated in the variable).
+    /// Credentials come from the store's usual environment variables
+    /// (AWS_ACCESS_KEY_ID, ...). Cloud stores need a build with the
+    /// `r2-cloud` feature.
+    #[arg(
+        long = "r2-bucket",
+        env = "VERGE_R2_BUCKETS",
+        value_delimiter = ',',
+        value_name = "NAME=URL"
+    )]
+    r2_buckets: Vec<String>,
 }
 
 pub(super) async fn run(args: ServeArgs) -> Result<()> {
@@ -27,6 +40,12 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         dev: false,
     })
     .await?;
+    for entry in &args.r2_buckets {
+        let (name, url) = entry
+            .split_once('=')
+            .with_context(|| format!("--r2-bucket {entry:?}: write it as NAME=URL"))?;
+        platform.r2().locate(name.trim(), url.trim())?;
+    }
     let server = Server::start(platform, server_options).await?;
     tracing::info!(
         listen = %server.addr(),

@@ -40,6 +40,9 @@ pub struct Limits {
     pub d1_statement_kb: u64,
     /// Most parameters bound to one D1 statement; Cloudflare's is 100.
     pub d1_params: u64,
+    /// Largest R2 object this worker may write (one `put`, or a completed
+    /// multipart upload), in MiB.
+    pub r2_object_mb: u64,
 }
 
 /// The largest `d1_database_mb` a worker may ask for, and the cap of the
@@ -61,6 +64,7 @@ impl Default for Limits {
             d1_database_mb: 10 << 10,
             d1_statement_kb: 100,
             d1_params: 100,
+            r2_object_mb: 5 << 10,
         }
     }
 }
@@ -86,6 +90,10 @@ impl Limits {
         (self.body_mb as usize) << 20
     }
 
+    pub fn r2_object_bytes(&self) -> u64 {
+        self.r2_object_mb << 20
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let checks = [
             ("cpu_ms", self.cpu_ms, 1, 300_000),
@@ -106,6 +114,8 @@ impl Limits {
             // SQLite's own limits for guest SQL: 1 MiB of SQL, 1000 variables.
             ("d1_statement_kb", self.d1_statement_kb, 1, 1024),
             ("d1_params", self.d1_params, 0, 1000),
+            // R2's own ceiling: 5 TiB.
+            ("r2_object_mb", self.r2_object_mb, 1, 5 << 20),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

@@ -7,6 +7,7 @@ mod durable_objects;
 mod kv_namespaces;
 mod limits;
 mod outbound;
+mod r2;
 mod routes;
 mod triggers;
 
@@ -20,6 +21,7 @@ pub(crate) use durable_objects::{DurableObjects, Migration};
 pub(crate) use kv_namespaces::{KvBinding, check_namespace_id};
 pub(crate) use limits::{D1_DATABASE_MB_CEILING, Limits};
 pub(crate) use outbound::OutboundRule;
+pub(crate) use r2::{R2Binding, validate_bucket_name};
 pub(crate) use routes::{RouteConflict, RoutePattern, RouteTable};
 pub(crate) use triggers::CronSchedule;
 use triggers::Triggers;
@@ -43,6 +45,8 @@ pub struct WorkerConfig {
     pub classes: BTreeSet<String>,
     /// `[[d1_databases]]`.
     pub d1_databases: Vec<D1Binding>,
+    /// `[[r2_buckets]]`.
+    pub r2_buckets: Vec<R2Binding>,
 }
 
 /// How `verge dev` and `verge deploy` build the worker. The host ignores it.
@@ -82,6 +86,8 @@ struct RawConfig {
     triggers: Triggers,
     #[serde(default)]
     d1_databases: Vec<D1Binding>,
+    #[serde(default)]
+    r2_buckets: Vec<R2Binding>,
 }
 
 /// A `verge.toml` that cannot be used, with the reason.
@@ -114,6 +120,7 @@ impl WorkerConfig {
         let classes = durable_objects::validate(&raw.durable_objects, &raw.migrations)?;
         kv_namespaces::validate(&raw.kv_namespaces)?;
         d1::validate(&raw.d1_databases)?;
+        r2::validate(&raw.r2_buckets)?;
         let crons = triggers::parse(&raw.triggers)?;
         let bindings = raw
             .durable_objects
@@ -121,7 +128,8 @@ impl WorkerConfig {
             .iter()
             .map(|b| b.name.as_str())
             .chain(raw.kv_namespaces.iter().map(|b| b.binding.as_str()))
-            .chain(raw.d1_databases.iter().map(|b| b.binding.as_str()));
+            .chain(raw.d1_databases.iter().map(|b| b.binding.as_str()))
+            .chain(raw.r2_buckets.iter().map(|b| b.binding.as_str()));
         check_unique_bindings(bindings)?;
         let vars = raw
             .vars
@@ -141,6 +149,7 @@ impl WorkerConfig {
             crons,
             classes,
             d1_databases: raw.d1_databases,
+            r2_buckets: raw.r2_buckets,
         })
     }
 }
@@ -240,7 +249,7 @@ mod tests {
             .expect("docs/config.md starts with a toml example");
         let config = WorkerConfig::parse(example).unwrap();
         assert!(!config.crons.is_empty() && !config.kv_namespaces.is_empty());
-        assert!(!config.d1_databases.is_empty());
+        assert!(!config.d1_databases.is_empty() && !config.r2_buckets.is_empty());
         let table: toml::Table = toml::from_str(example).unwrap();
         let limits = table["limits"].as_table().unwrap();
         let every_limit = toml::Value::try_from(Limits::default()).unwrap();

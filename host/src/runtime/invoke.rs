@@ -11,6 +11,7 @@ use crate::bindings::{Request, Response};
 use super::cpu_time::GuestCpu;
 use super::limits::{self, CpuLimitExceeded, HostMemoryExhausted, MemoryLimitExceeded};
 use super::{HostState, LoadedWorker, RequestId};
+use crate::storage::r2::ObjectBody;
 use crate::telemetry::{Instantiation, TailLog};
 
 /// Why a request produced no response from the guest.
@@ -79,6 +80,9 @@ pub struct Invocation<T = Response> {
     pub object: Option<String>,
     /// The guest's log lines, when `verge tail` was watching.
     pub logs: Vec<TailLog>,
+    /// An R2 object's body the guest handed off as the response's body
+    /// (`Response::from_r2`), to stream after the instance is gone.
+    pub body: Option<ObjectBody>,
 }
 
 impl<T> Invocation<T> {
@@ -88,6 +92,7 @@ impl<T> Invocation<T> {
             result: Err(error),
             object: None,
             logs: Vec::new(),
+            body: None,
         }
     }
 }
@@ -137,6 +142,7 @@ fn finish<T>(
         result,
         object: state.first_object.take(),
         logs: state.guest_log().take_collected(),
+        body: None,
     }
 }
 
@@ -178,7 +184,18 @@ pub async fn invoke(
     })
     .await
     .map_err(|error| store.data().with_last_words(error));
-    finish(store.data_mut(), Instantiation::Request, result)
+    let state = store.data_mut();
+    let mut body = None;
+    let result = result.and_then(|mut response| {
+        body = state
+            .take_response_body(&mut response)
+            .map_err(|why| InvokeError::Handler(format!("invalid response: {why}")))?;
+        Ok(response)
+    });
+    Invocation {
+        body,
+        ..finish(state, Instantiation::Request, result)
+    }
 }
 
 /// Runs the scheduled handler of `worker` for one match of a cron

@@ -63,6 +63,8 @@ pub struct HostState {
     pub(crate) object_overloaded: bool,
     /// Outbound fetches made so far.
     pub(crate) subrequests: u32,
+    /// R2 object bodies this store holds open (see `bindings/r2.rs`).
+    pub(crate) r2_bodies: u32,
     /// Verge hosts the request had passed through when it arrived.
     pub(crate) hops: u32,
     /// The first Durable Object the request called (`BINDING:name`), for
@@ -104,6 +106,7 @@ impl HostState {
             memory,
             object_overloaded: false,
             subrequests: 0,
+            r2_bodies: 0,
             hops: 0,
             first_object: None,
             object: None,

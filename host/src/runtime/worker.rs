@@ -12,6 +12,7 @@ use crate::config::WorkerConfig;
 use crate::objects::ObjectSystem;
 use crate::storage::d1::D1Store;
 use crate::storage::kv::KvNamespaces;
+use crate::storage::r2::R2Store;
 use crate::telemetry::{Telemetry, WorkerMetrics};
 
 use super::HostState;
@@ -29,6 +30,9 @@ pub struct WorkerContext {
     pub(crate) kv: Arc<KvNamespaces>,
     /// The host's D1 databases, which `config.d1_databases` names.
     pub(crate) d1: Arc<D1Store>,
+    /// The host's R2 buckets (`[[r2_buckets]]` picks which this worker
+    /// reaches).
+    pub(crate) r2: Arc<R2Store>,
     /// Host-wide permits for requests in flight, one per instance slot.
     pub request_slots: Arc<tokio::sync::Semaphore>,
     /// This worker's share of them: a worker whose requests hang cannot

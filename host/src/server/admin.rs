@@ -23,8 +23,10 @@
 //! | GET | /v1/workers/{name}/objects/{class}/{id}/export | the object's database, as a SQLite file |
 //! | PUT | /v1/workers/{name}/objects/{class}/{id}/import | replace it with a SQLite file (the body) |
 //! | DELETE | /v1/workers/{name}/objects/{class}/{id} | delete the object and its data |
-//! | * | /v1/d1/... | D1 databases: see `d1.rs` |
-//! | * | /v1/kv/... | KV namespaces: see `kv_admin.rs` |
+//! | * | /v1/d1/... | D1 databases: see `admin_d1.rs` |
+//! | * | /v1/kv/... | KV namespaces: see `admin_kv.rs` |
+//!
+//! R2 buckets and objects: `/v1/r2/...`, see `admin_r2.rs`.
 
 use std::sync::Arc;
 
@@ -38,10 +40,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AdminOptions;
+use super::admin_kv;
 use super::auth::{AdminGate, check};
 use super::drain::drained_if_refused;
 use super::errors::json_error;
-use super::kv_admin;
 use super::observe;
 use crate::objects::{Namespace, ObjectError, ObjectId, ObjectKey};
 use crate::platform::{DeployError, Platform};
@@ -83,8 +85,9 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
             "/v1/workers/{name}/objects/{class}/{id}/import",
             put(import_object),
         )
-        .merge(kv_admin::routes())
-        .merge(super::d1::routes())
+        .merge(admin_kv::routes())
+        .merge(super::admin_d1::routes())
+        .merge(super::admin_r2::routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(gate, check))
         .layer(middleware::map_request(drained_if_refused))

@@ -27,6 +27,7 @@ use crate::bindings::{self, http_types};
 use crate::objects::{ObjectSystem, SocketId, UPGRADE_HEADER, close_frame, serve_connection};
 use crate::platform::Platform;
 use crate::runtime::{self, LoadedWorker, RequestId, Reservation};
+use crate::storage::r2::ObjectBody;
 use crate::telemetry::{RequestRecord, ServedBy, TailLog};
 
 #[derive(Clone)]
@@ -149,6 +150,7 @@ async fn serve_with(
     let invocation = runtime::invoke(worker, wire, request_id, hops).await;
     served.object = invocation.object;
     served.logs = invocation.logs;
+    let r2_body = invocation.body;
     let invalid = |e: anyhow::Error| {
         let error = runtime::InvokeError::Handler(format!(
             "the worker returned an invalid response: {e:#}"
@@ -164,11 +166,26 @@ async fn serve_with(
         (Ok(response), Some((upgrade, pending))) => {
             complete_upgrade(platform, upgrade, &pending, response).unwrap_or_else(invalid)
         }
-        (Ok(response), None) => {
-            http_types::response_from_wire(response, head).unwrap_or_else(invalid)
-        }
+        (Ok(response), None) => http_types::response_from_wire(response, head)
+            .map(|response| with_r2_body(response, r2_body, head))
+            .unwrap_or_else(invalid),
         (Err(error), _) => invoke_error(&error, name, request_id, platform.options().dev),
     }
+}
+
+/// The response with an R2 object's body (handed off by the worker) as
+/// its body, streamed from storage, and its length.
+fn with_r2_body(mut response: Response, body: Option<ObjectBody>, head: bool) -> Response {
+    let Some(body) = body else {
+        return response;
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.remaining()));
+    if !head {
+        *response.body_mut() = body.into_http_body();
+    }
+    response
 }
 
 /// An upgrade registered with the socket hub. Dropping it forgets the

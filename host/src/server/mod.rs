@@ -2,13 +2,14 @@
 //! admin API on its own listener.
 
 mod admin;
+mod admin_d1;
+mod admin_kv;
+mod admin_r2;
 mod auth;
-mod d1;
 mod drain;
 mod errors;
 mod front_door;
 mod index;
-mod kv_admin;
 mod listener;
 mod observe;
 mod scheduled;

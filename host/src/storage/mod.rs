@@ -7,6 +7,7 @@ mod control;
 mod cron_runs;
 pub(crate) mod d1;
 pub(crate) mod kv;
+pub(crate) mod r2;
 
 pub(crate) use control::{
     Activation, ControlStore, NamespaceMigration, NamespaceRecord, ObjectRecord, VersionRecord,

@@ -1,7 +1,8 @@
 //! A guest written to attack its host, for `host/tests/hostile*.rs`: it
 //! loops, sleeps, hoards memory, forges log lines and HTTP framing, fetches
 //! the host's own listeners and private addresses, bounces requests
-//! between hosts, and runs SQL that never ends or returns gigabytes.
+//! between hosts, runs SQL that never ends or returns gigabytes, and names
+//! R2 bodies it never handed off.
 //!
 //! The tests upload it under several names, each with routes of its own,
 //! so the first segment of the path is ignored: `/<anything>/<action>`.
@@ -71,8 +72,36 @@ fn fetch(req: Request, env: Env) -> Result<Response> {
         }
         ["obj", name, "runs"] => Response::json(&target(&env, name)?.typed::<Target>().runs()?),
         ["obj", name, "slow"] => target(&env, name)?.fetch(req),
+        ["r2-forge"] => r2_forge(&req, &env),
+        ["r2-hoard"] => {
+            // Opens `?n=` bodies of `?key=` and keeps them all.
+            let (bucket, key) = (
+                env.r2("BUCKET")?,
+                req.query_param("key").unwrap_or_default(),
+            );
+            let mut held = Vec::new();
+            for _ in 0..number("n", 100) {
+                match bucket.get(key.as_str()).execute() {
+                    Ok(object) => held.push(object),
+                    Err(e) => return Ok(Response::error(e.to_string(), 429)),
+                }
+            }
+            Ok(Response::text(format!("holding {}", held.len())))
+        }
         _ => Ok(Response::not_found()),
     }
+}
+
+/// Names `?token=` as the response's R2 body without having handed any
+/// body off; with `?key=`, while holding that object's body from the
+/// bucket bound as `BUCKET` (which it did not hand off either).
+fn r2_forge(req: &Request, env: &Env) -> Result<Response> {
+    let _held = match req.query_param("key") {
+        Some(key) => env.r2("BUCKET")?.get(key).execute()?,
+        None => None,
+    };
+    let token = req.query_param("token").unwrap_or_default();
+    Response::text("forged").with_header("verge-r2-body", &token)
 }
 
 /// Takes `mb` MiB of memory at once, touches every page, holds it for `ms`.
