@@ -6,7 +6,8 @@
 //! (a fresh instance under limits) or [`objects`] (Durable Objects: one
 //! actor and one SQLite database per object), and [`bindings`] (the host
 //! side of each WIT interface). `storage` keeps deployments across
-//! restarts; `config` reads verge.toml; [`telemetry`] is request logs,
+//! restarts, and holds KV namespaces, D1 databases and R2 buckets; `cron`
+//! runs cron triggers; `config` reads verge.toml; [`telemetry`] is request logs,
 //! `verge tail` and metrics; [`cli`] is the `verge` command.
 //!
 //! The public surface is what the `verge` binary, the tests and the

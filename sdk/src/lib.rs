@@ -5,7 +5,9 @@
 //! one request to the next. This crate is everything the guest side needs:
 //! [`Request`] and [`Response`], a small [`Router`], [`Env`] for vars and
 //! secrets, outbound [`fetch`], and logging macros ([`info!`] and friends);
-//! [`D1Database`]s shared between workers; and for Durable Objects
+//! the storage workers share — KV namespaces ([`KvStore`]), D1 databases
+//! ([`D1Database`]) and R2 buckets ([`Bucket`]); cron triggers
+//! ([`macro@scheduled`], [`ScheduledEvent`]); and for Durable Objects
 //! ([`durable_object`]), their [`Storage`] (SQL and key-value), hibernating
 //! [`WebSocket`]s and alarms ([`AlarmInfo`]).
 //!
