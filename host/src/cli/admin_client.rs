@@ -203,6 +203,40 @@ impl AdminClient {
     }
 }
 
+/// Where a storage command (`verge kv`, `verge d1`) works: a running
+/// host's admin API, or with `--local` the state `verge dev` keeps, as
+/// wrangler's `--local` does.
+#[derive(Args)]
+pub(super) struct TargetArgs {
+    /// Works on the local state `verge dev` keeps, instead of a host.
+    #[arg(long)]
+    local: bool,
+    /// The local state directory, with --local [default: ./.verge].
+    #[arg(long, requires = "local")]
+    persist_to: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// A storage command's target, opened: the admin client, or the local
+/// store `S`.
+pub(super) enum Target<S> {
+    Host(AdminClient),
+    Local(S),
+}
+
+impl TargetArgs {
+    /// The admin client, or with `--local` what `local` opens on the state
+    /// directory.
+    pub(super) fn open<S>(&self, local: impl FnOnce(&std::path::Path) -> S) -> Result<Target<S>> {
+        if self.local {
+            let dir = self.persist_to.clone().unwrap_or_else(|| ".verge".into());
+            return Ok(Target::Local(local(&dir)));
+        }
+        Ok(Target::Host(AdminClient::new(&self.host)?))
+    }
+}
+
 /// A failed response as a [`Refused`], with the host's `{"error": ...}`.
 async fn refused(response: reqwest::Response) -> Refused {
     let status = response.status();

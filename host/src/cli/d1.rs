@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::Value;
 
-use super::admin_client::{AdminClient, HostArgs};
+use super::admin_client::{self, TargetArgs};
 use super::format::{Table, size};
 use super::project::Project;
 use crate::config::WorkerConfig;
@@ -108,19 +108,6 @@ pub(super) enum MigrationsCommand {
     },
 }
 
-/// Where the databases are: a running host, or local state.
-#[derive(Args)]
-pub(super) struct TargetArgs {
-    /// Works on the local state `verge dev` keeps, instead of a host.
-    #[arg(long)]
-    local: bool,
-    /// The local state directory, with --local [default: ./.verge].
-    #[arg(long, requires = "local")]
-    persist_to: Option<PathBuf>,
-    #[command(flatten)]
-    host: HostArgs,
-}
-
 /// A database as verge.toml describes it.
 struct Database {
     name: String,
@@ -159,20 +146,7 @@ impl Database {
 }
 
 /// Where commands go.
-enum Target {
-    Host(AdminClient),
-    Local(D1Store),
-}
-
-impl TargetArgs {
-    fn open(&self) -> Result<Target> {
-        if self.local {
-            let dir = self.persist_to.clone().unwrap_or_else(|| ".verge".into());
-            return Ok(Target::Local(D1Store::new(&dir)));
-        }
-        Ok(Target::Host(AdminClient::new(&self.host)?))
-    }
-}
+type Target = admin_client::Target<D1Store>;
 
 impl Target {
     async fn create(&self, name: &str) -> Result<bool> {
@@ -258,14 +232,14 @@ impl Target {
 pub(super) async fn run(command: D1Command) -> Result<()> {
     match command {
         D1Command::Create { name, target } => {
-            let created = target.open()?.create(&name).await?;
+            let created = target.open(D1Store::new)?.create(&name).await?;
             match created {
                 true => println!("created D1 database {name}"),
                 false => println!("D1 database {name} already exists"),
             }
         }
         D1Command::List { target } => {
-            let databases = target.open()?.list().await?;
+            let databases = target.open(D1Store::new)?.list().await?;
             let databases = databases.as_array().cloned().unwrap_or_default();
             if databases.is_empty() {
                 println!("no D1 databases");
@@ -293,7 +267,7 @@ pub(super) async fn run(command: D1Command) -> Result<()> {
                 (None, None) => bail!("pass --command or --file"),
             };
             let db = Database::resolve(&name)?;
-            let result = target.open()?.execute(&db.name, sql).await?;
+            let result = target.open(D1Store::new)?.execute(&db.name, sql).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
@@ -312,7 +286,7 @@ pub(super) async fn run(command: D1Command) -> Result<()> {
                 schema: !no_schema,
                 data: !no_data,
             };
-            let dump = target.open()?.export(&db.name, options).await?;
+            let dump = target.open(D1Store::new)?.export(&db.name, options).await?;
             std::fs::write(&output, &dump)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {} ({} bytes)", output.display(), dump.len());
@@ -323,7 +297,10 @@ pub(super) async fn run(command: D1Command) -> Result<()> {
             target,
         } => {
             let db = Database::resolve(&name)?;
-            let result = target.open()?.execute(&db.name, read(&input)?).await?;
+            let result = target
+                .open(D1Store::new)?
+                .execute(&db.name, read(&input)?)
+                .await?;
             println!(
                 "imported {} into {} ({} statements)",
                 input.display(),
@@ -345,7 +322,7 @@ async fn migrations(command: MigrationsCommand) -> Result<()> {
         }
         MigrationsCommand::List { name, target } => {
             let db = Database::resolve(&name)?;
-            let pending = pending(&target.open()?, &db).await?;
+            let pending = pending(&target.open(D1Store::new)?, &db).await?;
             if pending.is_empty() {
                 println!("no migrations to apply to {}", db.name);
             }
@@ -355,7 +332,7 @@ async fn migrations(command: MigrationsCommand) -> Result<()> {
         }
         MigrationsCommand::Apply { name, target } => {
             let db = Database::resolve(&name)?;
-            let target = target.open()?;
+            let target = target.open(D1Store::new)?;
             let pending = pending(&target, &db).await?;
             if pending.is_empty() {
                 println!("no migrations to apply to {}", db.name);

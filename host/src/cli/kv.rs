@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::admin_client::{AdminClient, HostArgs};
+use super::admin_client::{self, TargetArgs};
 use super::format::Table;
 use super::project::Project;
 use crate::clock::unix_now;
@@ -117,19 +117,6 @@ pub(super) struct NamespaceArgs {
     target: TargetArgs,
 }
 
-/// Where the namespaces are: a running host, or local state.
-#[derive(Args)]
-pub(super) struct TargetArgs {
-    /// Works on the local state `verge dev` keeps, instead of a host.
-    #[arg(long)]
-    local: bool,
-    /// The local state directory, with --local [default: ./.verge].
-    #[arg(long, requires = "local")]
-    persist_to: Option<PathBuf>,
-    #[command(flatten)]
-    host: HostArgs,
-}
-
 impl NamespaceArgs {
     /// The namespace id these arguments name.
     fn id(&self) -> Result<String> {
@@ -153,20 +140,7 @@ impl NamespaceArgs {
 }
 
 /// Where commands go.
-enum Target {
-    Host(AdminClient),
-    Local(KvNamespaces),
-}
-
-impl TargetArgs {
-    fn open(&self) -> Result<Target> {
-        if self.local {
-            let dir = self.persist_to.clone().unwrap_or_else(|| ".verge".into());
-            return Ok(Target::Local(KvNamespaces::new(&dir)));
-        }
-        Ok(Target::Host(AdminClient::new(&self.host)?))
-    }
-}
+type Target = admin_client::Target<KvNamespaces>;
 
 pub(super) async fn run(command: KvCommand) -> Result<()> {
     match command {
@@ -177,7 +151,7 @@ pub(super) async fn run(command: KvCommand) -> Result<()> {
 }
 
 async fn list_namespaces(target: TargetArgs) -> Result<()> {
-    let namespaces = match target.open()? {
+    let namespaces = match target.open(KvNamespaces::new)? {
         Target::Host(client) => client.get("/v1/kv").await?["namespaces"].clone(),
         Target::Local(store) => store
             .ids()?
@@ -235,7 +209,7 @@ async fn key(command: KeyCommand) -> Result<()> {
                 checks::check_metadata(Some(metadata)).map_err(|e| anyhow!(e))?;
             }
             let id = namespace.id()?;
-            match namespace.target.open()? {
+            match namespace.target.open(KvNamespaces::new)? {
                 Target::Host(client) => {
                     let mut query = url::form_urlencoded::Serializer::new(String::new());
                     for (name, value) in [("expiration_ttl", ttl), ("expiration", expiration)] {
@@ -269,7 +243,7 @@ async fn key(command: KeyCommand) -> Result<()> {
         }
         KeyCommand::Get { key, namespace } => {
             let id = namespace.id()?;
-            let value = match namespace.target.open()? {
+            let value = match namespace.target.open(KvNamespaces::new)? {
                 Target::Host(client) => client.get_bytes(&value_path(&id, &key)).await?,
                 Target::Local(store) => {
                     KvLimits::operator()
@@ -286,12 +260,17 @@ async fn key(command: KeyCommand) -> Result<()> {
         }
         KeyCommand::List { prefix, namespace } => {
             let id = namespace.id()?;
-            let keys = list_all(&namespace.target.open()?, &id, prefix.as_deref()).await?;
+            let keys = list_all(
+                &namespace.target.open(KvNamespaces::new)?,
+                &id,
+                prefix.as_deref(),
+            )
+            .await?;
             println!("{}", serde_json::to_string_pretty(&keys)?);
         }
         KeyCommand::Delete { key, namespace } => {
             let id = namespace.id()?;
-            match namespace.target.open()? {
+            match namespace.target.open(KvNamespaces::new)? {
                 Target::Host(client) => {
                     client.delete(&value_path(&id, &key)).await?;
                 }
@@ -315,7 +294,7 @@ async fn bulk(command: BulkCommand) -> Result<()> {
     };
     let json = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let id = namespace.id()?;
-    let count = match (namespace.target.open()?, deleting) {
+    let count = match (namespace.target.open(KvNamespaces::new)?, deleting) {
         (Target::Host(client), false) => {
             client.put(&format!("/v1/kv/{id}/bulk"), json).await?["written"].as_u64()
         }

@@ -13,21 +13,13 @@ use syn::{
 /// fetch handler. See `verge::worker` for the full documentation.
 #[proc_macro_attribute]
 pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let handler = match handler_fn("worker", attr, item) {
-        Ok(handler) => handler,
-        Err(error) => return error,
-    };
-    let name = &handler.sig.ident;
-    quote! {
-        #handler
-
-        ::verge::__private::inventory::submit! {
+    registered("worker", attr, item, |name| {
+        quote! {
             ::verge::__private::WorkerRegistration {
                 fetch: |request| ::verge::__private::handle_fetch(request, #name),
             }
         }
-    }
-    .into()
+    })
 }
 
 /// Registers a `fn(ScheduledEvent, Env) -> Result<()>` as the worker's
@@ -35,19 +27,9 @@ pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// documentation.
 #[proc_macro_attribute]
 pub fn scheduled(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let handler = match handler_fn("scheduled", attr, item) {
-        Ok(handler) => handler,
-        Err(error) => return error,
-    };
-    let name = &handler.sig.ident;
-    quote! {
-        #handler
-
-        ::verge::__private::inventory::submit! {
-            ::verge::__private::ScheduledRegistration { run: #name }
-        }
-    }
-    .into()
+    registered("scheduled", attr, item, |name| {
+        quote! { ::verge::__private::ScheduledRegistration { run: #name } }
+    })
 }
 
 /// Makes the type of an `impl` block a Durable Object class. See
@@ -251,6 +233,28 @@ fn event_forward(name: &str) -> proc_macro2::TokenStream {
             }
         },
     }
+}
+
+/// The function under `#[verge::<macro_name>]`, unchanged, and the
+/// registration `registration` makes of its name, submitted to
+/// `inventory`.
+fn registered(
+    macro_name: &str,
+    attr: TokenStream,
+    item: TokenStream,
+    registration: impl FnOnce(&syn::Ident) -> proc_macro2::TokenStream,
+) -> TokenStream {
+    let handler = match handler_fn(macro_name, attr, item) {
+        Ok(handler) => handler,
+        Err(error) => return error,
+    };
+    let registration = registration(&handler.sig.ident);
+    quote! {
+        #handler
+
+        ::verge::__private::inventory::submit! { #registration }
+    }
+    .into()
 }
 
 /// The function under `#[verge::<macro_name>]`, which takes no arguments
