@@ -331,18 +331,30 @@ async fn keys_survive_a_restart_of_the_host() {
     assert_eq!(response.text().await.unwrap(), "written before the kill");
 }
 
-/// Runs `verge kv ARGS` in `dir`; returns its stdout, failing on an error.
-fn verge_kv(dir: &std::path::Path, host: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+/// Runs `verge kv ARGS` in `dir` against the admin API at `host`.
+fn run_verge_kv(dir: &std::path::Path, host: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
         .arg("kv")
         .args(args)
         .args(["--host", host, "--token", TOKEN])
         .current_dir(dir)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `verge kv ARGS`; returns its stdout, failing on an error.
+fn verge_kv(dir: &std::path::Path, host: &str, args: &[&str]) -> String {
+    let output = run_verge_kv(dir, host, args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "verge kv {args:?}: {stderr}");
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `verge kv ARGS`, which must fail; returns its stderr.
+fn verge_kv_refused(dir: &std::path::Path, host: &str, args: &[&str]) -> String {
+    let output = run_verge_kv(dir, host, args);
+    assert!(!output.status.success(), "verge kv {args:?} succeeded");
+    String::from_utf8(output.stderr).unwrap()
 }
 
 #[tokio::test]
@@ -390,18 +402,11 @@ async fn the_cli_reads_and_writes_what_workers_see() {
         .put(format!("{}/kv/a/b%20c?ttl=3600", host.url))
         .body(vec![0u8, 159, 146, 150]);
     assert_eq!(put.send().await.unwrap().status(), 204);
-    let read = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args([
-            "kv",
-            "key",
-            "get",
-            "a/b c",
-            "--namespace-id",
-            "shared-cache",
-        ])
-        .args(["--host", admin, "--token", TOKEN])
-        .output()
-        .unwrap();
+    let read = run_verge_kv(
+        &project,
+        admin,
+        &["key", "get", "a/b c", "--namespace-id", "shared-cache"],
+    );
     assert!(read.status.success());
     assert_eq!(read.stdout, [0u8, 159, 146, 150]);
 
@@ -457,20 +462,18 @@ async fn the_cli_reads_and_writes_what_workers_see() {
         r#"[{"key": "bulk:3", "value": "x"}, {"key": "", "value": "x"}]"#,
     )
     .unwrap();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args([
-            "kv",
+    let refused = verge_kv_refused(
+        &project,
+        admin,
+        &[
             "bulk",
             "put",
             bad.to_str().unwrap(),
             "--namespace-id",
             "shared-cache",
-        ])
-        .args(["--host", admin, "--token", TOKEN])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("entry 1"));
+        ],
+    );
+    assert!(refused.contains("entry 1"), "{refused}");
     let none = client
         .get(format!("{}/kv/bulk:3", host.url))
         .send()
@@ -493,21 +496,13 @@ async fn the_cli_reads_and_writes_what_workers_see() {
     assert!(listed.is_empty(), "{listed:?}");
 
     // A key the host refuses fails with its reason.
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args([
-            "kv",
-            "key",
-            "put",
-            &"k".repeat(600),
-            "v",
-            "--namespace-id",
-            "shared-cache",
-        ])
-        .args(["--host", admin, "--token", TOKEN])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("limits.kv_key_bytes"));
+    let long = "k".repeat(600);
+    let refused = verge_kv_refused(
+        &project,
+        admin,
+        &["key", "put", &long, "v", "--namespace-id", "shared-cache"],
+    );
+    assert!(refused.contains("limits.kv_key_bytes"), "{refused}");
 
     // --local works on a stopped host's data directory.
     host.kill();
