@@ -14,7 +14,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use verge_host::objects::ObjectOptions;
 
-use support::{TestHost, VergeProcess, get_json, guest};
+use support::{TestHost, VergeProcess, guest, poll};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -46,19 +46,6 @@ async fn ok(host: &TestHost, path: &str) -> Value {
 async fn wait_until(host: &TestHost, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let url = format!("{}{path}", host.url);
     poll(&host.client, &url, |answer| done(&answer["ok"])).await["ok"].clone()
-}
-
-/// Polls `url` until `done` holds for its JSON.
-async fn poll(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value: Value = get_json(client, url).await;
-        if done(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{url} stayed {value}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn sleep_until(instant: Instant) {

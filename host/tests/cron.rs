@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 use serde_json::{Value, json};
 
-use support::{Guest, TOKEN, TestHost, VergeProcess, get_json, guest};
+use support::{Guest, TOKEN, TestHost, VergeProcess, guest, poll};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -26,19 +26,6 @@ fn with_crons(guest: &Guest, crons: &str) -> Guest {
     Guest {
         config,
         ..guest.clone()
-    }
-}
-
-/// Polls `url` until `done` holds for its JSON.
-async fn poll(client: &Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value: Value = get_json(client, url).await;
-        if done(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{url} stayed {value}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -266,3 +266,16 @@ fn admin_base(host: &str) -> Result<String> {
     }
     Ok(host.trim_end_matches('/').to_owned())
 }
+
+/// Percent-encodes a query value or a path segment.
+pub(super) fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

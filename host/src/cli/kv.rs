@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::admin_client::{self, TargetArgs};
+use super::admin_client::{self, TargetArgs, encode};
 use super::format::Table;
 use super::project::Project;
 use crate::clock::unix_now;
@@ -364,6 +364,5 @@ async fn list_all(target: &Target, id: &str, prefix: Option<&str>) -> Result<Vec
 
 /// The admin API path of `key` in namespace `id`.
 fn value_path(id: &str, key: &str) -> String {
-    let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
-    format!("/v1/kv/{id}/values/{}", key.replace('+', "%20"))
+    format!("/v1/kv/{id}/values/{}", encode(key))
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::admin_client::{AdminClient, HostArgs, Refused};
+use super::admin_client::{AdminClient, HostArgs, Refused, encode};
 use super::format::{Table, size, when};
 use super::project::worker_name;
 
@@ -150,17 +150,4 @@ pub(super) async fn run(command: ObjectsCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Percent-encodes a query value or a path segment.
-pub(super) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -9,9 +9,8 @@ use clap::Subcommand;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::admin_client::{AdminClient, HostArgs};
+use super::admin_client::{AdminClient, HostArgs, encode};
 use super::format::{Table, size};
-use super::objects::encode;
 
 #[derive(Subcommand)]
 pub(super) enum R2Command {

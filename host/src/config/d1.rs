@@ -84,20 +84,12 @@ fn database_name_rule(name: &str) -> String {
 /// A migrations table's name goes into SQL as an identifier, so it is
 /// kept to letters, digits and `_`.
 pub(crate) fn validate_migrations_table(table: &str) -> Result<(), ConfigError> {
-    if is_identifier(table) {
+    if table.len() <= 64 && super::is_identifier(table) {
         return Ok(());
     }
     Err(ConfigError::new(format!(
         "migrations_table {table:?} is not valid: use letters, digits and `_`"
     )))
-}
-
-/// A binding or table name: letters, digits, `_`, not starting with a digit.
-fn is_identifier(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit()
 }
 
 #[cfg(test)]

@@ -175,18 +175,22 @@ pub(crate) fn validate_name(name: &str) -> Result<(), ConfigError> {
 /// `env.durable_object(..)` and the like: letters, digits and `_`, not
 /// starting with a digit.
 pub(crate) fn check_binding_name(name: &str) -> Result<(), ConfigError> {
-    let valid = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
+    if is_identifier(name) {
         Ok(())
     } else {
         Err(ConfigError::new(format!(
-            "binding {name:?} is not a valid name: use letters, digits and `_`, not starting with a digit"
+            "binding {name:?} is not valid: use letters, digits and `_`, not starting with a digit"
         )))
     }
+}
+
+/// Letters, digits and `_`, not starting with a digit: what code and SQL
+/// can name.
+fn is_identifier(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// One name reaches one binding, whatever its kind.

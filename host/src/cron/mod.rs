@@ -76,10 +76,8 @@ async fn schedule(platform: Weak<Platform>, deployed_changed: Arc<Notify>, mut p
                 })
             })
             .collect();
-        let triggers: Vec<(Trigger, &CronSchedule)> =
-            schedules.iter().map(|(t, s, _)| (t.clone(), *s)).collect();
         let now = Utc::now();
-        let step = plan.step(&triggers, now);
+        let step = plan.step(schedules.iter().map(|(t, s, _)| (t, *s)), now);
 
         let control = platform.control();
         for trigger in &step.forgotten {

@@ -48,14 +48,16 @@ impl Plan {
     /// host that was down for an hour makes up an every-minute trigger
     /// once, not sixty times. A trigger seen for the first time has
     /// missed nothing.
-    pub(super) fn step(
+    pub(super) fn step<'a>(
         &mut self,
-        triggers: &[(Trigger, &CronSchedule)],
+        triggers: impl IntoIterator<Item = (&'a Trigger, &'a CronSchedule)>,
         now: DateTime<Utc>,
     ) -> Step {
         let mut step = Step::default();
         let now_ms = now.timestamp_millis();
+        let mut deployed = BTreeSet::new();
         for (trigger, schedule) in triggers {
+            deployed.insert(trigger);
             match (self.last.get(trigger), schedule.latest(now)) {
                 (None, _) => {
                     step.baselines.push((trigger.clone(), now_ms));
@@ -72,7 +74,6 @@ impl Plan {
                 step.wake = Some(step.wake.map_or(next, |wake| wake.min(next)));
             }
         }
-        let deployed: BTreeSet<&Trigger> = triggers.iter().map(|(t, _)| t).collect();
         step.forgotten = self
             .last
             .keys()
@@ -110,7 +111,10 @@ mod tests {
         let every_five: CronSchedule = "*/5 * * * *".parse().unwrap();
         let mut plan = Plan::default();
         let triggers = [(trigger("*/5 * * * *"), &every_five)];
-        let step = plan.step(&triggers, at("2026-12-06T10:07:00Z"));
+        let step = plan.step(
+            triggers.iter().map(|(t, s)| (t, *s)),
+            at("2026-12-06T10:07:00Z"),
+        );
         assert_eq!(step.runs, []);
         assert_eq!(
             step.baselines,
@@ -118,15 +122,24 @@ mod tests {
         );
         assert_eq!(step.wake, Some(at("2026-12-06T10:10:00Z")));
 
-        let step = plan.step(&triggers, at("2026-12-06T10:09:59Z"));
+        let step = plan.step(
+            triggers.iter().map(|(t, s)| (t, *s)),
+            at("2026-12-06T10:09:59Z"),
+        );
         assert_eq!(step.runs, []);
-        let step = plan.step(&triggers, at("2026-12-06T10:10:00.002Z"));
+        let step = plan.step(
+            triggers.iter().map(|(t, s)| (t, *s)),
+            at("2026-12-06T10:10:00.002Z"),
+        );
         assert_eq!(
             step.runs,
             [(trigger("*/5 * * * *"), ms("2026-12-06T10:10:00Z"))]
         );
         // The same match never runs twice.
-        let step = plan.step(&triggers, at("2026-12-06T10:10:00.500Z"));
+        let step = plan.step(
+            triggers.iter().map(|(t, s)| (t, *s)),
+            at("2026-12-06T10:10:00.500Z"),
+        );
         assert_eq!(step.runs, []);
         assert!(step.baselines.is_empty());
     }
@@ -137,7 +150,10 @@ mod tests {
         let records = [(trigger("* * * * *"), ms("2026-12-06T09:00:00Z"))];
         let mut plan = Plan::resume(records);
         let triggers = [(trigger("* * * * *"), &every_minute)];
-        let step = plan.step(&triggers, at("2026-12-06T10:07:30Z"));
+        let step = plan.step(
+            triggers.iter().map(|(t, s)| (t, *s)),
+            at("2026-12-06T10:07:30Z"),
+        );
         assert_eq!(
             step.runs,
             [(trigger("* * * * *"), ms("2026-12-06T10:07:00Z"))]
@@ -153,10 +169,8 @@ mod tests {
             (trigger("*/5 * * * *"), ms("2026-12-06T09:05:00Z")),
         ];
         let mut plan = Plan::resume(records);
-        let step = plan.step(
-            &[(trigger("0 * * * *"), &hourly)],
-            at("2026-12-06T09:30:00Z"),
-        );
+        let hourly_trigger = trigger("0 * * * *");
+        let step = plan.step([(&hourly_trigger, &hourly)], at("2026-12-06T09:30:00Z"));
         assert_eq!(step.forgotten, [trigger("*/5 * * * *")]);
         assert_eq!(step.runs, []);
     }

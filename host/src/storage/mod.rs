@@ -30,3 +30,28 @@ pub(crate) fn synchronous() -> &'static str {
     });
     if off { "OFF" } else { "FULL" }
 }
+
+/// The names of the `<name>.sqlite` files in `dir`, sorted; none when
+/// `dir` does not exist yet (KV namespaces and D1 databases are made on
+/// first use).
+pub(crate) fn sqlite_files(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let file = entry.with_context(|| format!("reading {}", dir.display()))?;
+        if let Some(name) = file
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".sqlite"))
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}

@@ -222,6 +222,23 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, 
 
 /// A response's body as JSON; a body that is not JSON fails the test with
 /// the status and the body, which say what went wrong.
+/// Polls `url` for up to 20 s until `done` holds for its JSON.
+pub async fn poll(
+    client: &reqwest::Client,
+    url: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value: serde_json::Value = get_json(client, url).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{url} stayed {value}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub async fn json_body<T: serde::de::DeserializeOwned>(res: reqwest::Response) -> T {
     let (url, status) = (res.url().clone(), res.status());
     let body = res.text().await.unwrap();

@@ -84,32 +84,15 @@ impl D1Store {
 
     /// Every database, by name.
     pub(crate) fn list(&self) -> Result<Vec<DatabaseInfo>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
-        };
         let mut databases = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sqlite"))
-            else {
-                continue;
-            };
-            let size_bytes = match self.database(name) {
+        for name in crate::storage::sqlite_files(&self.dir)? {
+            let size_bytes = match self.database(&name) {
                 Ok(db) => db.size().map_err(anyhow::Error::from)?,
                 // Not a database Verge made: leave it be.
                 Err(_) => continue,
             };
-            databases.push(DatabaseInfo {
-                name: name.to_owned(),
-                size_bytes,
-            });
+            databases.push(DatabaseInfo { name, size_bytes });
         }
-        databases.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(databases)
     }
 

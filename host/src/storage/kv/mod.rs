@@ -54,20 +54,7 @@ impl KvNamespaces {
 
     /// The ids of the namespaces that hold data on this host.
     pub(crate) fn ids(&self) -> Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".sqlite")) {
-                ids.push(id.to_owned());
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        super::sqlite_files(&self.dir)
     }
 }
 
