@@ -52,6 +52,25 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
     .await?;
     let deployment = build_and_deploy(&platform, &dir).await?;
     flush_log();
+    let (changed, mut changes) = mpsc::unbounded_channel();
+    let watch_root = dir.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, EventKind::Access(_))
+        {
+            let sources: Vec<PathBuf> = event
+                .paths
+                .into_iter()
+                .filter(|p| is_source(&watch_root, p))
+                .collect();
+            if !sources.is_empty() {
+                let _ = changed.send(sources);
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    watch_sources(&mut watcher, &dir)?;
+    // Announced only once watching: a save right after the banner is seen.
     eprintln!(
         "\nverge dev: serving `{}` on http://{}/ (version {}); watching {} for changes. Ctrl-C stops.\n",
         deployment.worker,
@@ -71,25 +90,6 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
             server.addr()
         );
     }
-
-    let (changed, mut changes) = mpsc::unbounded_channel();
-    let watch_root = dir.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !matches!(event.kind, EventKind::Access(_))
-        {
-            let sources: Vec<PathBuf> = event
-                .paths
-                .into_iter()
-                .filter(|p| is_source(&watch_root, p))
-                .collect();
-            if !sources.is_empty() {
-                let _ = changed.send(sources);
-            }
-        }
-    })
-    .context("starting the file watcher")?;
-    watch_sources(&mut watcher, &dir)?;
 
     let reload = async {
         while let Some(mut paths) = changes.recv().await {
