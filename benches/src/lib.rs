@@ -32,6 +32,7 @@ async fn open_platform(data: &Path) -> Result<Arc<Platform>> {
         engine: EngineOptions::default(),
         objects: Default::default(),
         dev: false,
+        cluster: None,
     })
     .await
 }

@@ -375,6 +375,7 @@ impl FuzzHost {
                 },
                 objects: ObjectOptions::default(),
                 dev: false,
+                cluster: None,
             })
             .await
             .expect("opening the platform");

@@ -19,6 +19,7 @@
 pub mod bindings;
 pub mod cli;
 mod clock;
+pub mod cluster;
 pub(crate) mod config;
 pub(crate) mod cron;
 mod files;

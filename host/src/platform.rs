@@ -14,6 +14,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::bindings::{AddressGuard, OutboundHttp};
+use crate::cluster::{Cluster, ControlChange};
 use crate::config::{ConfigError, RouteConflict, RoutePattern, RouteTable, WorkerConfig};
 use crate::objects::{ActiveCode, ObjectOptions, ObjectStats, ObjectSystem};
 use crate::runtime::{
@@ -36,6 +37,8 @@ pub struct PlatformOptions {
     /// trap message, and when only one worker is deployed it answers every
     /// request no route claims.
     pub dev: bool,
+    /// The cluster this host is a member of (`verge serve --cluster`).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Why a deploy, activation or deletion was refused.
@@ -111,6 +114,12 @@ pub struct WorkerStatus {
     pub serving: bool,
 }
 
+/// A control change in progress (see [`Platform::begin_change`]).
+struct Change<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    cluster: Option<ControlChange>,
+}
+
 /// What serves requests right now; replaced whole on every change, so a
 /// request sees either the old state or the new one, never a mix.
 #[derive(Default)]
@@ -164,6 +173,12 @@ impl Platform {
         let linker = runtime::new_linker(&engine)?;
         let artifacts = ArtifactCache::open(&engine, &options.data_dir)?;
         let control = Arc::new(ControlStore::open(&options.data_dir.join("control.db"))?);
+        if let Some(cluster) = &options.cluster {
+            // Before the object system reads the id key and namespaces.
+            let (key, value) = crate::objects::new_id_key_setting();
+            cluster.seed_setting(key, &value).await?;
+            cluster.pull_control(&control).await?;
+        }
         let serving = Arc::new(Deployed::default());
         let telemetry = Arc::new(Telemetry::default());
         let objects = ObjectSystem::new(
@@ -173,6 +188,7 @@ impl Platform {
             options.engine.max_objects as usize,
             serving.clone(),
             telemetry.clone(),
+            options.cluster.clone(),
         )?;
         let platform = Arc::new(Self {
             engine,
@@ -198,7 +214,128 @@ impl Platform {
         platform.restore().await?;
         platform.objects.start_alarms()?;
         crate::cron::start(&platform)?;
+        platform.follow_cluster();
         Ok(platform)
+    }
+
+    /// In a cluster: serves every control change made on any host, as it
+    /// is announced.
+    fn follow_cluster(self: &Arc<Self>) {
+        let Some(cluster) = &self.options.cluster else {
+            return;
+        };
+        let mut revisions = cluster.watch_control();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while revisions.changed().await.is_ok() {
+                // Until it works: the announcement does not come twice.
+                loop {
+                    let Some(platform) = weak.upgrade() else {
+                        return;
+                    };
+                    match platform.catch_up().await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!("following the cluster's control plane: {e:#}");
+                            drop(platform);
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Pulls the cluster's control plane and serves what it says.
+    async fn catch_up(self: &Arc<Self>) -> Result<()> {
+        let Some(cluster) = &self.options.cluster else {
+            return Ok(());
+        };
+        let _changes = self.changes.lock().await;
+        cluster.pull_control(&self.control).await?;
+        self.serve_control().await
+    }
+
+    /// Makes what serves match control.db, after a pull brought another
+    /// host's changes: versions, secrets and namespaces. Workers already
+    /// serving as recorded are kept as they are.
+    async fn serve_control(self: &Arc<Self>) -> Result<()> {
+        let current = self.serving.0.load_full();
+        let mut workers = HashMap::new();
+        for record in self.control.active_versions()? {
+            let secrets = self.control.secrets(&record.worker)?;
+            if let Some(worker) = current.workers.get(&record.worker)
+                && worker.context.version == record.version
+                && worker.hash == record.component_hash
+                && worker.context.secrets == secrets
+            {
+                workers.insert(record.worker.clone(), worker.clone());
+                continue;
+            }
+            match self.load_version(&record).await {
+                Ok(worker) => {
+                    tracing::info!(worker = %record.worker, version = record.version, "serving a version deployed in the cluster");
+                    workers.insert(record.worker.clone(), Arc::new(worker));
+                }
+                Err(e) => tracing::error!(
+                    worker = %record.worker,
+                    version = record.version,
+                    "cannot serve a version deployed in the cluster: {e:#}"
+                ),
+            }
+        }
+        self.objects.reload_namespaces()?;
+        let unchanged = workers.len() == current.workers.len()
+            && workers
+                .iter()
+                .all(|(name, w)| current.workers.get(name).is_some_and(|c| Arc::ptr_eq(c, w)));
+        if !unchanged {
+            self.swap(workers)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a change of the control plane: one at a time on this host,
+    /// and in a cluster one at a time across hosts, starting from the
+    /// cluster's latest state.
+    async fn begin_change(self: &Arc<Self>) -> Result<Change<'_>, DeployError> {
+        let local = self.changes.lock().await;
+        let cluster = match &self.options.cluster {
+            None => None,
+            Some(cluster) => {
+                let change = cluster.begin_change(&self.control).await?;
+                self.serve_control().await?;
+                Some(change)
+            }
+        };
+        Ok(Change {
+            _local: local,
+            cluster,
+        })
+    }
+
+    /// Ends a change begun with [`Self::begin_change`]: in a cluster, it
+    /// becomes the cluster's, and every host serves it.
+    async fn end_change(self: &Arc<Self>, change: Change<'_>) -> Result<(), DeployError> {
+        let (Some(cluster), Some(pending)) = (&self.options.cluster, change.cluster) else {
+            return Ok(());
+        };
+        let stored = pending
+            .commit(&self.control, |hash| self.artifacts.component(hash))
+            .await;
+        if let Err(e) = stored {
+            // This host changed what it serves; the cluster did not.
+            if let Err(again) = async {
+                cluster.pull_control(&self.control).await?;
+                self.serve_control().await
+            }
+            .await
+            {
+                tracing::error!("going back to the cluster's control plane: {again:#}");
+            }
+            return Err(DeployError::Internal(e));
+        }
+        Ok(())
     }
 
     async fn restore(self: &Arc<Self>) -> Result<()> {
@@ -227,6 +364,11 @@ impl Platform {
 
     pub fn options(&self) -> &PlatformOptions {
         &self.options
+    }
+
+    /// The cluster this host is a member of, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.options.cluster.as_ref()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -367,7 +509,7 @@ impl Platform {
     ) -> Result<Deployment, DeployError> {
         crate::config::validate_name(name)?;
         let config = self.check_config(name, config_text)?;
-        let _changes = self.changes.lock().await;
+        let change = self.begin_change().await?;
 
         let hash = content_hash(&component);
         if activate && let Some(current) = self.active(name) {
@@ -413,6 +555,7 @@ impl Platform {
         } else {
             tracing::info!(worker = name, version, "uploaded");
         }
+        self.end_change(change).await?;
         let mut outcome = deployment(&worker, false);
         outcome.active = activate;
         outcome.warnings = warnings;
@@ -427,29 +570,35 @@ impl Platform {
         name: &str,
         version: u32,
     ) -> Result<Deployment, DeployError> {
-        let _changes = self.changes.lock().await;
+        let change = self.begin_change().await?;
         self.require_worker(name)?;
         if let Some(current) = self.active(name)
             && current.context.version == version
         {
             return Ok(deployment(&current, true));
         }
-        self.activate_locked(name, version, Activation::Forward)
-            .await
+        let deployed = self
+            .activate_locked(name, version, Activation::Forward)
+            .await?;
+        self.end_change(change).await?;
+        Ok(deployed)
     }
 
     /// Serves the version that was active before the current one in the
     /// deployment history; repeated rollbacks keep walking back (see
     /// [`ControlStore::activate`]).
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployment, DeployError> {
-        let _changes = self.changes.lock().await;
+        let change = self.begin_change().await?;
         self.require_worker(name)?;
         let version = self
             .control
             .previous_version(name)?
             .ok_or_else(|| DeployError::NothingToRollBack(name.to_owned()))?;
-        self.activate_locked(name, version, Activation::Rollback)
-            .await
+        let deployed = self
+            .activate_locked(name, version, Activation::Rollback)
+            .await?;
+        self.end_change(change).await?;
+        Ok(deployed)
     }
 
     /// The version a rollback of `name` would serve, if any.
@@ -484,8 +633,8 @@ impl Platform {
 
     /// Stops serving `name` and removes its versions, secrets and unused
     /// components.
-    pub async fn delete(&self, name: &str) -> Result<(), DeployError> {
-        let _changes = self.changes.lock().await;
+    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), DeployError> {
+        let change = self.begin_change().await?;
         self.require_worker(name)?;
         let mut workers = self.serving.0.load().workers.clone();
         workers.remove(name);
@@ -504,6 +653,7 @@ impl Platform {
         for namespace in namespaces {
             self.objects.delete_namespace(&namespace).await?;
         }
+        self.end_change(change).await?;
         tracing::info!(worker = name, "deleted");
         Ok(())
     }
@@ -528,19 +678,30 @@ impl Platform {
     }
 
     /// Sets a secret; the active version sees it from the next request.
-    pub async fn put_secret(&self, name: &str, key: &str, value: &str) -> Result<(), DeployError> {
-        let _changes = self.changes.lock().await;
+    pub async fn put_secret(
+        self: &Arc<Self>,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), DeployError> {
+        let change = self.begin_change().await?;
         self.require_worker(name)?;
         self.control.put_secret(name, key, value)?;
-        self.reload_context(name)
+        self.reload_context(name)?;
+        self.end_change(change).await
     }
 
     /// Removes a secret; returns whether it existed.
-    pub async fn delete_secret(&self, name: &str, key: &str) -> Result<bool, DeployError> {
-        let _changes = self.changes.lock().await;
+    pub async fn delete_secret(
+        self: &Arc<Self>,
+        name: &str,
+        key: &str,
+    ) -> Result<bool, DeployError> {
+        let change = self.begin_change().await?;
         self.require_worker(name)?;
         let existed = self.control.delete_secret(name, key)?;
         self.reload_context(name)?;
+        self.end_change(change).await?;
         Ok(existed)
     }
 
@@ -761,6 +922,17 @@ impl Platform {
     ) -> Result<LoadedWorker, DeployError> {
         let config = WorkerConfig::parse(&record.config)?;
         let hash = record.component_hash.clone();
+        if let Some(cluster) = &self.options.cluster
+            && self.artifacts.component_size(&hash).is_none()
+        {
+            let bytes = cluster.component(&hash).await?;
+            let hash = hash.clone();
+            self.blocking(move |this| {
+                let compiled = this.artifacts.compile(&hash, &bytes)?;
+                this.artifacts.persist(&hash, &bytes, &compiled)
+            })
+            .await??;
+        }
         let component: Component = self
             .blocking(move |this| this.artifacts.load(&hash))
             .await??;

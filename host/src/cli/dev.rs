@@ -37,6 +37,7 @@ pub(super) async fn run(args: DevArgs) -> Result<()> {
         engine: args.engine.engine(),
         objects: args.engine.objects(),
         dev: true,
+        cluster: None,
     })
     .await?;
     // Listening first: a taken port fails at once, not after the build.
@@ -155,7 +156,7 @@ async fn build_and_deploy(platform: &Arc<Platform>, dir: &Path) -> Result<Deploy
 
 /// Makes the worker's secrets exactly what `.dev.vars` says (wrangler's
 /// format: `KEY=value` lines, `#` comments, optional quotes).
-async fn sync_dev_vars(platform: &Platform, worker: &str, path: &Path) -> Result<()> {
+async fn sync_dev_vars(platform: &Arc<Platform>, worker: &str, path: &Path) -> Result<()> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod build;
+mod cluster;
 mod d1;
 mod deploy;
 mod dev;
@@ -80,6 +81,9 @@ enum Command {
     Delete(workers::DeleteArgs),
     /// Show a host's health, uptime, workers, objects, WebSockets and alarms.
     Status(status::StatusArgs),
+    /// The hosts of a cluster (`verge serve --cluster`).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// List, export, import and delete Durable Objects.
     #[command(subcommand)]
     Objects(objects::ObjectsCommand),
@@ -267,6 +271,7 @@ pub async fn run() -> Result<()> {
         Command::Rollback(args) => workers::rollback(args).await,
         Command::Delete(args) => workers::delete(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Cluster(command) => cluster::run(command).await,
         Command::Objects(command) => objects::run(command).await,
         Command::D1(command) => d1::run(command).await,
         Command::Tail(args) => tail::run(args).await,

@@ -40,6 +40,7 @@ pub(super) async fn run(args: UpArgs) -> Result<()> {
         engine: args.engine.engine(),
         objects: args.engine.objects(),
         dev: true,
+        cluster: None,
     })
     .await?;
     let mut entries = Vec::new();

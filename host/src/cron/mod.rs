@@ -98,6 +98,21 @@ async fn schedule(platform: Weak<Platform>, deployed_changed: Arc<Notify>, mut p
             let Some((_, _, worker)) = schedules.iter().find(|(t, _, _)| *t == trigger) else {
                 continue;
             };
+            if let Some(cluster) = platform.cluster() {
+                // Each match runs on one host of the cluster: the one that
+                // records it first.
+                match cluster
+                    .claim_cron_run(&trigger.worker, &trigger.cron, at)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(worker = trigger.worker, cron = trigger.cron, "{e:#}");
+                        continue;
+                    }
+                }
+            }
             if starting {
                 tracing::info!(
                     worker = trigger.worker,

@@ -24,6 +24,7 @@ use super::mailbox::{Backlog, CallPath, Chain, Event, Inbox, Message, Pending, R
 use super::namespaces::Namespace;
 use super::storage::{EventBudget, ObjectDb, SqlError, SqlErrorKind, lock};
 use super::{ObjectSystem, admin};
+use crate::cluster::{Replica, ShipError};
 use crate::config::Limits;
 use crate::runtime::LoadedWorker;
 
@@ -38,6 +39,11 @@ pub(super) struct Actor {
     name: Option<String>,
     /// The alarm the current event is firing, to reschedule if it fails.
     firing: Option<Firing>,
+    /// In a cluster: the database as a replica of the object's history.
+    replica: Option<Replica>,
+    /// In a cluster, set when a batch's changes could not be made durable
+    /// there: the local file is no longer what the cluster holds.
+    diverged: bool,
 }
 
 /// Runs the object until it is idle long enough to retire, or deleted.
@@ -58,6 +64,8 @@ pub(super) async fn run(
         warm: None,
         name: None,
         firing: None,
+        replica: None,
+        diverged: false,
     };
     let mut held: Option<Message> = None;
     loop {
@@ -88,7 +96,17 @@ pub(super) async fn run(
                     continue;
                 }
                 match actor.db().await {
-                    Ok(db) => batch::run(&db, batch, &mut actor).await,
+                    Ok(db) => {
+                        batch::run(&db, batch, &mut actor).await;
+                        if actor.diverged {
+                            actor.discard();
+                        }
+                    }
+                    Err(ObjectError::Moved) => {
+                        if let Some(system) = actor.system.upgrade() {
+                            system.reroute(&actor.key, batch);
+                        }
+                    }
                     Err(e) => {
                         let error = e.context("cannot open the object's database");
                         for pending in batch {
@@ -151,8 +169,22 @@ impl Actor {
             .map_or(Limits::default(), |w| w.context.config.limits)
             .object_storage_bytes();
         let path = self.path.clone();
+        let replica = match &system.cluster {
+            Some(cluster) => Some(
+                Replica::open(cluster, &self.key, &path)
+                    .await
+                    .map_err(|e| ObjectError::storage(format!("{e:#}")))?
+                    .ok_or(ObjectError::Moved)?,
+            ),
+            None => None,
+        };
+        let is_replica = replica.is_some();
         let (db, name) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut db = ObjectDb::open(&path, limit)?;
+            let mut db = if is_replica {
+                ObjectDb::open_replica(&path, limit)?
+            } else {
+                ObjectDb::open(&path, limit)?
+            };
             let name = db.meta("name")?;
             Ok((db, name))
         })
@@ -162,6 +194,12 @@ impl Actor {
         .map_err(|e| ObjectError::storage(format!("{e:#}")))?;
         self.name = name;
         let db = Arc::new(Mutex::new(db));
+        if replica.is_some() {
+            // Taken over from another host: its alarms are this host's to
+            // fire now.
+            alarms::reindex(&db, &system.control, &system.alarms, &self.key);
+        }
+        self.replica = replica;
         self.db = Some(db.clone());
         Ok(db)
     }
@@ -232,6 +270,22 @@ impl Actor {
     pub(super) fn close(&mut self) {
         self.warm = None;
         self.db = None;
+        self.replica = None;
+    }
+
+    /// Gives up the local copy of an object whose latest changes the
+    /// cluster did not confirm: the next event claims the object again
+    /// and rebuilds it from the cluster's history.
+    fn discard(&mut self) {
+        self.diverged = false;
+        self.warm = None;
+        self.db = None;
+        if let Some(replica) = self.replica.take() {
+            replica.abandon();
+        }
+        if let Err(e) = super::storage::remove_database_files(&self.path) {
+            tracing::error!(object = %self.key, "removing a diverged replica: {e:#}");
+        }
     }
 
     /// Drops the instance and closes the database in the background:
@@ -239,6 +293,7 @@ impl Actor {
     /// which must not hold up this runtime's few threads.
     fn hibernate(&mut self) {
         self.warm = None;
+        self.replica = None;
         let (Some(db), Some(system)) = (self.db.take(), self.system.upgrade()) else {
             return;
         };
@@ -278,6 +333,22 @@ impl Actor {
             let _ = system.send(&self.key, message);
         }
     }
+}
+
+/// Makes a committed batch durable in the cluster, and compacts the
+/// object's history now and then.
+async fn replicate(replica: &mut Replica, db: &Arc<Mutex<ObjectDb>>) -> Result<(), ShipError> {
+    replica.ship().await?;
+    if replica.wants_snapshot() {
+        let db = db.clone();
+        let file = tokio::task::spawn_blocking(move || lock(&db).checkpointed_file())
+            .await
+            .map_err(|e| ShipError::Unconfirmed(format!("the snapshot task failed: {e}")))?
+            .map_err(|e| ShipError::Unconfirmed(format!("reading the database: {e:#}")))?;
+        replica.wal_reset();
+        replica.snapshot(file).await?;
+    }
+    Ok(())
 }
 
 impl Events for Actor {
@@ -338,21 +409,65 @@ impl Events for Actor {
         // The commit waits for fsync, and other objects commit in parallel
         // meanwhile (each has its own file): the wait belongs on the
         // blocking pool, not on one of the runtime's workers.
-        let (db, key) = (db.clone(), self.key.clone());
+        // In a cluster, the cluster's alarm index gets the batch's alarms
+        // first, as the local one does (see `cluster/alarms.rs`).
+        let cluster_alarms = match (&system.cluster, &self.replica) {
+            (Some(cluster), Some(_)) => {
+                let changed = {
+                    let mut guard = lock(db);
+                    match guard.alarms_changed() {
+                        true => Some(guard.alarm_list().map_err(ObjectError::storage)?),
+                        false => None,
+                    }
+                };
+                if let Some(alarms) = &changed {
+                    cluster
+                        .index_alarms(&self.key, alarms, false)
+                        .await
+                        .map_err(|e| ObjectError::Internal(format!("{e:#}")))?;
+                }
+                changed.map(|alarms| (cluster.clone(), alarms))
+            }
+            _ => None,
+        };
+        let (committing_db, key) = (db.clone(), self.key.clone());
         let committing = system.clone();
         let committed = tokio::task::spawn_blocking(move || {
-            alarms::commit_with_index(&db, &committing.control, &committing.alarms, &key)
+            alarms::commit_with_index(
+                &committing_db,
+                &committing.control,
+                &committing.alarms,
+                &key,
+            )
         })
         .await;
-        system.telemetry().metrics.commit(events, started.elapsed());
-        committed
+        let committed = committed
             .map_err(|e| ObjectError::Internal(format!("the commit task failed: {e}")))?
             .map_err(|e| match e.downcast_ref::<SqlError>() {
                 Some(full) if full.kind == SqlErrorKind::Full => {
                     ObjectError::StorageFull(full.to_string())
                 }
                 _ => ObjectError::Internal(format!("{e:#}")),
-            })
+            });
+        if committed.is_ok()
+            && let Some(replica) = &mut self.replica
+            && let Err(e) = replicate(replica, db).await
+        {
+            // Committed here, but not in the cluster: nothing may be
+            // acknowledged, and this copy is no longer the object.
+            self.diverged = true;
+            system.telemetry().metrics.commit(events, started.elapsed());
+            return Err(ObjectError::Internal(e.to_string()));
+        }
+        system.telemetry().metrics.commit(events, started.elapsed());
+        if committed.is_ok()
+            && let Some((cluster, alarms)) = cluster_alarms
+            && let Err(e) = cluster.index_alarms(&self.key, &alarms, true).await
+        {
+            // The index keeps the superset written before the commit.
+            tracing::warn!(object = %self.key, "updating the cluster's alarm index: {e:#}");
+        }
+        committed
     }
 
     fn settle(&mut self, db: &Mutex<ObjectDb>, committed: Result<Vec<Outgoing>, &ObjectError>) {

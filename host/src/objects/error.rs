@@ -6,7 +6,10 @@ use http::StatusCode;
 
 use crate::runtime::InvokeError;
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Serializable, so that an owner can answer a call forwarded from another
+/// host of a cluster with the error itself.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum ObjectError {
     #[error("no Durable Object binding named `{0}` in verge.toml")]
     UnknownBinding(String),
@@ -44,6 +47,9 @@ pub enum ObjectError {
     InvalidImport(String),
     #[error("the host is shutting down")]
     ShuttingDown,
+    /// In a cluster: another host owns the object now.
+    #[error("the object has moved to another host; retry")]
+    Moved,
     /// The host failed: the database could not be opened or committed, or
     /// the object's actor stopped.
     #[error("{0}")]
@@ -58,7 +64,7 @@ impl ObjectError {
             Self::NoData(_) => StatusCode::NOT_FOUND,
             Self::Cycle(_) => StatusCode::LOOP_DETECTED,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded(_) | Self::NotDeployed(_) | Self::ShuttingDown => {
+            Self::Overloaded(_) | Self::NotDeployed(_) | Self::ShuttingDown | Self::Moved => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,

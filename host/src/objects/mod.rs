@@ -42,6 +42,7 @@ mod id;
 mod instance;
 mod mailbox;
 mod namespaces;
+mod routing;
 pub(crate) mod storage;
 mod waits;
 
@@ -63,8 +64,10 @@ pub use id::{ObjectId, ObjectKey};
 pub(crate) use instance::ObjectScope;
 pub use mailbox::{CallPath, Chain, Event, Reply};
 pub use namespaces::Namespace;
+pub(crate) use namespaces::new_id_key_setting;
 pub(crate) use storage::{KvRange, ObjectDb, SqlError, SqlErrorKind, lock};
 
+use crate::cluster::{Cluster, Incoming, Owner};
 use crate::config::WorkerConfig;
 use crate::runtime::LoadedWorker;
 use crate::storage::ControlStore;
@@ -125,6 +128,8 @@ impl ObjectOptions {
 pub struct ObjectSystem {
     me: Weak<ObjectSystem>,
     code: Arc<dyn ActiveCode>,
+    /// In cluster mode: where objects live, and their histories.
+    cluster: Option<Arc<Cluster>>,
     control: Arc<ControlStore>,
     /// `objects/` in the data directory: one folder per namespace, one
     /// SQLite file per object.
@@ -155,6 +160,7 @@ impl ObjectSystem {
         max_active: usize,
         code: Arc<dyn ActiveCode>,
         telemetry: Arc<Telemetry>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Arc<Self>> {
         // SQLite runs on these threads, synchronously: a statement that
         // uses up its SQL budget holds one for up to `limits.sql_ms`. More
@@ -170,6 +176,7 @@ impl ObjectSystem {
         let system = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             code,
+            cluster,
             namespaces,
             control,
             root: data_dir.join("objects"),
@@ -218,7 +225,15 @@ impl ObjectSystem {
             self.alarms.add(&key, record.name, record.at_ms);
         }
         self.spawn(alarms::run(self.me.clone()));
+        if let Some(cluster) = &self.cluster {
+            self.spawn(alarms::adopt_orphans(self.me.clone(), cluster.clone()));
+        }
         Ok(())
+    }
+
+    /// The cluster this host is part of, if any.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The WebSockets objects have accepted.
@@ -292,8 +307,31 @@ impl ObjectSystem {
             Some(waiter) if *waiter != key => Some(self.waits.begin(waiter, &key)?),
             _ => None,
         };
+        if let Some(cluster) = &self.cluster {
+            return routing::call(self, cluster, key, name, event, path, timeout).await;
+        }
         let answer = self.enqueue(&key, name, event, path);
         await_reply(answer, timeout).await
+    }
+
+    /// Runs an event another host of the cluster forwarded, if this host
+    /// owns its object (or can take it); `None` when another host does.
+    pub(crate) async fn call_forwarded(
+        &self,
+        call: Incoming,
+    ) -> Option<Result<Reply, ObjectError>> {
+        let cluster = self.cluster.as_ref()?;
+        match cluster.locate(&call.key).await {
+            Ok(Owner::Me(_)) => {}
+            Ok(Owner::Peer { .. }) => return None,
+            Err(e) => {
+                return Some(Err(ObjectError::Overloaded(format!(
+                    "cannot place the object: {e:#}"
+                ))));
+            }
+        }
+        let answer = self.enqueue(&call.key, call.name, call.event, call.path);
+        Some(await_reply(answer, call.timeout).await)
     }
 
     /// Queues `event` for an object now, in order with what was queued

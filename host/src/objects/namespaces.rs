@@ -29,6 +29,15 @@ impl From<&NamespaceRecord> for Namespace {
     }
 }
 
+/// The setting holding the key object names are turned into ids with.
+const ID_KEY_SETTING: &str = "object_id_key";
+
+/// A new id key, as the setting stores it: every host of a cluster must
+/// use the same one, so the cluster's first host makes it.
+pub(crate) fn new_id_key_setting() -> (&'static str, String) {
+    (ID_KEY_SETTING, hex::encode(rand::random::<[u8; 32]>()))
+}
+
 /// Every namespace, as of the last migration, and the key that turns
 /// object names into ids.
 pub(crate) struct Namespaces {
@@ -39,8 +48,7 @@ pub(crate) struct Namespaces {
 impl Namespaces {
     /// Loads the namespaces, creating the host's id key on first start.
     pub(crate) fn load(control: &ControlStore) -> Result<Self> {
-        let id_key =
-            control.setting_or_init("object_id_key", || hex::encode(rand::random::<[u8; 32]>()))?;
+        let id_key = control.setting_or_init(ID_KEY_SETTING, || new_id_key_setting().1)?;
         Ok(Self {
             records: ArcSwap::from_pointee(control.namespaces()?),
             id_key: hex::decode(id_key).context("the stored object id key is not hex")?,

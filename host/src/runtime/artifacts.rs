@@ -132,6 +132,12 @@ impl ArtifactCache {
         }
     }
 
+    /// The stored component with `hash`, as uploaded.
+    pub fn component(&self, hash: &str) -> Result<Vec<u8>> {
+        let path = self.component_path(hash);
+        std::fs::read(&path).with_context(|| format!("reading stored component {}", path.display()))
+    }
+
     /// The size of the stored component with `hash`, if it is stored.
     pub fn component_size(&self, hash: &str) -> Option<u64> {
         std::fs::metadata(self.component_path(hash))

@@ -59,6 +59,7 @@ pub(super) fn router(platform: Arc<Platform>, options: AdminOptions) -> Router {
         .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
         .route("/v1/stats", get(stats))
         .route("/v1/status", get(status))
+        .route("/v1/cluster", get(cluster_status))
         .route("/v1/tail", get(observe::tail))
         .route("/metrics", get(observe::metrics))
         .route("/v1/workers", get(list_workers))
@@ -150,6 +151,21 @@ async fn status(State(platform): Shared) -> AdminResult {
     Ok(Json(
         serde_json::to_value(platform.status()?).map_err(anyhow::Error::from)?,
     ))
+}
+
+/// The cluster's hosts, their leases and the objects each owns.
+async fn cluster_status(State(platform): Shared) -> AdminResult {
+    let Some(cluster) = platform.cluster() else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "this host runs alone: start it with `verge serve --cluster postgres://...` to make it part of a cluster".into(),
+        ));
+    };
+    let hosts = cluster
+        .hosts()
+        .await
+        .map_err(|e| AdminError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
+    Ok(Json(json!({ "host": cluster.host_id(), "hosts": hosts })))
 }
 
 async fn list_workers(State(platform): Shared) -> AdminResult {

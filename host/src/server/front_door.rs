@@ -200,6 +200,9 @@ struct PendingUpgrade {
 impl Drop for PendingUpgrade {
     fn drop(&mut self) {
         self.system.sockets().abandon_upgrade(self.token);
+        if let Some(cluster) = self.system.cluster() {
+            cluster.take_relay(self.token);
+        }
     }
 }
 
@@ -253,6 +256,12 @@ fn complete_upgrade(
         .and_then(|(_, value)| value.parse::<SocketId>().ok());
     if response.status != 101 || answered_token != Some(token) {
         return http_types::response_from_wire(response, false);
+    }
+    // An object on another host of the cluster accepted it.
+    if let Some(peer) = platform.cluster().and_then(|c| c.take_relay(token)) {
+        return Ok(upgrade
+            .max_message_size(hub.limits().max_message_bytes)
+            .on_upgrade(move |socket| crate::cluster::relay(socket, peer)));
     }
     let Some(accepted) = hub.finish_upgrade(token) else {
         anyhow::bail!("it answered 101 without accepting the WebSocket (state.accept_websocket)");

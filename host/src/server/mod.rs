@@ -12,6 +12,7 @@ mod front_door;
 mod index;
 mod listener;
 mod observe;
+mod peers;
 mod scheduled;
 
 use std::net::SocketAddr;
@@ -103,6 +104,24 @@ impl Server {
             tasks,
             platform,
         })
+    }
+
+    /// Serves the cluster listener (`verge serve --cluster`) on
+    /// `listener`, until the server stops.
+    pub fn serve_peers(&mut self, listener: TcpListener, cluster: Arc<crate::cluster::Cluster>) {
+        let router = peers::router(self.platform.clone(), cluster);
+        let limits = ConnectionLimits {
+            // Peers multiplex many calls over few connections; the
+            // per-address cap is for strangers, and peers are not.
+            max_connections_per_ip: ConnectionLimits::default().max_connections,
+            ..ConnectionLimits::default()
+        };
+        self.tasks.spawn(listener::serve(
+            listener,
+            router,
+            limits,
+            self.stop.subscribe(),
+        ));
     }
 
     /// The front door's bound address (useful after binding port 0).

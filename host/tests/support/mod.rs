@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,6 +97,7 @@ impl TestHost {
             },
             objects,
             dev,
+            cluster: None,
         })
         .await
         .unwrap();

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub(crate) use index::{commit_with_index, reindex, sync_index};
-pub(super) use schedule::{AlarmSchedule, run};
+pub(super) use schedule::{AlarmSchedule, adopt_orphans, run};
 pub(crate) use table::DueAlarm;
 
 use super::ObjectKey;

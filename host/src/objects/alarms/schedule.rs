@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::clock::unix_now_ms;
+use crate::cluster::Cluster;
+use crate::objects::ObjectError;
 use crate::objects::ObjectSystem;
 use crate::objects::id::ObjectKey;
 use crate::objects::mailbox::{CallPath, Event, await_reply};
@@ -119,6 +121,26 @@ impl AlarmSchedule {
     }
 }
 
+/// In a cluster: every second, schedules the alarms due soon whose
+/// objects no live host owns; firing one takes its object.
+pub(crate) async fn adopt_orphans(system: Weak<ObjectSystem>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(system) = system.upgrade() else {
+            return;
+        };
+        match cluster.orphaned_alarms(unix_now_ms() + 1000).await {
+            Ok(orphans) => {
+                for orphan in orphans {
+                    system.alarms.add(&orphan.key, orphan.name, orphan.at_ms);
+                }
+            }
+            Err(e) => tracing::debug!("{e:#}"),
+        }
+    }
+}
+
 /// Fires alarms as they fall due, until the system is gone.
 pub(crate) async fn run(system: Weak<ObjectSystem>) {
     loop {
@@ -153,8 +175,12 @@ fn fire(system: &Arc<ObjectSystem>, key: ObjectKey, name: String) {
     let retry_after = system.options.alarm_retry_base;
     let system = Arc::downgrade(system);
     tokio::spawn(async move {
-        let Err(e) = await_reply(answer, ALARM_EVENT_TIMEOUT).await else {
-            return;
+        let e = match await_reply(answer, ALARM_EVENT_TIMEOUT).await {
+            Ok(_) => return,
+            // Another host of the cluster owns the object: it fires the
+            // alarm from its own schedule.
+            Err(ObjectError::Moved) => return,
+            Err(e) => e,
         };
         let Some(system) = system.upgrade() else {
             return;

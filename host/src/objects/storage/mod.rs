@@ -23,6 +23,7 @@ mod error;
 mod exec;
 mod kv;
 mod transaction;
+pub(crate) mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -129,6 +130,28 @@ impl ObjectDb {
             internal_tables: false,
             alarms_changed: false,
         })
+    }
+
+    /// Opens the database as a cluster replica: the owner decides when the
+    /// WAL is folded into the file, because every frame in it must first
+    /// be read and shipped (`wal.rs`); it starts empty.
+    pub(crate) fn open_replica(path: &Path, limit_bytes: u64) -> anyhow::Result<Self> {
+        let mut db = Self::open(path, limit_bytes)?;
+        db.internal(|c| {
+            c.pragma_update(None, "wal_autocheckpoint", 0)?;
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })
+        .context("setting up the replica's WAL")?;
+        Ok(db)
+    }
+
+    /// The whole database file, after folding the WAL into it (which
+    /// empties the WAL: a replica's reader starts over).
+    pub(crate) fn checkpointed_file(&mut self) -> anyhow::Result<Vec<u8>> {
+        self.internal(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .context("checkpointing the WAL")?;
+        let path = self.conn.path().context("the database has no file")?;
+        std::fs::read(path).with_context(|| format!("reading {path}"))
     }
 
     /// Runs host statements with the authorizer standing aside.
@@ -363,7 +386,7 @@ pub(crate) fn lock(db: &Mutex<ObjectDb>) -> MutexGuard<'_, ObjectDb> {
 }
 
 /// Removes a database and its WAL and shared-memory files.
-pub(super) fn remove_database_files(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_database_files(path: &Path) -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
         match std::fs::remove_file(&file) {

@@ -1,0 +1,138 @@
+//! Who owns each object: at most one host, recorded in `objects` with a
+//! fencing epoch.
+//!
+//! A host takes an object by compare-and-swap on its row: when nobody
+//! owns it, or its owner's lease has passed, the row gets this host and
+//! the epoch goes up by one. Every later commit of the object checks that
+//! epoch under a row lock (`history.rs`), so a host that was replaced
+//! cannot commit, whatever it believes.
+//!
+//! Each host keeps what it learned: the objects it holds (its claims) and
+//! the owners of others (a cache). A cached owner may be stale; the peer
+//! then says it does not own the object, and the caller looks again.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::{Context, Result};
+use sqlx::Row;
+
+use super::Cluster;
+use crate::objects::ObjectKey;
+
+/// Where an object's events run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Here, under this epoch, with the history up to `head_seq`.
+    Me(Claim),
+    /// On the peer with this id, at this address.
+    Peer { host: String, address: String },
+}
+
+/// This host's hold on an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub(crate) epoch: i64,
+    /// The newest change in the object's history when the claim was made.
+    pub(crate) head_seq: i64,
+}
+
+/// What this host knows of owners.
+#[derive(Default)]
+pub(super) struct Ownership {
+    known: Mutex<HashMap<ObjectKey, Owner>>,
+}
+
+impl Ownership {
+    fn known(&self) -> MutexGuard<'_, HashMap<ObjectKey, Owner>> {
+        // Plain map operations: nothing can panic halfway through one.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Cluster {
+    /// Where `key`'s events run: this host's claim, a known owner, or,
+    /// when neither is known, whatever a claim attempt finds.
+    pub(crate) async fn locate(&self, key: &ObjectKey) -> Result<Owner> {
+        if let Some(owner) = self.owners.known().get(key).cloned() {
+            return Ok(owner);
+        }
+        let owner = self.claim(key).await?;
+        self.owners.known().insert(key.clone(), owner.clone());
+        Ok(owner)
+    }
+
+    /// Forgets what this host knew about `key`'s owner: it was wrong, or
+    /// this host lost the object.
+    pub(crate) fn forget_owner(&self, key: &ObjectKey) {
+        self.owners.known().remove(key);
+    }
+
+    /// Forgets every claim of this host: its lease lapsed, so others may
+    /// hold its objects now.
+    pub(crate) fn forget_claims(&self) {
+        self.owners
+            .known()
+            .retain(|_, owner| !matches!(owner, Owner::Me(_)));
+    }
+
+    /// Records that `key`'s history now goes up to `head_seq` under this
+    /// host's claim.
+    pub(crate) fn advance_claim(&self, key: &ObjectKey, head_seq: i64) {
+        if let Some(Owner::Me(claim)) = self.owners.known().get_mut(key) {
+            claim.head_seq = head_seq;
+        }
+    }
+
+    /// Takes `key` if nobody alive owns it (bumping its epoch), or finds
+    /// out who does.
+    async fn claim(&self, key: &ObjectKey) -> Result<Owner> {
+        anyhow::ensure!(
+            self.holds_lease(),
+            "this host's cluster lease has lapsed (is PostgreSQL reachable?); it takes no objects until it is renewed"
+        );
+        let (namespace, id) = (&*key.namespace, key.id.to_string());
+        // A host claims only objects it holds no claim on, so taking one
+        // it already owns (its claim was dropped after a failed commit)
+        // bumps the epoch too: whatever it did under the old one is done.
+        let claimed = sqlx::query(
+            "INSERT INTO objects (namespace, object_id, owner, epoch)
+             VALUES ($1, $2, $3, 1)
+             ON CONFLICT (namespace, object_id) DO UPDATE
+               SET owner = EXCLUDED.owner, epoch = objects.epoch + 1
+               WHERE objects.owner IS NULL
+                  OR objects.owner = EXCLUDED.owner
+                  OR NOT EXISTS (SELECT 1 FROM hosts h
+                                 WHERE h.id = objects.owner AND h.lease_expires > now())
+             RETURNING epoch, head_seq",
+        )
+        .bind(namespace)
+        .bind(&id)
+        .bind(&self.host_id)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("claiming object {key}"))?;
+        if let Some(row) = claimed {
+            let claim = Claim {
+                epoch: row.try_get("epoch")?,
+                head_seq: row.try_get("head_seq")?,
+            };
+            tracing::debug!(object = %key, epoch = claim.epoch, "took the object");
+            return Ok(Owner::Me(claim));
+        }
+        let row = sqlx::query(
+            "SELECT o.owner, h.address FROM objects o JOIN hosts h ON h.id = o.owner
+             WHERE o.namespace = $1 AND o.object_id = $2",
+        )
+        .bind(namespace)
+        .bind(&id)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("looking up the owner of object {key}"))?
+        .with_context(|| format!("object {key} changed owner while it was being claimed"))?;
+        Ok(Owner::Peer {
+            host: row.try_get("owner")?,
+            address: row.try_get("address")?,
+        })
+    }
+}

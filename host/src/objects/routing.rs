@@ -1,0 +1,113 @@
+//! In a cluster, where an object's event runs: on this host when it owns
+//! the object (or can take it), else on its owner, forwarded.
+//!
+//! While an owner that died still holds its lease, nobody may take its
+//! objects: calls keep looking (every `RELOCATE_PAUSE`) until the lease
+//! runs out and one of them takes the object, or their time is up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::ObjectSystem;
+use super::error::ObjectError;
+use super::id::ObjectKey;
+use super::mailbox::{CallPath, Event, Pending, Reply, await_reply};
+use crate::cluster::{Cluster, Delivery, Forwarded, Owner, RELOCATE_PAUSE};
+
+/// How long an event handed back by an actor that lost its object may
+/// take to find the new owner and run there.
+const REROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `event` on `key`'s owner, wherever that is.
+pub(super) async fn call(
+    system: &ObjectSystem,
+    cluster: &Arc<Cluster>,
+    key: ObjectKey,
+    name: Option<String>,
+    event: Event,
+    path: CallPath,
+    timeout: Duration,
+) -> Result<Reply, ObjectError> {
+    let deadline = Instant::now() + timeout;
+    let upgrade = Forwarded::upgrade_token(&event);
+    // The event as it was sent to a peer, once it was: sent again as it
+    // is, or decoded to run here when this host takes the object.
+    let mut event = Some(event);
+    let mut forwarded: Option<Forwarded> = None;
+    loop {
+        let owner = cluster
+            .locate(&key)
+            .await
+            .map_err(|e| ObjectError::Overloaded(format!("cannot place the object: {e:#}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match owner {
+            Owner::Me(_) => {
+                let event = match (event.take(), forwarded.take()) {
+                    (Some(event), _) => event,
+                    (None, Some(call)) => call.into_event()?,
+                    (None, None) => unreachable!("the event is kept in one form or the other"),
+                };
+                return await_reply(system.enqueue(&key, name, event, path), left).await;
+            }
+            Owner::Peer { host, address } => {
+                if forwarded.is_none() {
+                    let event = event.take().expect("not forwarded yet");
+                    forwarded = Some(Forwarded::new(name.clone(), event, &path, timeout)?);
+                }
+                let call = forwarded.as_ref().expect("just set");
+                let delivery = match upgrade {
+                    Some(token) => {
+                        cluster
+                            .forward_upgrade(&address, &key, call, token, left)
+                            .await
+                    }
+                    None => cluster.forward(&host, &address, &key, call, left).await,
+                };
+                match delivery {
+                    Delivery::Answered(result) => return result,
+                    Delivery::NotThere(why) => {
+                        cluster.forget_owner(&key);
+                        if Instant::now() + RELOCATE_PAUSE >= deadline {
+                            return Err(ObjectError::Overloaded(format!(
+                                "the object's owner could not be reached in time ({why}); retry"
+                            )));
+                        }
+                        tokio::time::sleep(RELOCATE_PAUSE).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ObjectSystem {
+    /// Sends events an actor was given for an object this host turned out
+    /// not to own to wherever the object is now.
+    pub(super) fn reroute(&self, key: &ObjectKey, batch: Vec<Pending>) {
+        let (Some(cluster), Some(system)) = (self.cluster.clone(), self.me.upgrade()) else {
+            for pending in batch {
+                pending.answer(Err(ObjectError::ShuttingDown));
+            }
+            return;
+        };
+        for pending in batch {
+            if !matches!(pending.event, Event::Fetch(_) | Event::Rpc { .. }) {
+                // Alarms and socket events start on the owner, which has
+                // them too.
+                pending.answer(Err(ObjectError::Moved));
+                continue;
+            }
+            let (system, cluster, key) = (system.clone(), cluster.clone(), key.clone());
+            self.spawn(async move {
+                let Pending {
+                    event,
+                    name,
+                    path,
+                    reply,
+                } = pending;
+                let result = call(&system, &cluster, key, name, event, path, REROUTE_TIMEOUT).await;
+                let _ = reply.send(result);
+            });
+        }
+    }
+}
