@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod cluster;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader};
