@@ -68,6 +68,15 @@ pub fn verge(bins: &Bins, data: &Path, flags: &[&str], ready_path: &str) -> Resu
 /// A fresh `verge serve` with nothing deployed; returns it and its admin URL
 /// once it is ready.
 pub fn verge_empty(bins: &Bins, data: &Path) -> Result<(Service, String, String)> {
+    verge_empty_with(bins, data, &[])
+}
+
+/// [`verge_empty`] with more flags (`--cluster ...`).
+pub fn verge_empty_with(
+    bins: &Bins,
+    data: &Path,
+    flags: &[&str],
+) -> Result<(Service, String, String)> {
     let mut command = Command::new(&bins.verge);
     command
         .args([
@@ -76,8 +85,9 @@ pub fn verge_empty(bins: &Bins, data: &Path) -> Result<(Service, String, String)
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
-            "--data",
         ])
+        .args(flags)
+        .arg("--data")
         .arg(data)
         .env("VERGE_ADMIN_TOKEN", ADMIN_TOKEN)
         // Info for the ready line; without a line per request, as the peers

@@ -2,6 +2,7 @@
 //! produces one section of the report; a new bench is one more function
 //! (or module, like [`websockets`]) and one more line in [`run`].
 
+mod cluster;
 mod websockets;
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ struct Plan {
     broadcasts: usize,
     /// How long the room's sockets stay idle before their memory is read.
     hibernation_wait: Duration,
+    /// Owners killed to time the cluster's failover.
+    kills: usize,
 }
 
 impl Plan {
@@ -64,6 +67,7 @@ impl Plan {
                 sockets: 20,
                 broadcasts: 20,
                 hibernation_wait: Duration::from_millis(1500),
+                kills: 2,
             }
         } else {
             Self {
@@ -76,6 +80,7 @@ impl Plan {
                 broadcasts: 1000,
                 // workerd evicts an object after 10 s without events.
                 hibernation_wait: Duration::from_secs(15),
+                kills: 20,
             }
         }
     }
@@ -155,13 +160,14 @@ fn built(dir: &str, name: &str) -> Result<verge_host::toolchain::BuiltComponent>
 }
 
 /// The groups of benches `--only` picks from, in the order they run.
-pub const GROUPS: [&str; 6] = [
+pub const GROUPS: [&str; 7] = [
     "instantiation",
     "deploy",
     "hello",
     "durable",
     "sql",
     "websockets",
+    "cluster",
 ];
 
 /// Runs the benches `options` picks and writes the report.
@@ -194,6 +200,10 @@ pub fn run(options: &Options) -> Result<Report> {
     let chat = wants("websockets")
         .then(|| websockets::measure(&setup, &plan))
         .transpose()?;
+    let cluster = wants("cluster")
+        .then(|| cluster::measure(&setup, &plan))
+        .transpose()?
+        .flatten();
 
     let mut report = Report {
         preamble: preamble(&setup, options.smoke, &load_before),
@@ -221,6 +231,9 @@ pub fn run(options: &Options) -> Result<Report> {
     report
         .sections
         .extend(chat.map(|chat| websockets::section(&chat)));
+    report
+        .sections
+        .extend(cluster.map(|cluster| cluster::section(&cluster)));
     // A chart whose benches were all skipped has nothing to draw.
     for section in &mut report.sections {
         section.charts.retain(|chart| !chart.bars.is_empty());

@@ -50,6 +50,7 @@ fn bench_smoke_run_writes_every_section_and_chart() {
         "## Durable Objects",
         "## Durable Objects: guest → SQL round trip",
         "## WebSockets: chat-room fan-out and hibernated sockets",
+        "## Cluster: three hosts and PostgreSQL",
     ] {
         assert!(
             markdown.contains(heading),

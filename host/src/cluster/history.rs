@@ -369,6 +369,11 @@ async fn store_snapshot(
 /// snapshot with the changes after it applied. Returns the snapshot's
 /// change number (0 without one).
 async fn rebuild(pool: &PgPool, key: &ObjectKey, claim: Claim, path: &Path) -> Result<i64> {
+    if claim.head_seq == 0 {
+        // No history yet (a new object): an empty file is its state.
+        crate::objects::storage::remove_database_files(path)?;
+        return Ok(0);
+    }
     let (namespace, id) = (&*key.namespace, key.id.to_string());
     let snapshot_seq: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(seq), 0) FROM object_snapshots

@@ -12,7 +12,7 @@
 //! then says it does not own the object, and the caller looks again.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result};
 use sqlx::Row;
@@ -41,6 +41,10 @@ pub(crate) struct Claim {
 #[derive(Default)]
 pub(super) struct Ownership {
     known: Mutex<HashMap<ObjectKey, Owner>>,
+    /// Claims in flight, one per object: two requests reaching a new
+    /// object at once must not each claim it, or the second claim's epoch
+    /// would depose the first's holder on this very host.
+    claiming: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Ownership {
@@ -57,9 +61,29 @@ impl Cluster {
         if let Some(owner) = self.owners.known().get(key).cloned() {
             return Ok(owner);
         }
-        let owner = self.claim(key).await?;
-        self.owners.known().insert(key.clone(), owner.clone());
-        Ok(owner)
+        let turn = {
+            let mut claiming = self
+                .owners
+                .claiming
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            claiming.entry(key.clone()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        // Whoever held the turn before may have found the owner.
+        if let Some(owner) = self.owners.known().get(key).cloned() {
+            return Ok(owner);
+        }
+        let claimed = self.claim(key).await;
+        if let Ok(owner) = &claimed {
+            self.owners.known().insert(key.clone(), owner.clone());
+        }
+        self.owners
+            .claiming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        claimed
     }
 
     /// Forgets what this host knew about `key`'s owner: it was wrong, or
