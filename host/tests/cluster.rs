@@ -558,3 +558,155 @@ async fn the_chat_room_works_through_a_host_that_does_not_own_it() {
         .collect();
     assert_eq!(said, ["hello from host 1", "hello from host 0"]);
 }
+
+/// Runs the real `verge` CLI against a host's admin API.
+fn verge_cli(admin_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args(args)
+        .args(["--host", admin_url, "--token", TOKEN])
+        .output()
+        .unwrap()
+}
+
+fn succeeded(output: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_and_workers_are_administered_through_any_host() {
+    let cluster = TestCluster::start(3);
+    stocked(&cluster, "apple", 10).await;
+    // A second object, first reached (so owned) through host 1.
+    restock(&cluster.client, &cluster.host(1).url, "pear", 20).await;
+    let admin = cluster.host(2).admin_url.clone();
+    let class = ["--worker", "inventory-counter", "--class", "Inventory"];
+
+    let workers = succeeded(verge_cli(&admin, &["workers"]));
+    assert!(workers.contains("inventory-counter"), "{workers}");
+
+    // Names reach the cluster's record within its flush interval.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = succeeded(verge_cli(
+            &admin,
+            &[&["objects", "list"][..], &class].concat(),
+        ));
+        if listed.contains("apple") && listed.contains("pear") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "objects list never showed both:\n{listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Exported through a host that owns neither, imported as another.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pear.sqlite");
+    let file = file.to_str().unwrap();
+    succeeded(verge_cli(
+        &admin,
+        &[
+            &["objects", "export", "--name", "pear", "--output", file][..],
+            &class,
+        ]
+        .concat(),
+    ));
+    assert!(
+        std::fs::read(file)
+            .unwrap()
+            .starts_with(b"SQLite format 3\0")
+    );
+    succeeded(verge_cli(
+        &admin,
+        &[
+            &["objects", "import", "--name", "apple", "--input", file][..],
+            &class,
+        ]
+        .concat(),
+    ));
+    for (_, host) in cluster.live() {
+        assert_eq!(stock(&cluster.client, &host.url, "apple").await, 20);
+    }
+
+    // Deleted through host 2: gone everywhere, and new again when reached.
+    succeeded(verge_cli(
+        &admin,
+        &[&["objects", "delete", "--name", "pear"][..], &class].concat(),
+    ));
+    let listed = succeeded(verge_cli(
+        &admin,
+        &[&["objects", "list"][..], &class].concat(),
+    ));
+    assert!(!listed.contains("pear"), "{listed}");
+    assert_eq!(
+        stock(&cluster.client, &cluster.host(0).url, "pear").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_fires_on_another_host_after_its_owner_dies() {
+    let mut cluster = TestCluster::start(2);
+    assert_eq!(
+        cluster
+            .host(0)
+            .deploy(&cluster.client, &guest("reminders"))
+            .await,
+        201
+    );
+    for (_, host) in cluster.live() {
+        until_served(
+            &cluster.client,
+            &format!("{}/reminders/ada/pending", host.url),
+            "[",
+        )
+        .await;
+    }
+    // Scheduled through host 0, which takes the object; due in 3 s.
+    let scheduled = cluster
+        .client
+        .post(format!("{}/reminders/ada", cluster.host(0).url))
+        .json(&serde_json::json!({ "message": "stretch", "in_ms": 3000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        scheduled.status(),
+        200,
+        "{}",
+        scheduled.text().await.unwrap()
+    );
+    assert_eq!(cluster.owner().await, 0);
+    cluster.hosts[0].take().unwrap().kill();
+
+    // Host 1 finds the orphaned alarm, takes the object and fires it:
+    // nobody sends the object anything meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.db.psql("SELECT count(*) FROM alarms").trim() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the alarm never fired on the surviving host:\n{}",
+            cluster.host(1).log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.owner().await, 1);
+    let delivered = cluster
+        .client
+        .get(format!("{}/reminders/ada/delivered", cluster.host(1).url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(delivered.contains("stretch"), "{delivered}");
+}

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Cluster;
 use crate::bindings::{Method, Request, Response};
+use crate::objects::AdminOp;
 use crate::objects::{
     CallPath, Event, ObjectError, ObjectId, ObjectKey, Reply, SocketId, UPGRADE_HEADER,
 };
@@ -165,13 +166,51 @@ impl Cluster {
         timeout: Duration,
     ) -> Delivery {
         let url = format!("{address}/objects/{}/{}", key.namespace, key.id);
-        let sent = self
+        let request = self
             .peers
             .post(&url)
-            .header(PEER_SECRET_HEADER, &self.options.secret)
             .header(CALL_HEADER, &call.head)
-            .body(call.body.clone())
-            // A little past the event's own limit: the peer answers a
+            .body(call.body.clone());
+        self.deliver(host, address, key, request, timeout).await
+    }
+
+    /// Sends an administrative operation on `key` to its owner `host` at
+    /// `address`.
+    pub(crate) async fn forward_admin(
+        &self,
+        host: &str,
+        address: &str,
+        key: &ObjectKey,
+        op: &AdminOp,
+        timeout: Duration,
+    ) -> Delivery {
+        let url = format!(
+            "{address}/objects/{}/{}/admin/{}",
+            key.namespace,
+            key.id,
+            op.name()
+        );
+        let body = match op {
+            AdminOp::Import(bytes) => bytes.clone(),
+            _ => Vec::new(),
+        };
+        let request = self.peers.post(&url).body(body);
+        self.deliver(host, address, key, request, timeout).await
+    }
+
+    /// Sends `request` to a peer and reads its reply, giving up when the
+    /// peer's lease runs out first.
+    async fn deliver(
+        &self,
+        host: &str,
+        address: &str,
+        key: &ObjectKey,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Delivery {
+        let sent = request
+            .header(PEER_SECRET_HEADER, &self.options.secret)
+            // A little past the operation's own limit: the peer answers a
             // timeout itself.
             .timeout(timeout + Duration::from_secs(1))
             .send();

@@ -280,15 +280,71 @@ impl Replica {
     /// unnecessary: compaction.
     pub(crate) async fn snapshot(&mut self, file: Vec<u8>) -> Result<(), ShipError> {
         let seq = self.seq;
-        store_snapshot(self.cluster.pool(), &self.key, self.epoch, seq, &file)
+        store_snapshot(self.cluster.pool(), &self.key, self.epoch, seq, seq, &file)
             .await
-            .map_err(|e| match e.downcast_ref::<ShipError>() {
-                Some(ShipError::Deposed) => ShipError::Deposed,
-                _ => ShipError::Unconfirmed(format!("{e:#}")),
-            })?;
+            .map_err(ship_error)?;
         self.snapshot_seq = seq;
         tracing::debug!(object = %self.key, seq, bytes = file.len(), "compacted the object's history");
         Ok(())
+    }
+
+    /// Makes `file` (an imported database) the object's next state, as a
+    /// snapshot one change past the head.
+    pub(crate) async fn replace(&mut self, file: &[u8]) -> Result<(), ShipError> {
+        let seq = self.seq + 1;
+        store_snapshot(
+            self.cluster.pool(),
+            &self.key,
+            self.epoch,
+            self.seq,
+            seq,
+            file,
+        )
+        .await
+        .map_err(ship_error)?;
+        self.seq = seq;
+        self.snapshot_seq = seq;
+        self.cluster.advance_claim(&self.key, seq);
+        Ok(())
+    }
+
+    /// Whether the object has any history: a change or an import.
+    pub(crate) fn has_history(&self) -> bool {
+        self.seq > 0
+    }
+
+    /// Removes the object from the cluster: its row, history and alarms.
+    pub(crate) async fn erase(self) -> Result<(), ShipError> {
+        let (namespace, id) = (&*self.key.namespace, self.key.id.to_string());
+        let erased = async {
+            let mut tx = self.cluster.pool().begin().await?;
+            let held = sqlx::query(
+                "DELETE FROM objects WHERE namespace = $1 AND object_id = $2 AND epoch = $3
+                 RETURNING 1",
+            )
+            .bind(namespace)
+            .bind(&id)
+            .bind(self.epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                return Err(ShipError::Deposed.into());
+            }
+            for table in ["object_changes", "object_snapshots", "alarms"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE namespace = $1 AND object_id = $2"
+                )))
+                .bind(namespace)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            anyhow::Ok(())
+        }
+        .await;
+        self.cluster.forget_owner(&self.key);
+        erased.map_err(ship_error)
     }
 
     /// Gives up the object after a failed commit: what this host holds of
@@ -298,23 +354,35 @@ impl Replica {
     }
 }
 
+/// A failure of a multi-statement history write, as a batch sees it.
+fn ship_error(error: anyhow::Error) -> ShipError {
+    match error.downcast_ref::<ShipError>() {
+        Some(ShipError::Deposed) => ShipError::Deposed,
+        _ => ShipError::Unconfirmed(format!("{error:#}")),
+    }
+}
+
+/// Stores `file` as the object's state at change `seq`, which becomes the
+/// head (the head was `head`), and drops the history before it.
 async fn store_snapshot(
     pool: &PgPool,
     key: &ObjectKey,
     epoch: i64,
+    head: i64,
     seq: i64,
     file: &[u8],
 ) -> Result<()> {
     let (namespace, id) = (&*key.namespace, key.id.to_string());
     let mut tx = pool.begin().await?;
-    // The same fence as a commit: only the owner compacts.
+    // The same fence as a commit: only the owner writes history.
     let held = sqlx::query(
-        "SELECT 1 FROM objects WHERE namespace = $1 AND object_id = $2
-           AND epoch = $3 AND head_seq = $4 FOR UPDATE",
+        "UPDATE objects SET head_seq = $5 WHERE namespace = $1 AND object_id = $2
+           AND epoch = $3 AND head_seq = $4 RETURNING 1",
     )
     .bind(namespace)
     .bind(&id)
     .bind(epoch)
+    .bind(head)
     .bind(seq)
     .fetch_optional(&mut *tx)
     .await?;

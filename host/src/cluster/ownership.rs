@@ -19,6 +19,7 @@ use sqlx::Row;
 
 use super::Cluster;
 use crate::objects::ObjectKey;
+use crate::storage::ObjectRecord;
 
 /// Where an object's events run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,53 @@ impl Cluster {
         if let Some(Owner::Me(claim)) = self.owners.known().get_mut(key) {
             claim.head_seq = head_seq;
         }
+    }
+
+    /// Records objects' names and last activity (Unix seconds), as this
+    /// host saw them, for `verge objects list` on any host.
+    pub(crate) async fn record_activity(&self, records: &[(String, ObjectRecord)]) -> Result<()> {
+        let namespaces: Vec<&str> = records.iter().map(|(ns, _)| ns.as_str()).collect();
+        let ids: Vec<&str> = records.iter().map(|(_, r)| r.id.as_str()).collect();
+        let names: Vec<Option<&str>> = records.iter().map(|(_, r)| r.name.as_deref()).collect();
+        let times: Vec<i64> = records.iter().map(|(_, r)| r.last_active).collect();
+        sqlx::query(
+            "UPDATE objects o SET name = COALESCE(a.name, o.name),
+                                  last_active = GREATEST(o.last_active, a.last_active)
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+               AS a(namespace, object_id, name, last_active)
+             WHERE o.namespace = a.namespace AND o.object_id = a.object_id",
+        )
+        .bind(&namespaces)
+        .bind(&ids)
+        .bind(&names)
+        .bind(&times)
+        .execute(&self.pool)
+        .await
+        .context("recording object activity in the cluster")?;
+        Ok(())
+    }
+
+    /// Every object of `namespace` with a history, most recently active
+    /// first.
+    pub(crate) async fn objects(&self, namespace: &str) -> Result<Vec<ObjectRecord>> {
+        let rows = sqlx::query(
+            "SELECT object_id, name, last_active FROM objects
+             WHERE namespace = $1 AND head_seq > 0
+             ORDER BY last_active DESC, object_id",
+        )
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing the cluster's objects")?;
+        rows.iter()
+            .map(|row| {
+                Ok(ObjectRecord {
+                    id: row.try_get("object_id")?,
+                    name: row.try_get("name")?,
+                    last_active: row.try_get("last_active")?,
+                })
+            })
+            .collect()
     }
 
     /// Takes `key` if nobody alive owns it (bumping its epoch), or finds

@@ -43,16 +43,18 @@ impl Activity {
         self.pending().remove(key);
     }
 
-    /// Writes what is pending to the control database.
-    pub(crate) fn flush(&self, control: &ControlStore) -> Result<()> {
+    /// Writes what is pending to the control database, and returns it
+    /// (for a cluster's shared record too).
+    pub(crate) fn flush(&self, control: &ControlStore) -> Result<Vec<(String, ObjectRecord)>> {
         let pending = std::mem::take(&mut *self.pending());
         if pending.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let records: Vec<(String, ObjectRecord)> = pending
             .into_iter()
             .map(|(key, record)| (key.namespace.to_string(), record))
             .collect();
-        control.record_objects(&records)
+        control.record_objects(&records)?;
+        Ok(records)
     }
 }

@@ -40,7 +40,7 @@ pub(super) struct Actor {
     /// The alarm the current event is firing, to reschedule if it fails.
     firing: Option<Firing>,
     /// In a cluster: the database as a replica of the object's history.
-    replica: Option<Replica>,
+    pub(super) replica: Option<Replica>,
     /// In a cluster, set when a batch's changes could not be made durable
     /// there: the local file is no longer what the cluster holds.
     diverged: bool,

@@ -13,12 +13,46 @@ use super::actor::Actor;
 use super::alarms;
 use super::error::ObjectError;
 use super::id::{ObjectId, ObjectKey};
-use super::mailbox::Message;
+use super::mailbox::{Message, Reply};
 use super::namespaces::Namespace;
 use super::storage::{lock, remove_database_files};
 use crate::clock::unix_now_ms;
+use crate::cluster::Replica;
 use crate::files::{rename_synced, write_synced};
 use crate::storage::ObjectRecord;
+
+/// An operation on one object from outside, as it travels to the host
+/// that owns the object in a cluster.
+pub(crate) enum AdminOp {
+    Export,
+    Import(Vec<u8>),
+    Delete,
+}
+
+impl AdminOp {
+    /// Its name in the cluster listener's path.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Export => "export",
+            Self::Import(_) => "import",
+            Self::Delete => "delete",
+        }
+    }
+
+    /// The operation a peer named, with the request body it sent.
+    pub(crate) fn from_name(name: &str, body: Vec<u8>) -> Option<Self> {
+        match name {
+            "export" => Some(Self::Export),
+            "import" => Some(Self::Import(body)),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> ObjectError {
+    ObjectError::Internal(format!("an unexpected answer to an export: {reply:?}"))
+}
 
 /// One object, as `verge objects list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -75,19 +109,48 @@ impl ObjectSystem {
 
     /// A consistent copy of an object's database, as SQLite file bytes.
     pub async fn export(&self, key: &ObjectKey) -> Result<Vec<u8>, ObjectError> {
-        self.administer(key, Message::Export).await
+        match self.run_admin(key, AdminOp::Export).await? {
+            Reply::Rpc(bytes) => Ok(bytes),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Replaces an object's database with SQLite file bytes, after checking
     /// them; the object's next event sees the new data.
     pub async fn import(&self, key: &ObjectKey, bytes: Vec<u8>) -> Result<(), ObjectError> {
-        self.administer(key, |reply| Message::Import(bytes, reply))
-            .await
+        self.run_admin(key, AdminOp::Import(bytes)).await.map(drop)
     }
 
     /// Removes an object and all its data.
     pub async fn delete(&self, key: &ObjectKey) -> Result<(), ObjectError> {
-        self.administer(key, Message::Delete).await
+        self.run_admin(key, AdminOp::Delete).await.map(drop)
+    }
+
+    /// Runs `op` on the object, on whichever host of a cluster owns it.
+    async fn run_admin(&self, key: &ObjectKey, op: AdminOp) -> Result<Reply, ObjectError> {
+        match &self.cluster {
+            Some(cluster) => super::routing::administer(self, cluster, key, op).await,
+            None => self.administer_here(key, op).await,
+        }
+    }
+
+    /// Runs `op` through the object's actor on this host.
+    pub(super) async fn administer_here(
+        &self,
+        key: &ObjectKey,
+        op: AdminOp,
+    ) -> Result<Reply, ObjectError> {
+        match op {
+            AdminOp::Export => self.administer(key, Message::Export).await.map(Reply::Rpc),
+            AdminOp::Import(bytes) => self
+                .administer(key, |reply| Message::Import(bytes, reply))
+                .await
+                .map(|()| Reply::Done),
+            AdminOp::Delete => self
+                .administer(key, Message::Delete)
+                .await
+                .map(|()| Reply::Done),
+        }
     }
 
     /// Sends an administrative message to the object's actor and waits for
@@ -106,7 +169,11 @@ impl ObjectSystem {
 
     /// Every object of a namespace that has data, most recently active
     /// first.
-    pub(crate) fn list(&self, namespace: &Namespace) -> anyhow::Result<Vec<ObjectSummary>> {
+    pub(crate) async fn list(&self, namespace: &Namespace) -> anyhow::Result<Vec<ObjectSummary>> {
+        if let Some(cluster) = &self.cluster {
+            self.share_activity().await?;
+            return self.list_in_cluster(cluster, namespace).await;
+        }
         self.flush_activity()?;
         let dir = self.root.join(&*namespace.id);
         let mut known: HashMap<String, ObjectRecord> = self
@@ -152,6 +219,37 @@ impl ObjectSystem {
         Ok(summaries)
     }
 
+    /// A cluster's objects of `namespace`: every object with a history,
+    /// whichever host holds it. Sizes are known for the objects this host
+    /// holds; the others show 0.
+    async fn list_in_cluster(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        namespace: &Namespace,
+    ) -> anyhow::Result<Vec<ObjectSummary>> {
+        let dir = self.root.join(&*namespace.id);
+        let records = cluster.objects(&namespace.id).await?;
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let path = dir.join(format!("{}.sqlite", record.id));
+                let size_bytes = ["", "-wal"]
+                    .iter()
+                    .filter_map(|suffix| {
+                        std::fs::metadata(format!("{}{suffix}", path.display())).ok()
+                    })
+                    .map(|m| m.len())
+                    .sum();
+                ObjectSummary {
+                    id: record.id,
+                    name: record.name,
+                    size_bytes,
+                    last_active: record.last_active,
+                }
+            })
+            .collect())
+    }
+
     /// Evicts every active object (a test and operations knob): instances
     /// dropped, databases closed. Hibernated state survives.
     pub async fn evict_all(&self) {
@@ -186,7 +284,7 @@ impl ObjectSystem {
 
 /// A consistent copy of the actor's database file.
 pub(super) async fn export(actor: &mut Actor) -> Result<Vec<u8>, ObjectError> {
-    if !has_data(actor) {
+    if !has_data(actor).await? {
         return Err(ObjectError::NoData(format!(
             "object {} has no data",
             actor.key.id
@@ -218,11 +316,21 @@ pub(super) async fn import(actor: &mut Actor, bytes: &[u8]) -> Result<(), Object
             .map_err(io)?;
     }
     let system = actor.system()?;
+    if system.cluster.is_some() {
+        // Claims the object: the import becomes its history's next state.
+        actor.db().await?;
+    }
     system.closing.wait(&actor.key).await;
     write_synced(&incoming, bytes).map_err(io)?;
     if let Err(why) = check_import(&incoming) {
         let _ = std::fs::remove_file(&incoming);
         return Err(invalid(why));
+    }
+    if let Some(replica) = &mut actor.replica
+        && let Err(e) = replica.replace(bytes).await
+    {
+        let _ = std::fs::remove_file(&incoming);
+        return Err(ObjectError::Internal(e.to_string()));
     }
     actor.close();
     remove_database_files(&actor.path).map_err(io)?;
@@ -265,9 +373,14 @@ fn check_import(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
-/// Whether the object has a database, open or on disk.
-fn has_data(actor: &Actor) -> bool {
-    actor.db.is_some() || actor.path.exists()
+/// Whether the object has a database, open or on disk (in a cluster: a
+/// history, which opening its database finds).
+async fn has_data(actor: &mut Actor) -> Result<bool, ObjectError> {
+    if actor.system()?.cluster.is_some() {
+        actor.db().await?;
+        return Ok(actor.replica.as_ref().is_some_and(Replica::has_history));
+    }
+    Ok(actor.db.is_some() || actor.path.exists())
 }
 
 /// Removes the object's data, its record and its alarms, and closes its
@@ -276,15 +389,22 @@ fn has_data(actor: &Actor) -> bool {
 pub(super) async fn delete(actor: &mut Actor) -> Result<(), ObjectError> {
     let io = |e: anyhow::Error| ObjectError::storage(format!("{e:#}"));
     let system = actor.system()?;
-    if !has_data(actor) && system.sockets.sockets(&actor.key, None).is_empty() {
+    if !has_data(actor).await? && system.sockets.sockets(&actor.key, None).is_empty() {
         return Err(ObjectError::NoData(format!(
             "object {} does not exist",
             actor.key.id
         )));
     }
+    let replica = actor.replica.take();
     actor.close();
     system.closing.wait(&actor.key).await;
     remove_database_files(&actor.path).map_err(io)?;
+    if let Some(replica) = replica {
+        replica
+            .erase()
+            .await
+            .map_err(|e| ObjectError::Internal(e.to_string()))?;
+    }
     system
         .sockets
         .close_object(&actor.key, 1001, "the object was deleted");

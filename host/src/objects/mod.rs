@@ -52,6 +52,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+pub(crate) use admin::AdminOp;
 pub use admin::ObjectStats;
 pub use error::ObjectError;
 #[cfg(feature = "test-hooks")]
@@ -199,7 +200,7 @@ impl ObjectSystem {
             loop {
                 tick.tick().await;
                 let Some(system) = weak.upgrade() else { break };
-                if let Err(e) = system.flush_activity() {
+                if let Err(e) = system.share_activity().await {
                     tracing::warn!("recording object activity: {e:#}");
                 }
             }
@@ -258,7 +259,19 @@ impl ObjectSystem {
 
     /// Writes pending names and activity to the control database.
     pub fn flush_activity(&self) -> Result<()> {
-        self.activity.flush(&self.control)
+        self.activity.flush(&self.control).map(drop)
+    }
+
+    /// Writes pending names and activity to the control database and, in
+    /// a cluster, to the cluster's record of objects.
+    async fn share_activity(&self) -> Result<()> {
+        let records = self.activity.flush(&self.control)?;
+        if let Some(cluster) = &self.cluster
+            && !records.is_empty()
+        {
+            cluster.record_activity(&records).await?;
+        }
+        Ok(())
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {

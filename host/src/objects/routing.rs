@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ObjectSystem;
+use super::admin::AdminOp;
 use super::error::ObjectError;
 use super::id::ObjectKey;
 use super::mailbox::{CallPath, Event, Pending, Reply, await_reply};
@@ -108,6 +109,61 @@ impl ObjectSystem {
                 let result = call(&system, &cluster, key, name, event, path, REROUTE_TIMEOUT).await;
                 let _ = reply.send(result);
             });
+        }
+    }
+}
+
+/// Runs an administrative operation on `key`'s owner, wherever that is.
+/// Like a call, it goes to another host only once that host is known to
+/// own the object, and again elsewhere only when it did not run there.
+pub(super) async fn administer(
+    system: &ObjectSystem,
+    cluster: &Arc<Cluster>,
+    key: &ObjectKey,
+    op: AdminOp,
+) -> Result<Reply, ObjectError> {
+    let deadline = Instant::now() + REROUTE_TIMEOUT;
+    loop {
+        let owner = cluster
+            .locate(key)
+            .await
+            .map_err(|e| ObjectError::Overloaded(format!("cannot place the object: {e:#}")))?;
+        match owner {
+            Owner::Me(_) => return system.administer_here(key, op).await,
+            Owner::Peer { host, address } => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match cluster.forward_admin(&host, &address, key, &op, left).await {
+                    Delivery::Answered(result) => return result,
+                    Delivery::NotThere(why) => {
+                        cluster.forget_owner(key);
+                        if Instant::now() + RELOCATE_PAUSE >= deadline {
+                            return Err(ObjectError::Overloaded(format!(
+                                "the object's owner could not be reached in time ({why}); retry"
+                            )));
+                        }
+                        tokio::time::sleep(RELOCATE_PAUSE).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ObjectSystem {
+    /// Runs an administrative operation another host forwarded, if this
+    /// host owns the object (or can take it); `None` when another does.
+    pub(crate) async fn administer_forwarded(
+        &self,
+        key: &ObjectKey,
+        op: AdminOp,
+    ) -> Option<Result<Reply, ObjectError>> {
+        let cluster = self.cluster.as_ref()?;
+        match cluster.locate(key).await {
+            Ok(Owner::Me(_)) => Some(self.administer_here(key, op).await),
+            Ok(Owner::Peer { .. }) => None,
+            Err(e) => Some(Err(ObjectError::Overloaded(format!(
+                "cannot place the object: {e:#}"
+            )))),
         }
     }
 }

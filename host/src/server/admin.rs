@@ -381,7 +381,7 @@ async fn list_objects(
     Path((name, class)): Path<(String, String)>,
 ) -> AdminResult {
     let namespace = namespace(&platform, &name, &class)?;
-    let objects = platform.objects().list(&namespace)?;
+    let objects = platform.objects().list(&namespace).await?;
     Ok(Json(json!({ "objects": objects })))
 }
 

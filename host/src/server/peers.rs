@@ -15,7 +15,9 @@ use bytes::Bytes;
 
 use crate::bindings::Request as WireRequest;
 use crate::cluster::{Cluster, PEER_SECRET_HEADER, REPLY_HEADER, decode_event, encode_reply};
-use crate::objects::{Event, Reply, UPGRADE_HEADER, serve_connection};
+use crate::objects::{
+    AdminOp, Event, ObjectId, ObjectKey, Reply, UPGRADE_HEADER, serve_connection,
+};
 use crate::platform::Platform;
 
 /// The largest event body a peer may send: past the largest request body
@@ -26,6 +28,10 @@ pub(super) fn router(platform: Arc<Platform>, cluster: Arc<Cluster>) -> Router {
     Router::new()
         .route("/objects/{namespace}/{id}", post(forwarded))
         .route("/objects/{namespace}/{id}/socket", get(forwarded_socket))
+        .route(
+            "/objects/{namespace}/{id}/admin/{op}",
+            post(forwarded_admin),
+        )
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .layer(middleware::from_fn_with_state(cluster, authenticate))
         .with_state(platform)
@@ -62,6 +68,28 @@ async fn forwarded(
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e:#}\n")).into_response(),
     };
     let reply = platform.objects().call_forwarded(call).await;
+    let (head, body) = encode_reply(reply);
+    ([(REPLY_HEADER, head)], body).into_response()
+}
+
+/// An export, import or delete of an object here, from another host's
+/// admin API.
+async fn forwarded_admin(
+    State(platform): State<Arc<Platform>>,
+    Path((namespace, id, op)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let Some(op) = AdminOp::from_name(&op, body.to_vec()) else {
+        return (StatusCode::NOT_FOUND, "no such operation\n").into_response();
+    };
+    let Ok(id) = ObjectId::parse(&id) else {
+        return (StatusCode::BAD_REQUEST, "not an object id\n").into_response();
+    };
+    let key = ObjectKey {
+        namespace: namespace.into(),
+        id,
+    };
+    let reply = platform.objects().administer_forwarded(&key, op).await;
     let (head, body) = encode_reply(reply);
     ([(REPLY_HEADER, head)], body).into_response()
 }

@@ -125,6 +125,7 @@ impl AlarmSchedule {
 /// objects no live host owns; firing one takes its object.
 pub(crate) async fn adopt_orphans(system: Weak<ObjectSystem>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut failing = false;
     loop {
         tick.tick().await;
         let Some(system) = system.upgrade() else {
@@ -132,11 +133,24 @@ pub(crate) async fn adopt_orphans(system: Weak<ObjectSystem>, cluster: Arc<Clust
         };
         match cluster.orphaned_alarms(unix_now_ms() + 1000).await {
             Ok(orphans) => {
+                failing = false;
                 for orphan in orphans {
+                    tracing::info!(
+                        object = %orphan.key,
+                        alarm = orphan.name,
+                        "taking on the alarm of an object whose host is gone"
+                    );
+                    // Whatever this host thought of its owner is stale.
+                    cluster.forget_owner(&orphan.key);
                     system.alarms.add(&orphan.key, orphan.name, orphan.at_ms);
                 }
             }
-            Err(e) => tracing::debug!("{e:#}"),
+            // Once per outage: Postgres being away is logged elsewhere too.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!("{e:#}");
+            }
+            Err(_) => {}
         }
     }
 }
