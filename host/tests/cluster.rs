@@ -391,7 +391,15 @@ async fn acknowledged_writes_survive_a_postgres_restart_mid_load() {
         .await
         .unwrap();
     assert!(down.status().is_server_error(), "{}", down.status());
-    println!("while Postgres is down: {}", down.text().await.unwrap());
+    // The client learns it failed; the log says why (its line is written
+    // once the response has gone).
+    let log = cluster.host(0).wait_for_log("request failed");
+    let why = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("request failed"))
+        .expect("waited for");
+    println!("while Postgres is down: {why}");
     let mut probes = vec![Op {
         started,
         ended: Instant::now(),

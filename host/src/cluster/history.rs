@@ -217,7 +217,11 @@ impl Replica {
             Owner::Me(claim) => claim,
             Owner::Peer { .. } => return Ok(None),
         };
-        let snapshot_seq = rebuild(cluster.pool(), key, claim, path).await?;
+        let snapshot_seq = match claim.file {
+            // Closed cleanly at the head since the claim: nothing to fetch.
+            Some((seq, snapshot_seq)) if seq == claim.head_seq && path.exists() => snapshot_seq,
+            _ => rebuild(cluster.pool(), key, claim, path).await?,
+        };
         Ok(Some(Self {
             cluster: cluster.clone(),
             key: key.clone(),
@@ -345,6 +349,13 @@ impl Replica {
         .await;
         self.cluster.forget_owner(&self.key);
         erased.map_err(ship_error)
+    }
+
+    /// Closes the replica with everything shipped: its file, once the
+    /// database is closed, is the object at the head of its history.
+    pub(crate) fn keep_file(self) {
+        self.cluster
+            .keep_file(&self.key, self.seq, self.snapshot_seq);
     }
 
     /// Gives up the object after a failed commit: what this host holds of

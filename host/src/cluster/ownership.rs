@@ -34,8 +34,12 @@ pub(crate) enum Owner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Claim {
     pub(crate) epoch: i64,
-    /// The newest change in the object's history when the claim was made.
+    /// The newest change in the object's history, as this host made it.
     pub(crate) head_seq: i64,
+    /// What the local file held when the object was last closed cleanly:
+    /// (its change, the newest snapshot's change). A file at the head is
+    /// opened as it is, without a rebuild.
+    pub(crate) file: Option<(i64, i64)>,
 }
 
 /// What this host knows of owners.
@@ -106,6 +110,14 @@ impl Cluster {
     pub(crate) fn advance_claim(&self, key: &ObjectKey, head_seq: i64) {
         if let Some(Owner::Me(claim)) = self.owners.known().get_mut(key) {
             claim.head_seq = head_seq;
+        }
+    }
+
+    /// Records that the local file of `key`, closed, holds change `seq`
+    /// (and the newest snapshot is at `snapshot_seq`).
+    pub(crate) fn keep_file(&self, key: &ObjectKey, seq: i64, snapshot_seq: i64) {
+        if let Some(Owner::Me(claim)) = self.owners.known().get_mut(key) {
+            claim.file = Some((seq, snapshot_seq));
         }
     }
 
@@ -188,6 +200,7 @@ impl Cluster {
             let claim = Claim {
                 epoch: row.try_get("epoch")?,
                 head_seq: row.try_get("head_seq")?,
+                file: None,
             };
             tracing::debug!(object = %key, epoch = claim.epoch, "took the object");
             return Ok(Owner::Me(claim));

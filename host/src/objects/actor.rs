@@ -293,7 +293,9 @@ impl Actor {
     /// which must not hold up this runtime's few threads.
     fn hibernate(&mut self) {
         self.warm = None;
-        self.replica = None;
+        if let Some(replica) = self.replica.take() {
+            replica.keep_file();
+        }
         let (Some(db), Some(system)) = (self.db.take(), self.system.upgrade()) else {
             return;
         };
@@ -457,7 +459,12 @@ impl Events for Actor {
             // acknowledged, and this copy is no longer the object.
             self.diverged = true;
             system.telemetry().metrics.commit(events, started.elapsed());
-            return Err(ObjectError::Internal(e.to_string()));
+            return Err(match e {
+                ShipError::Deposed => ObjectError::Internal(e.to_string()),
+                ShipError::Unconfirmed(_) => ObjectError::Overloaded(format!(
+                    "{e}; whether the writes were saved is unknown (retry once it is back)"
+                )),
+            });
         }
         system.telemetry().metrics.commit(events, started.elapsed());
         if committed.is_ok()

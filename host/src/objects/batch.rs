@@ -106,6 +106,9 @@ pub(crate) async fn run(db: &Arc<Mutex<ObjectDb>>, batch: Vec<Pending>, events: 
             events.settle(db, Err(&error));
             let error = match error {
                 ObjectError::StorageFull(why) => ObjectError::StorageFull(not_saved(&why)),
+                // Says itself what became of the writes (a cluster's
+                // database that did not answer).
+                ObjectError::Overloaded(why) => ObjectError::Overloaded(why),
                 other => ObjectError::Internal(not_saved(&other.to_string())),
             };
             for (reply, _) in answers {

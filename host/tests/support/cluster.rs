@@ -90,6 +90,10 @@ pub fn start_host(database: &str, data: &std::path::Path) -> VergeProcess {
             "127.0.0.1:0",
             "--cluster-lease-secs",
             LEASE_SECS,
+            // Objects idle for a second close, so reopening an object
+            // from the file it left runs in every test.
+            "--object-idle-secs",
+            "1",
         ],
         &[("VERGE_CLUSTER_SECRET", SECRET)],
     )
