@@ -335,34 +335,51 @@ fn shut_down(mut child: Child, patience: Duration) -> bool {
 
 /// Where PostgreSQL's programs are: `pg_config --bindir`, else the newest
 /// `/usr/lib/postgresql/<version>/bin` (Debian keeps them off PATH), else
-/// PATH (an empty path, so `bin` names them bare).
+/// PATH (an empty path, so `bin` names them bare). When none is found and
+/// we are root, Debian's `postgresql` is installed first (seconds, no
+/// build), as the browser test installs Chromium.
 fn bindir() -> &'static Path {
     static BINDIR: OnceLock<PathBuf> = OnceLock::new();
     BINDIR.get_or_init(|| {
-        let has_initdb = |dir: &Path| dir.join("initdb").is_file();
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            // libpq-dev's pg_config names a bindir without a server in it.
-            if out.status.success() && has_initdb(&dir) {
-                return dir;
-            }
+        let found = find_bindir();
+        if found.as_os_str().is_empty() && owner().is_some() {
+            eprintln!("installing PostgreSQL with apt-get for the cluster tests");
+            let _ = Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get install -y -qq postgresql || (apt-get update -qq && apt-get install -y -qq postgresql)",
+                ])
+                .status();
+            return find_bindir();
         }
-        let version = |dir: &Path| -> Vec<u32> {
-            let name = dir.file_name().unwrap_or_default().to_string_lossy();
-            name.split('.')
-                .map_while(|part| part.parse().ok())
-                .collect()
-        };
-        std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|dir| has_initdb(&dir.join("bin")))
-            .max_by_key(|dir| version(dir))
-            .map(|dir| dir.join("bin"))
-            .unwrap_or_default()
+        found
     })
+}
+
+fn find_bindir() -> PathBuf {
+    let has_initdb = |dir: &Path| dir.join("initdb").is_file();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        // libpq-dev's pg_config names a bindir without a server in it.
+        if out.status.success() && has_initdb(&dir) {
+            return dir;
+        }
+    }
+    let version = |dir: &Path| -> Vec<u32> {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        name.split('.')
+            .map_while(|part| part.parse().ok())
+            .collect()
+    };
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|dir| has_initdb(&dir.join("bin")))
+        .max_by_key(|dir| version(dir))
+        .map(|dir| dir.join("bin"))
+        .unwrap_or_default()
 }
 
 /// PostgreSQL program `name`.
