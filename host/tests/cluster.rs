@@ -718,3 +718,48 @@ async fn an_alarm_fires_on_another_host_after_its_owner_dies() {
         .unwrap();
     assert!(delivered.contains("stretch"), "{delivered}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_cron_match_runs_once_in_the_whole_cluster() {
+    let cluster = TestCluster::start(3);
+    let every_second = support::Guest {
+        config: format!(
+            "{}\n[triggers]\ncrons = [\"* * * * * *\"]\n",
+            guest("kv-test").config
+        ),
+        ..guest("kv-test")
+    };
+    assert_eq!(
+        cluster.host(0).deploy(&cluster.client, &every_second).await,
+        201
+    );
+    // Every host runs the scheduler; a few seconds of matches later,
+    // each matching time ran on exactly one of them.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut runs: Vec<i64> = cluster
+        .live()
+        .flat_map(|(_, host)| {
+            host.log()
+                .lines()
+                .filter(|line| line.contains("scheduled_ms="))
+                .filter_map(|line| {
+                    line.split("scheduled_ms=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let total = runs.len();
+    runs.sort_unstable();
+    runs.dedup();
+    assert!(runs.len() >= 3, "too few runs: {runs:?}");
+    assert_eq!(
+        total,
+        runs.len(),
+        "a matching time ran on more than one host: {runs:?}"
+    );
+}
