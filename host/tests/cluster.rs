@@ -763,3 +763,61 @@ async fn each_cron_match_runs_once_in_the_whole_cluster() {
         "a matching time ran on more than one host: {runs:?}"
     );
 }
+
+#[test]
+fn bad_cluster_settings_are_refused_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let nowhere = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("postgres://verge@{}/verge", socket.local_addr().unwrap())
+    };
+    let local = ["--cluster-listen", "127.0.0.1:0"];
+    let secret = ["--cluster-secret", support::cluster::SECRET];
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            [&["--cluster", &nowhere][..], &local].concat(),
+            "--cluster-secret",
+        ),
+        (
+            [
+                &["--cluster", &nowhere, "--cluster-secret", "short"][..],
+                &local,
+            ]
+            .concat(),
+            "at least 16 characters",
+        ),
+        (
+            [
+                &["--cluster", &nowhere, "--cluster-listen", "0.0.0.0:0"][..],
+                &secret,
+            ]
+            .concat(),
+            "--cluster-advertise",
+        ),
+        (
+            [&["--cluster", &nowhere][..], &secret, &local].concat(),
+            "connecting to the cluster's PostgreSQL database",
+        ),
+    ];
+    for (flags, reason) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(&flags)
+            .arg("--data")
+            .arg(data.path())
+            .env("VERGE_ADMIN_TOKEN", TOKEN)
+            .env_remove("VERGE_CLUSTER_SECRET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} started");
+        assert!(stderr.contains(reason), "{flags:?}: {stderr}");
+    }
+}
