@@ -22,7 +22,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
@@ -543,7 +542,3 @@ async fn rebuild(pool: &PgPool, key: &ObjectKey, claim: Claim, path: &Path) -> R
         .with_context(|| format!("moving the rebuilt database to {}", path.display()))?;
     Ok(snapshot_seq)
 }
-
-/// How long a caller waits between looking for an object's owner again,
-/// while a dead owner's lease runs out.
-pub(crate) const RELOCATE_PAUSE: Duration = Duration::from_millis(100);

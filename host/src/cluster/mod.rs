@@ -37,11 +37,11 @@ pub(crate) use control_plane::ControlChange;
 pub(crate) use forward::{
     Delivery, Forwarded, Incoming, PEER_SECRET_HEADER, REPLY_HEADER, decode_event, encode_reply,
 };
-pub(crate) use history::{RELOCATE_PAUSE, Replica, ShipError};
+pub(crate) use history::{Replica, ShipError};
 pub use membership::HostRecord;
 use membership::Membership;
-pub(crate) use ownership::Owner;
 use ownership::Ownership;
+pub(crate) use ownership::{Owner, RELOCATE_PAUSE};
 use relay::Relays;
 pub(crate) use relay::relay;
 

@@ -21,6 +21,10 @@ use super::Cluster;
 use crate::objects::ObjectKey;
 use crate::storage::ObjectRecord;
 
+/// How long a caller waits between looking for an object's owner again,
+/// while a dead owner's lease runs out.
+pub(crate) const RELOCATE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Where an object's events run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Owner {
