@@ -265,21 +265,13 @@ async fn restock(client: &reqwest::Client, url: &str, sku: &str, quantity: u64) 
 
 /// Deploys the inventory counter and stocks `sku` with `initial` items.
 async fn stocked(cluster: &TestCluster, sku: &str, initial: u64) {
-    assert_eq!(
-        cluster
-            .host(0)
-            .deploy(&cluster.client, &guest("inventory-counter"))
-            .await,
-        201
-    );
-    for (_, host) in cluster.live() {
-        until_served(
-            &cluster.client,
-            &format!("{}/inventory/{sku}", host.url),
+    cluster
+        .deploy_everywhere(
+            &guest("inventory-counter"),
+            &format!("/inventory/{sku}"),
             "stock",
         )
         .await;
-    }
     restock(&cluster.client, &cluster.host(0).url, sku, initial).await;
 }
 
@@ -504,16 +496,9 @@ async fn say(socket: &mut Socket, message: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_room_works_through_a_host_that_does_not_own_it() {
     let mut cluster = TestCluster::start(3);
-    assert_eq!(
-        cluster
-            .host(0)
-            .deploy(&cluster.client, &guest("chat-room"))
-            .await,
-        201
-    );
-    for (_, host) in cluster.live() {
-        until_served(&cluster.client, &format!("{}/chat", host.url), "<html").await;
-    }
+    cluster
+        .deploy_everywhere(&guest("chat-room"), "/chat", "<html")
+        .await;
     // The first to join makes host 0 the room's owner; the second joins
     // through host 1, which relays to it.
     let mut ada = join_chat(&cluster.host(0).url, "lobby", "ada").await;
@@ -663,21 +648,9 @@ async fn objects_and_workers_are_administered_through_any_host() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alarm_fires_on_another_host_after_its_owner_dies() {
     let mut cluster = TestCluster::start(2);
-    assert_eq!(
-        cluster
-            .host(0)
-            .deploy(&cluster.client, &guest("reminders"))
-            .await,
-        201
-    );
-    for (_, host) in cluster.live() {
-        until_served(
-            &cluster.client,
-            &format!("{}/reminders/ada/pending", host.url),
-            "[",
-        )
+    cluster
+        .deploy_everywhere(&guest("reminders"), "/reminders/ada/pending", "[")
         .await;
-    }
     // Scheduled through host 0, which takes the object; due in 3 s.
     let scheduled = cluster
         .client

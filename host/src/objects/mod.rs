@@ -68,7 +68,7 @@ pub use namespaces::Namespace;
 pub(crate) use namespaces::new_id_key_setting;
 pub(crate) use storage::{KvRange, ObjectDb, SqlError, SqlErrorKind, lock};
 
-use crate::cluster::{Cluster, Incoming, Owner};
+use crate::cluster::Cluster;
 use crate::config::WorkerConfig;
 use crate::runtime::LoadedWorker;
 use crate::storage::ControlStore;
@@ -325,26 +325,6 @@ impl ObjectSystem {
         }
         let answer = self.enqueue(&key, name, event, path);
         await_reply(answer, timeout).await
-    }
-
-    /// Runs an event another host of the cluster forwarded, if this host
-    /// owns its object (or can take it); `None` when another host does.
-    pub(crate) async fn call_forwarded(
-        &self,
-        call: Incoming,
-    ) -> Option<Result<Reply, ObjectError>> {
-        let cluster = self.cluster.as_ref()?;
-        match cluster.locate(&call.key).await {
-            Ok(Owner::Me(_)) => {}
-            Ok(Owner::Peer { .. }) => return None,
-            Err(e) => {
-                return Some(Err(ObjectError::Overloaded(format!(
-                    "cannot place the object: {e:#}"
-                ))));
-            }
-        }
-        let answer = self.enqueue(&call.key, call.name, call.event, call.path);
-        Some(await_reply(answer, call.timeout).await)
     }
 
     /// Queues `event` for an object now, in order with what was queued

@@ -13,7 +13,7 @@ use super::admin::AdminOp;
 use super::error::ObjectError;
 use super::id::ObjectKey;
 use super::mailbox::{CallPath, Event, Pending, Reply, await_reply};
-use crate::cluster::{Cluster, Delivery, Forwarded, Owner, RELOCATE_PAUSE};
+use crate::cluster::{Cluster, Delivery, Forwarded, Incoming, Owner, RELOCATE_PAUSE};
 
 /// How long an event handed back by an actor that lost its object may
 /// take to find the new owner and run there.
@@ -36,10 +36,7 @@ pub(super) async fn call(
     let mut event = Some(event);
     let mut forwarded: Option<Forwarded> = None;
     loop {
-        let owner = cluster
-            .locate(&key)
-            .await
-            .map_err(|e| ObjectError::Overloaded(format!("cannot place the object: {e:#}")))?;
+        let owner = cluster.locate(&key).await.map_err(unplaced)?;
         let left = deadline.saturating_duration_since(Instant::now());
         match owner {
             Owner::Me(_) => {
@@ -124,10 +121,7 @@ pub(super) async fn administer(
 ) -> Result<Reply, ObjectError> {
     let deadline = Instant::now() + REROUTE_TIMEOUT;
     loop {
-        let owner = cluster
-            .locate(key)
-            .await
-            .map_err(|e| ObjectError::Overloaded(format!("cannot place the object: {e:#}")))?;
+        let owner = cluster.locate(key).await.map_err(unplaced)?;
         match owner {
             Owner::Me(_) => return system.administer_here(key, op).await,
             Owner::Peer { host, address } => {
@@ -150,6 +144,19 @@ pub(super) async fn administer(
 }
 
 impl ObjectSystem {
+    /// Runs an event another host of the cluster forwarded, if this host
+    /// owns its object (or can take it); `None` when another host does.
+    pub(crate) async fn call_forwarded(
+        &self,
+        call: Incoming,
+    ) -> Option<Result<Reply, ObjectError>> {
+        if let Err(refused) = self.owned_here(&call.key).await? {
+            return Some(Err(refused));
+        }
+        let answer = self.enqueue(&call.key, call.name, call.event, call.path);
+        Some(await_reply(answer, call.timeout).await)
+    }
+
     /// Runs an administrative operation another host forwarded, if this
     /// host owns the object (or can take it); `None` when another does.
     pub(crate) async fn administer_forwarded(
@@ -157,13 +164,26 @@ impl ObjectSystem {
         key: &ObjectKey,
         op: AdminOp,
     ) -> Option<Result<Reply, ObjectError>> {
-        let cluster = self.cluster.as_ref()?;
-        match cluster.locate(key).await {
-            Ok(Owner::Me(_)) => Some(self.administer_here(key, op).await),
+        if let Err(refused) = self.owned_here(key).await? {
+            return Some(Err(refused));
+        }
+        Some(self.administer_here(key, op).await)
+    }
+
+    /// For work another host sent here: `Some(Ok)` when this host owns
+    /// `key` (taking it if nobody alive does), `None` when another host
+    /// does, `Some(Err)` when that cannot be known.
+    async fn owned_here(&self, key: &ObjectKey) -> Option<Result<(), ObjectError>> {
+        match self.cluster.as_ref()?.locate(key).await {
+            Ok(Owner::Me(_)) => Some(Ok(())),
             Ok(Owner::Peer { .. }) => None,
-            Err(e) => Some(Err(ObjectError::Overloaded(format!(
-                "cannot place the object: {e:#}"
-            )))),
+            Err(e) => Some(Err(unplaced(e))),
         }
     }
+}
+
+/// Why an object could not be placed: Postgres did not answer, or this
+/// host's lease lapsed. Retrying later may work.
+fn unplaced(error: anyhow::Error) -> ObjectError {
+    ObjectError::Overloaded(format!("cannot place the object: {error:#}"))
 }

@@ -63,6 +63,15 @@ impl TestCluster {
         .await
     }
 
+    /// Deploys `guest` through host 0 and waits until every live host
+    /// answers `path` with a body containing `needle`.
+    pub async fn deploy_everywhere(&self, guest: &super::Guest, path: &str, needle: &str) {
+        assert_eq!(self.host(0).deploy(&self.client, guest).await, 201);
+        for (_, host) in self.live() {
+            until_served(&self.client, &format!("{}{path}", host.url), needle).await;
+        }
+    }
+
     /// The index of the host that owns the cluster's only object.
     pub async fn owner(&self) -> usize {
         let status = self.cluster_status(self.live().next().unwrap().0).await;
