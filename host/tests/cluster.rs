@@ -794,3 +794,35 @@ fn bad_cluster_settings_are_refused_with_the_reason() {
         assert!(stderr.contains(reason), "{flags:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_history_is_compacted_and_a_new_owner_rebuilds_from_the_snapshot() {
+    let mut cluster = TestCluster::start(2);
+    let (sku, initial) = ("bolt", 10_000);
+    stocked(&cluster, sku, initial).await;
+    // One at a time, so each reservation is a batch and a change of its
+    // own: past the thousand changes after which the owner compacts.
+    let url = format!("{}/inventory/{sku}/reserve", cluster.host(0).url);
+    let taken = 1_100;
+    for _ in 0..taken {
+        let response = cluster.client.post(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let snapshots = cluster
+        .db
+        .psql("SELECT count(DISTINCT seq) FROM object_snapshots");
+    let changes: u64 = cluster
+        .db
+        .psql("SELECT count(*) FROM object_changes")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(snapshots.trim(), "1", "no snapshot was taken");
+    assert!(changes < 1_000, "{changes} changes kept after compaction");
+
+    cluster.hosts[0].take().unwrap().kill();
+    assert_eq!(
+        stock(&cluster.client, &cluster.host(1).url, sku).await,
+        initial - taken
+    );
+}
