@@ -53,8 +53,11 @@ const MAX_GROUP: usize = 512;
 const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
 
 /// Changes after which the owner writes a new snapshot (compaction), or
-/// fewer when they add up to more than the database itself.
+/// fewer when they add up to more than the database itself (and more than
+/// `SNAPSHOT_MIN_BYTES`). The WAL, checkpointed at each snapshot, stays
+/// about that size too.
 const SNAPSHOT_EVERY_CHANGES: i64 = 1000;
+const SNAPSHOT_MIN_BYTES: u64 = 8 << 20;
 
 /// One object's change waiting for its statement.
 struct Shipment {
@@ -197,6 +200,11 @@ pub(crate) struct Replica {
     seq: i64,
     /// The change the newest snapshot is at.
     snapshot_seq: i64,
+    /// Bytes of the changes since that snapshot, and of the database after
+    /// the newest change: when the first passes the second, a snapshot is
+    /// cheaper to rebuild from.
+    changed_bytes: u64,
+    database_bytes: u64,
     wal: WalReader,
     /// The lease generation the object was claimed in.
     generation: u64,
@@ -227,6 +235,8 @@ impl Replica {
             epoch: claim.epoch,
             seq: claim.head_seq,
             snapshot_seq,
+            changed_bytes: 0,
+            database_bytes: 0,
             wal: WalReader::new(path),
             generation,
         }))
@@ -243,8 +253,7 @@ impl Replica {
     /// Reads what the last commit changed and makes it durable in the
     /// cluster. `Ok(false)` when the commit changed no page.
     pub(crate) async fn ship(&mut self) -> Result<bool, ShipError> {
-        let path_wal = &mut self.wal;
-        let pages = match path_wal.read_committed() {
+        let pages = match self.wal.read_committed() {
             Ok(Some(pages)) => pages,
             Ok(None) => {
                 return if self.may_answer() {
@@ -258,11 +267,15 @@ impl Replica {
             Err(e) => return Err(ShipError::Unconfirmed(format!("reading the WAL: {e}"))),
         };
         let seq = self.seq + 1;
+        let encoded = pages.encode();
+        let shipped_bytes = encoded.len() as u64;
         self.cluster
             .shipper
-            .ship(&self.key, self.epoch, seq, pages.encode())
+            .ship(&self.key, self.epoch, seq, encoded)
             .await?;
         self.seq = seq;
+        self.changed_bytes += shipped_bytes;
+        self.database_bytes = u64::from(pages.db_pages) * u64::from(pages.page_size);
         self.cluster.advance_claim(&self.key, seq);
         Ok(true)
     }
@@ -271,6 +284,7 @@ impl Replica {
     /// new one.
     pub(crate) fn wants_snapshot(&self) -> bool {
         self.seq - self.snapshot_seq >= SNAPSHOT_EVERY_CHANGES
+            || self.changed_bytes > self.database_bytes.max(SNAPSHOT_MIN_BYTES)
     }
 
     /// Starts the WAL over after the owner checkpointed it.
@@ -287,6 +301,7 @@ impl Replica {
             .await
             .map_err(ship_error)?;
         self.snapshot_seq = seq;
+        self.changed_bytes = 0;
         tracing::debug!(object = %self.key, seq, bytes = file.len(), "compacted the object's history");
         Ok(())
     }
@@ -307,6 +322,7 @@ impl Replica {
         .map_err(ship_error)?;
         self.seq = seq;
         self.snapshot_seq = seq;
+        self.changed_bytes = 0;
         self.cluster.advance_claim(&self.key, seq);
         Ok(())
     }
