@@ -85,7 +85,7 @@ async fn a_deploy_on_one_host_serves_on_all_and_a_rollback_anywhere_is_seen_ever
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_cluster_listener_refuses_peers_without_the_secret() {
+async fn the_cluster_listener_refuses_strangers_and_garbage() {
     let cluster = TestCluster::start(1);
     let log = cluster.host(0).log();
     let address = log
@@ -103,6 +103,26 @@ async fn the_cluster_listener_refuses_peers_without_the_secret() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 401, "secret {secret:?}");
     }
+    // A peer with the secret, but nothing a peer sends.
+    let peer = |url: String| {
+        cluster
+            .client
+            .post(url)
+            .header("verge-cluster-secret", support::cluster::SECRET)
+    };
+    for (request, status) in [
+        (peer(url.clone()), 400),
+        (peer(url.clone()).header("verge-call", "not base64!"), 400),
+        (peer(url.clone()).header("verge-call", "e30"), 400),
+        (peer(format!("{address}/objects/ns/not-an-id")), 400),
+        (peer(format!("{url}/admin/format-disk")), 404),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+    }
+    // The host is fine.
+    let status = cluster.cluster_status(0).await;
+    assert_eq!(status["hosts"][0]["alive"], true);
 }
 
 /// One reservation as a client saw it.

@@ -174,7 +174,16 @@ impl ObjectSystem {
     /// `key` (taking it if nobody alive does), `None` when another host
     /// does, `Some(Err)` when that cannot be known.
     async fn owned_here(&self, key: &ObjectKey) -> Option<Result<(), ObjectError>> {
-        match self.cluster.as_ref()?.locate(key).await {
+        let cluster = self.cluster.as_ref()?;
+        // Before any claim: a peer's call for a namespace this host does
+        // not know (yet, or at all) must not create an object row.
+        if self.namespaces.by_id(&key.namespace).is_none() {
+            return Some(Err(ObjectError::NotDeployed(format!(
+                "namespace {} does not exist on this host",
+                key.namespace
+            ))));
+        }
+        match cluster.locate(key).await {
             Ok(Owner::Me(_)) => Some(Ok(())),
             Ok(Owner::Peer { .. }) => None,
             Err(e) => Some(Err(unplaced(e))),
