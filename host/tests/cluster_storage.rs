@@ -161,8 +161,13 @@ async fn kv_ttls_expire_and_listings_page_with_cursors_across_hosts() {
             "host {host} lists an expired key"
         );
     }
-    // A write sweeps expired rows: none is left in the shared table.
+    // Reads only hide the expired row; the next write, through any host,
+    // sweeps it out of the shared table.
+    let banner_rows = "SELECT count(*) FROM kv_entries
+         WHERE namespace = 'flags' AND key = convert_to('flag:banner', 'UTF8')";
+    assert_eq!(cluster.db.psql(banner_rows).trim(), "1");
     set_flag(&cluster, 2, "after", "by=ada", json!({ "enabled": false })).await;
+    assert_eq!(cluster.db.psql(banner_rows).trim(), "0");
 
     // 250 flags in one bulk write through host 1's admin API (all or
     // none), then listed 100 at a time by the worker, each page from
