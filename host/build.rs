@@ -16,6 +16,9 @@ fn main() {
     // A directory here makes cargo rerun this script when any file under
     // it changes, is added or is removed.
     println!("cargo:rerun-if-changed={}", sdk.display());
+    // sqlx::migrate! embeds host/migrations/; a new migration must rebuild
+    // the binary even when no Rust file changed.
+    println!("cargo:rerun-if-changed=migrations");
 
     let mut files = Vec::new();
     walk(&sdk, &mut files);

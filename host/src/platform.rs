@@ -197,9 +197,15 @@ impl Platform {
             control,
             guard: Arc::default(),
             objects,
-            kv: Arc::new(KvNamespaces::new(&options.data_dir)),
+            kv: Arc::new(KvNamespaces::with_cluster(
+                &options.data_dir,
+                options.cluster.clone(),
+            )),
             d1: Arc::new(D1Store::new(&options.data_dir)),
-            r2: Arc::new(R2Store::new(&options.data_dir)),
+            r2: Arc::new(R2Store::with_cluster(
+                &options.data_dir,
+                options.cluster.clone(),
+            )),
             memory: MemoryBudget::new((options.engine.memory_budget_mb as usize) << 20),
             request_slots: Arc::new(tokio::sync::Semaphore::new(
                 options.engine.max_instances as usize,

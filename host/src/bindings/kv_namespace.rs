@@ -1,15 +1,14 @@
 //! `verge:platform/kv-namespace`: the worker's KV namespace bindings. Keys,
-//! values and options are checked against the worker's limits; the SQLite
-//! work runs on the blocking pool.
-
-use std::sync::Arc;
+//! values and options are checked against the worker's limits; the
+//! namespace itself is a SQLite file of the host or, in a cluster, rows in
+//! the cluster's database (`storage::kv`).
 
 use super::verge::platform::kv_namespace::{
     Entry, Error, Host, KeyInfo, ListOptions, ListResult, PutOptions,
 };
 use crate::clock::unix_now;
 use crate::runtime::HostState;
-use crate::storage::kv::{self, KvLimits, KvNamespace, Put, checks};
+use crate::storage::kv::{self, KvLimits, KvNamespace, OwnedPut, checks};
 
 impl HostState {
     /// The namespace bound as `binding`, opened if it was not. The future
@@ -17,7 +16,7 @@ impl HostState {
     fn kv_namespace(
         &self,
         binding: &str,
-    ) -> Result<impl Future<Output = Result<Arc<KvNamespace>, Error>> + Send + 'static, Error> {
+    ) -> Result<impl Future<Output = Result<KvNamespace, Error>> + Send + 'static, Error> {
         let worker = self.worker();
         let Some(bound) = worker
             .config
@@ -28,16 +27,7 @@ impl HostState {
             return Err(Error::UnknownBinding(binding.to_owned()));
         };
         let (namespaces, id) = (worker.kv.clone(), bound.namespace());
-        Ok(async move {
-            // Opening a namespace touches the disk; once open it is a map
-            // lookup, not worth a trip to the blocking pool.
-            match namespaces.open_namespace(&id) {
-                Some(namespace) => Ok(namespace),
-                None => kv::blocking(move || namespaces.namespace(&id))
-                    .await
-                    .map_err(storage),
-            }
-        })
+        Ok(async move { namespaces.namespace(&id).await.map_err(storage) })
     }
 
     fn kv_limits(&self) -> KvLimits {
@@ -55,9 +45,7 @@ impl Host for HostState {
     async fn get(&mut self, binding: String, key: String) -> Result<Option<Entry>, Error> {
         self.kv_limits().check_key(&key).map_err(Error::Invalid)?;
         let namespace = self.kv_namespace(&binding)?.await?;
-        let entry = kv::blocking(move || namespace.get(&key, unix_now()))
-            .await
-            .map_err(storage)?;
+        let entry = namespace.get(key, unix_now()).await.map_err(storage)?;
         Ok(entry.map(|e| Entry {
             value: e.value,
             metadata: e.metadata,
@@ -80,25 +68,19 @@ impl Host for HostState {
         let expiration = checks::expiration(options.expiration, options.expiration_ttl, now)
             .map_err(Error::Invalid)?;
         let namespace = self.kv_namespace(&binding)?.await?;
-        kv::blocking(move || {
-            let put = Put {
-                key: &key,
-                value: &value,
-                metadata: options.metadata.as_deref(),
-                expiration,
-            };
-            namespace.put(&[put], now)
-        })
-        .await
-        .map_err(storage)
+        let put = OwnedPut {
+            key,
+            value,
+            metadata: options.metadata,
+            expiration,
+        };
+        namespace.put(vec![put], now).await.map_err(storage)
     }
 
     async fn delete(&mut self, binding: String, key: String) -> Result<(), Error> {
         self.kv_limits().check_key(&key).map_err(Error::Invalid)?;
         let namespace = self.kv_namespace(&binding)?.await?;
-        kv::blocking(move || namespace.delete(&[&key]))
-            .await
-            .map_err(storage)
+        namespace.delete(vec![key]).await.map_err(storage)
     }
 
     async fn list(&mut self, binding: String, options: ListOptions) -> Result<ListResult, Error> {
@@ -106,11 +88,11 @@ impl Host for HostState {
         let namespace = self.kv_namespace(&binding)?.await?;
         let prefix = options.prefix.unwrap_or_default();
         let cursor = options.cursor;
-        let listing =
-            kv::blocking(move || namespace.list(&prefix, cursor.as_deref(), limit, unix_now()))
-                .await
-                .map_err(storage)?
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+        let listing = namespace
+            .list(prefix, cursor, limit, unix_now())
+            .await
+            .map_err(storage)?
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(ListResult {
             list_complete: listing.cursor.is_none(),
             cursor: listing.cursor,

@@ -14,8 +14,8 @@ use super::format::Table;
 use super::project::Project;
 use crate::clock::unix_now;
 use crate::config::check_namespace_id;
-use crate::storage::kv::bulk::{self, BulkPut};
-use crate::storage::kv::{KvLimits, KvNamespaces, Put, checks};
+use crate::storage::kv::bulk;
+use crate::storage::kv::{KvLimits, KvNamespaces, OwnedPut, Put, checks};
 
 #[derive(Subcommand)]
 pub(super) enum KvCommand {
@@ -154,7 +154,7 @@ async fn list_namespaces(target: TargetArgs) -> Result<()> {
     let namespaces = match target.open(KvNamespaces::new)? {
         Target::Host(client) => client.get("/v1/kv").await?["namespaces"].clone(),
         Target::Local(store) => store
-            .ids()?
+            .local_ids()?
             .into_iter()
             .map(|id| json!({ "id": id, "bindings": [] }))
             .collect(),
@@ -236,7 +236,7 @@ async fn key(command: KeyCommand) -> Result<()> {
                         metadata: metadata.as_deref(),
                         expiration,
                     };
-                    store.namespace(&id)?.put(&[put], now)?;
+                    store.local(&id)?.put(&[put], now)?;
                 }
             }
             eprintln!("verge: wrote {key:?} to namespace {id}");
@@ -250,7 +250,7 @@ async fn key(command: KeyCommand) -> Result<()> {
                         .check_key(&key)
                         .map_err(|e| anyhow!(e))?;
                     store
-                        .namespace(&id)?
+                        .local(&id)?
                         .get(&key, unix_now())?
                         .ok_or_else(|| anyhow!("no key {key:?} in namespace {id}"))?
                         .value
@@ -278,7 +278,7 @@ async fn key(command: KeyCommand) -> Result<()> {
                     KvLimits::operator()
                         .check_key(&key)
                         .map_err(|e| anyhow!(e))?;
-                    store.namespace(&id)?.delete(&[&key])?;
+                    store.local(&id)?.delete(&[&key])?;
                 }
             }
             eprintln!("verge: deleted {key:?} from namespace {id}");
@@ -305,14 +305,14 @@ async fn bulk(command: BulkCommand) -> Result<()> {
         (Target::Local(store), false) => {
             let now = unix_now();
             let puts = bulk::puts(&json, KvLimits::operator(), now).map_err(|e| anyhow!(e))?;
-            let puts: Vec<Put<'_>> = puts.iter().map(BulkPut::as_put).collect();
-            store.namespace(&id)?.put(&puts, now)?;
+            let puts: Vec<Put<'_>> = puts.iter().map(OwnedPut::as_put).collect();
+            store.local(&id)?.put(&puts, now)?;
             Some(puts.len() as u64)
         }
         (Target::Local(store), true) => {
             let keys = bulk::deletes(&json, KvLimits::operator()).map_err(|e| anyhow!(e))?;
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            store.namespace(&id)?.delete(&keys)?;
+            store.local(&id)?.delete(&keys)?;
             Some(keys.len() as u64)
         }
     };
@@ -343,7 +343,7 @@ async fn list_all(target: &Target, id: &str, prefix: Option<&str>) -> Result<Vec
             }
             Target::Local(store) => {
                 let listing = store
-                    .namespace(id)?
+                    .local(id)?
                     .list(
                         prefix.unwrap_or_default(),
                         cursor.as_deref(),

@@ -34,6 +34,12 @@ pub(super) struct ServeArgs {
         value_name = "NAME=URL"
     )]
     r2_buckets: Vec<String>,
+    /// Keep the objects of every R2 bucket without an --r2-bucket of its
+    /// own under this URL, bucket NAME at URL/NAME (`file:///dir`,
+    /// `s3://bucket/prefix`, ...). In a cluster, every bucket needs a
+    /// location all hosts share: this flag, or --r2-bucket.
+    #[arg(long = "r2-root", env = "VERGE_R2_ROOT", value_name = "URL")]
+    r2_root: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -130,6 +136,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
             .split_once('=')
             .with_context(|| format!("--r2-bucket {entry:?}: write it as NAME=URL"))?;
         platform.r2().locate(name.trim(), url.trim())?;
+    }
+    if let Some(url) = &args.r2_root {
+        platform.r2().locate_all(url.trim())?;
     }
     let mut server = Server::start(platform, server_options).await?;
     let cluster = joined.map(|(cluster, listener)| {

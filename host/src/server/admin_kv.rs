@@ -27,8 +27,8 @@ use super::errors::json_error;
 use crate::clock::unix_now;
 use crate::config::check_namespace_id;
 use crate::platform::Platform;
-use crate::storage::kv::bulk::{self, BulkPut};
-use crate::storage::kv::{self, KvLimits, KvNamespace, Put, checks};
+use crate::storage::kv::bulk;
+use crate::storage::kv::{KvLimits, KvNamespace, OwnedPut, checks};
 
 type Shared = State<Arc<Platform>>;
 
@@ -54,19 +54,13 @@ fn failed(error: anyhow::Error) -> Response {
 }
 
 /// Namespace `id`, opened (and created) if the id is valid.
-async fn namespace(platform: &Platform, id: String) -> Result<Arc<KvNamespace>, Response> {
+async fn namespace(platform: &Platform, id: String) -> Result<KvNamespace, Response> {
     check_namespace_id(&id).map_err(bad_request)?;
-    let namespaces = platform.kv().clone();
-    kv::blocking(move || namespaces.namespace(&id))
-        .await
-        .map_err(failed)
+    platform.kv().namespace(&id).await.map_err(failed)
 }
 
 async fn namespaces(State(platform): Shared) -> Result<Json<Value>, Response> {
-    let namespaces = platform.kv().clone();
-    let stored = kv::blocking(move || namespaces.ids())
-        .await
-        .map_err(failed)?;
+    let stored = platform.kv().ids().await.map_err(failed)?;
     let mut listed: BTreeMap<String, Vec<Value>> =
         stored.into_iter().map(|id| (id, Vec::new())).collect();
     for (worker, binding, id) in platform.kv_bindings() {
@@ -96,13 +90,12 @@ async fn keys(
 ) -> Result<Json<Value>, Response> {
     let limit = checks::list_limit(query.limit).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
-    let listing = kv::blocking(move || {
-        let prefix = query.prefix.unwrap_or_default();
-        namespace.list(&prefix, query.cursor.as_deref(), limit, unix_now())
-    })
-    .await
-    .map_err(failed)?
-    .map_err(|e| bad_request(e.to_string()))?;
+    let prefix = query.prefix.unwrap_or_default();
+    let listing = namespace
+        .list(prefix, query.cursor, limit, unix_now())
+        .await
+        .map_err(failed)?
+        .map_err(|e| bad_request(e.to_string()))?;
     Ok(Json(listing.into_json()))
 }
 
@@ -112,9 +105,7 @@ async fn read(
 ) -> Result<Response, Response> {
     KvLimits::operator().check_key(&key).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
-    let entry = kv::blocking(move || namespace.get(&key, unix_now()))
-        .await
-        .map_err(failed)?;
+    let entry = namespace.get(key, unix_now()).await.map_err(failed)?;
     let Some(entry) = entry else {
         return Err(json_error(StatusCode::NOT_FOUND, "no such key").into_response());
     };
@@ -156,17 +147,13 @@ async fn write(
         checks::expiration(query.expiration, query.expiration_ttl, now).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
     let written = key.clone();
-    kv::blocking(move || {
-        let put = Put {
-            key: &key,
-            value: &value,
-            metadata: query.metadata.as_deref(),
-            expiration,
-        };
-        namespace.put(&[put], now)
-    })
-    .await
-    .map_err(failed)?;
+    let put = OwnedPut {
+        key,
+        value: value.into(),
+        metadata: query.metadata,
+        expiration,
+    };
+    namespace.put(vec![put], now).await.map_err(failed)?;
     Ok(Json(json!({ "written": written })))
 }
 
@@ -177,9 +164,7 @@ async fn remove(
     KvLimits::operator().check_key(&key).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
     let deleted = key.clone();
-    kv::blocking(move || namespace.delete(&[&key]))
-        .await
-        .map_err(failed)?;
+    namespace.delete(vec![key]).await.map_err(failed)?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
@@ -192,12 +177,7 @@ async fn bulk_write(
     let puts = bulk::puts(&body, KvLimits::operator(), now).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
     let written = puts.len();
-    kv::blocking(move || {
-        let puts: Vec<Put<'_>> = puts.iter().map(BulkPut::as_put).collect();
-        namespace.put(&puts, now)
-    })
-    .await
-    .map_err(failed)?;
+    namespace.put(puts, now).await.map_err(failed)?;
     Ok(Json(json!({ "written": written })))
 }
 
@@ -209,11 +189,6 @@ async fn bulk_delete(
     let keys = bulk::deletes(&body, KvLimits::operator()).map_err(bad_request)?;
     let namespace = namespace(&platform, id).await?;
     let deleted = keys.len();
-    kv::blocking(move || {
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        namespace.delete(&keys)
-    })
-    .await
-    .map_err(failed)?;
+    namespace.delete(keys).await.map_err(failed)?;
     Ok(Json(json!({ "deleted": deleted })))
 }

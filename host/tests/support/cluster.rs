@@ -22,13 +22,19 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(size: usize) -> Self {
+        Self::start_with(size, &[])
+    }
+
+    /// A cluster whose hosts all get `flags` besides the cluster's own
+    /// (a shared `--r2-root`, say).
+    pub fn start_with(size: usize, flags: &[&str]) -> Self {
         let db = Postgres::start();
         let mut dirs = Vec::new();
         let mut hosts = Vec::new();
         for _ in 0..size {
             let dir = tempfile::tempdir().unwrap();
             super::seed_artifacts(dir.path());
-            hosts.push(Some(start_host(db.url(), dir.path())));
+            hosts.push(Some(start_host_with(db.url(), dir.path(), flags)));
             dirs.push(dir);
         }
         Self {
@@ -90,22 +96,25 @@ impl TestCluster {
 }
 
 pub fn start_host(database: &str, data: &std::path::Path) -> VergeProcess {
-    VergeProcess::serve_with(
-        data,
-        &[
-            "--cluster",
-            database,
-            "--cluster-listen",
-            "127.0.0.1:0",
-            "--cluster-lease-secs",
-            LEASE_SECS,
-            // Objects idle for a second close, so reopening an object
-            // from the file it left runs in every test.
-            "--object-idle-secs",
-            "1",
-        ],
-        &[("VERGE_CLUSTER_SECRET", SECRET)],
-    )
+    start_host_with(database, data, &[])
+}
+
+/// A cluster host with `flags` besides the cluster's own.
+pub fn start_host_with(database: &str, data: &std::path::Path, flags: &[&str]) -> VergeProcess {
+    let mut all = vec![
+        "--cluster",
+        database,
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-lease-secs",
+        LEASE_SECS,
+        // Objects idle for a second close, so reopening an object from
+        // the file it left runs in every test.
+        "--object-idle-secs",
+        "1",
+    ];
+    all.extend_from_slice(flags);
+    VergeProcess::serve_with(data, &all, &[("VERGE_CLUSTER_SECRET", SECRET)])
 }
 
 /// Polls `url` until it answers 200 with a body containing `needle`;

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::checks::{self, KvLimits};
-use super::namespace::Put;
+use super::namespace::OwnedPut;
 
 /// Cloudflare's limit on one bulk request.
 const MAX_PAIRS: usize = 10_000;
@@ -28,27 +28,8 @@ struct Pair {
     base64: bool,
 }
 
-/// A checked write that owns its parts.
-pub(crate) struct BulkPut {
-    key: String,
-    value: Vec<u8>,
-    metadata: Option<String>,
-    expiration: Option<i64>,
-}
-
-impl BulkPut {
-    pub(crate) fn as_put(&self) -> Put<'_> {
-        Put {
-            key: &self.key,
-            value: &self.value,
-            metadata: self.metadata.as_deref(),
-            expiration: self.expiration,
-        }
-    }
-}
-
 /// The writes `json` asks for, each checked against `limits` at `now`.
-pub(crate) fn puts(json: &[u8], limits: KvLimits, now: i64) -> Result<Vec<BulkPut>, String> {
+pub(crate) fn puts(json: &[u8], limits: KvLimits, now: i64) -> Result<Vec<OwnedPut>, String> {
     let pairs: Vec<Pair> =
         serde_json::from_slice(json).map_err(|e| format!("not a bulk write: {e}"))?;
     check_count(pairs.len())?;
@@ -70,7 +51,7 @@ pub(crate) fn puts(json: &[u8], limits: KvLimits, now: i64) -> Result<Vec<BulkPu
             checks::check_metadata(metadata.as_deref()).map_err(at)?;
             let expiration =
                 checks::expiration(pair.expiration, pair.expiration_ttl, now).map_err(at)?;
-            Ok(BulkPut {
+            Ok(OwnedPut {
                 key: pair.key,
                 value,
                 metadata,

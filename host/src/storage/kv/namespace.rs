@@ -1,7 +1,8 @@
-//! One KV namespace: a SQLite database with one writer connection and a
-//! small pool of readers, so reads never wait behind a write's fsync.
+//! One KV namespace on a single host: a SQLite database with one writer
+//! connection and a small pool of readers, so reads never wait behind a
+//! write's fsync.
 //!
-//! Every method blocks on SQLite; the binding calls them from
+//! Every method blocks on SQLite; [`super::KvNamespace`] calls them from
 //! `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
@@ -84,18 +85,39 @@ pub(crate) struct Put<'a> {
     pub(crate) expiration: Option<i64>,
 }
 
+/// A write that owns its parts, for work that outlives the caller's
+/// borrows (the blocking pool, a Postgres round trip).
+pub(crate) struct OwnedPut {
+    pub(crate) key: String,
+    pub(crate) value: Vec<u8>,
+    pub(crate) metadata: Option<String>,
+    /// Absolute, in seconds since the Unix epoch.
+    pub(crate) expiration: Option<i64>,
+}
+
+impl OwnedPut {
+    pub(crate) fn as_put(&self) -> Put<'_> {
+        Put {
+            key: &self.key,
+            value: &self.value,
+            metadata: self.metadata.as_deref(),
+            expiration: self.expiration,
+        }
+    }
+}
+
 /// Why a listing cannot start.
 #[derive(Debug, thiserror::Error)]
 #[error("the cursor is not one this namespace returned")]
 pub(crate) struct BadCursor;
 
-pub(crate) struct KvNamespace {
+pub(crate) struct LocalNamespace {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
 
-impl KvNamespace {
+impl LocalNamespace {
     /// Opens (creating) the namespace's database at `path`.
     pub(super) fn open(path: &Path) -> Result<Self> {
         let writer =
@@ -249,7 +271,7 @@ impl KvNamespace {
 mod tests {
     use super::*;
 
-    fn put(ns: &KvNamespace, key: &str, expiration: Option<i64>) {
+    fn put(ns: &LocalNamespace, key: &str, expiration: Option<i64>) {
         let put = Put {
             key,
             value: key.as_bytes(),
@@ -266,7 +288,7 @@ mod tests {
     #[test]
     fn lists_pages_by_prefix_and_skips_expired_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let ns = KvNamespace::open(&dir.path().join("ns.sqlite")).unwrap();
+        let ns = LocalNamespace::open(&dir.path().join("ns.sqlite")).unwrap();
         for key in ["a", "user:1", "user:2", "user:3", "user;", "v"] {
             put(&ns, key, None);
         }
@@ -290,7 +312,7 @@ mod tests {
     #[test]
     fn a_write_sweeps_expired_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let ns = KvNamespace::open(&dir.path().join("ns.sqlite")).unwrap();
+        let ns = LocalNamespace::open(&dir.path().join("ns.sqlite")).unwrap();
         put(&ns, "old", Some(50));
         put(&ns, "new", None);
         let rows: i64 = ns

@@ -14,7 +14,8 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::body::ObjectBody;
-use super::index::{Index, IndexQuery, Replaced};
+use super::cluster_index::ClusterIndex;
+use super::index::{Index, IndexPage, IndexQuery, PartRecord, Replaced};
 use super::meta::{ByteRange, Conditional, ObjectMeta, WriteMetadata};
 use super::{MAX_KEY_BYTES, R2Error, R2Result};
 
@@ -66,25 +67,174 @@ pub(crate) struct ListPage {
 
 pub(crate) struct Bucket {
     pub(super) blobs: Arc<dyn ObjectStore>,
-    pub(super) index: Arc<Index>,
+    pub(super) index: BucketIndex,
 }
 
-impl Bucket {
-    /// Runs `work` on the index off the async threads.
-    pub(super) async fn indexed<R: Send + 'static>(
-        &self,
+/// Where a bucket's index is: a SQLite file of this host, or the
+/// cluster's database. The same operations either way.
+pub(super) enum BucketIndex {
+    /// Its work runs on the blocking pool.
+    Local(Arc<Index>),
+    Cluster(ClusterIndex),
+}
+
+impl BucketIndex {
+    /// Runs `work` on a local index off the async threads.
+    async fn blocking<R: Send + 'static>(
+        index: &Arc<Index>,
         work: impl FnOnce(&Index) -> R2Result<R> + Send + 'static,
     ) -> R2Result<R> {
-        let index = self.index.clone();
+        let index = index.clone();
         tokio::task::spawn_blocking(move || work(&index))
             .await
             .map_err(|e| R2Error::Storage(anyhow::anyhow!("an index task failed: {e}")))?
     }
 
+    pub(super) async fn get(&self, key: &str) -> R2Result<Option<ObjectMeta>> {
+        match self {
+            Self::Local(index) => {
+                let key = key.to_owned();
+                Self::blocking(index, move |index| index.get(&key)).await
+            }
+            Self::Cluster(index) => index.get(key).await,
+        }
+    }
+
+    pub(super) async fn replace(
+        &self,
+        meta: ObjectMeta,
+        only_if: Option<Conditional>,
+    ) -> R2Result<Replaced> {
+        match self {
+            Self::Local(index) => {
+                Self::blocking(index, move |index| index.replace(&meta, only_if.as_ref())).await
+            }
+            Self::Cluster(index) => index.replace(&meta, only_if.as_ref()).await,
+        }
+    }
+
+    pub(super) async fn delete(&self, keys: Vec<String>) -> R2Result<Vec<String>> {
+        match self {
+            Self::Local(index) => Self::blocking(index, move |index| index.delete(&keys)).await,
+            Self::Cluster(index) => index.delete(&keys).await,
+        }
+    }
+
+    pub(super) async fn list(
+        &self,
+        prefix: String,
+        delimiter: Option<String>,
+        from: Vec<u8>,
+        limit: usize,
+    ) -> R2Result<IndexPage> {
+        match self {
+            Self::Local(index) => {
+                Self::blocking(index, move |index| {
+                    index.list(&IndexQuery {
+                        prefix: &prefix,
+                        delimiter: delimiter.as_deref(),
+                        from,
+                        limit,
+                    })
+                })
+                .await
+            }
+            Self::Cluster(index) => {
+                let query = IndexQuery {
+                    prefix: &prefix,
+                    delimiter: delimiter.as_deref(),
+                    from,
+                    limit,
+                };
+                index.list(&query).await
+            }
+        }
+    }
+
+    pub(super) async fn usage(&self) -> R2Result<(u64, u64)> {
+        match self {
+            Self::Local(index) => Self::blocking(index, |index| index.usage()).await,
+            Self::Cluster(index) => index.usage().await,
+        }
+    }
+
+    pub(super) async fn create_upload(
+        &self,
+        id: String,
+        key: String,
+        metadata: WriteMetadata,
+        created: u64,
+    ) -> R2Result<()> {
+        match self {
+            Self::Local(index) => {
+                Self::blocking(index, move |index| {
+                    index.create_upload(&id, &key, &metadata, created)
+                })
+                .await
+            }
+            Self::Cluster(index) => index.create_upload(&id, &key, &metadata, created).await,
+        }
+    }
+
+    pub(super) async fn upload(&self, id: &str, key: &str) -> R2Result<WriteMetadata> {
+        match self {
+            Self::Local(index) => {
+                let (id, key) = (id.to_owned(), key.to_owned());
+                Self::blocking(index, move |index| index.upload(&id, &key)).await
+            }
+            Self::Cluster(index) => index.upload(id, key).await,
+        }
+    }
+
+    pub(super) async fn put_part(&self, id: &str, part: PartRecord) -> R2Result<()> {
+        match self {
+            Self::Local(index) => {
+                let id = id.to_owned();
+                Self::blocking(index, move |index| index.put_part(&id, &part)).await
+            }
+            Self::Cluster(index) => index.put_part(id, &part).await,
+        }
+    }
+
+    pub(super) async fn parts(&self, id: &str) -> R2Result<Vec<PartRecord>> {
+        match self {
+            Self::Local(index) => {
+                let id = id.to_owned();
+                Self::blocking(index, move |index| index.parts(&id)).await
+            }
+            Self::Cluster(index) => index.parts(id).await,
+        }
+    }
+
+    pub(super) async fn finish_upload(
+        &self,
+        id: &str,
+        meta: ObjectMeta,
+    ) -> R2Result<Option<String>> {
+        match self {
+            Self::Local(index) => {
+                let id = id.to_owned();
+                Self::blocking(index, move |index| index.finish_upload(&id, &meta)).await
+            }
+            Self::Cluster(index) => index.finish_upload(id, &meta).await,
+        }
+    }
+
+    pub(super) async fn abort_upload(&self, id: &str, key: &str) -> R2Result<bool> {
+        match self {
+            Self::Local(index) => {
+                let (id, key) = (id.to_owned(), key.to_owned());
+                Self::blocking(index, move |index| index.abort_upload(&id, &key)).await
+            }
+            Self::Cluster(index) => index.abort_upload(id, key).await,
+        }
+    }
+}
+
+impl Bucket {
     pub(crate) async fn head(&self, key: &str) -> R2Result<Option<ObjectMeta>> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.indexed(move |index| index.get(&key)).await
+        self.index.get(key).await
     }
 
     /// The object under `key`: its metadata and (unless `only_if` fails)
@@ -229,10 +379,7 @@ impl Bucket {
         meta: ObjectMeta,
         only_if: Option<Conditional>,
     ) -> R2Result<Option<ObjectMeta>> {
-        let row = meta.clone();
-        let replaced = self
-            .indexed(move |index| index.replace(&row, only_if.as_ref()))
-            .await;
+        let replaced = self.index.replace(meta.clone(), only_if).await;
         match replaced {
             Ok(Replaced::Written { old_version }) => {
                 if let Some(old) = old_version {
@@ -254,7 +401,7 @@ impl Bucket {
     /// Deletes the keys; keys that do not exist are no error.
     pub(crate) async fn delete(&self, keys: Vec<String>) -> R2Result<()> {
         keys.iter().try_for_each(|key| check_key(key))?;
-        let versions = self.indexed(move |index| index.delete(&keys)).await?;
+        let versions = self.index.delete(keys).await?;
         for version in versions {
             self.delete_blob(&blob_path(&version)).await;
         }
@@ -282,14 +429,8 @@ impl Bucket {
             from = from.max(bound);
         }
         let page = self
-            .indexed(move |index| {
-                index.list(&IndexQuery {
-                    prefix: &prefix,
-                    delimiter: delimiter.as_deref(),
-                    from,
-                    limit: limit as usize,
-                })
-            })
+            .index
+            .list(prefix, delimiter, from, limit as usize)
             .await?;
         Ok(ListPage {
             objects: page.objects,
@@ -301,7 +442,7 @@ impl Bucket {
 
     /// How many objects the bucket holds and their bytes.
     pub(crate) async fn usage(&self) -> R2Result<(u64, u64)> {
-        self.indexed(|index| index.usage()).await
+        self.index.usage().await
     }
 
     /// Deletes a blob nothing points at any more. A failure leaves an

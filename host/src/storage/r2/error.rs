@@ -34,5 +34,11 @@ impl From<rusqlite::Error> for R2Error {
     }
 }
 
+impl From<sqlx::Error> for R2Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(anyhow::Error::from(error).context("the bucket's index in the cluster"))
+    }
+}
+
 /// The result of a bucket operation.
 pub(crate) type R2Result<T> = Result<T, R2Error>;

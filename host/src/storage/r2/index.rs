@@ -332,10 +332,10 @@ fn object_row(row: &Row<'_>) -> rusqlite::Result<ObjectMeta> {
     })
 }
 
-fn to_json(metadata: &WriteMetadata) -> R2Result<String> {
+pub(super) fn to_json(metadata: &WriteMetadata) -> R2Result<String> {
     serde_json::to_string(metadata).map_err(|e| R2Error::Storage(e.into()))
 }
 
-fn from_json(text: &str) -> anyhow::Result<WriteMetadata> {
+pub(super) fn from_json(text: &str) -> anyhow::Result<WriteMetadata> {
     serde_json::from_str(text).context("an index row's metadata is not valid")
 }

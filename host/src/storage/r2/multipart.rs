@@ -42,8 +42,8 @@ impl Bucket {
         metadata.check()?;
         let (id, key) = (new_id(), key.to_owned());
         let created = crate::clock::unix_now_ms() as u64;
-        let upload = id.clone();
-        self.indexed(move |index| index.create_upload(&upload, &key, &metadata, created))
+        self.index
+            .create_upload(id.clone(), key, metadata, created)
             .await?;
         Ok(id)
     }
@@ -74,9 +74,7 @@ impl Bucket {
         self.blobs
             .put(&part_path(id, number), PutPayload::from_bytes(body))
             .await?;
-        let (upload, record) = (id.to_owned(), part.clone());
-        self.indexed(move |index| index.put_part(&upload, &record))
-            .await?;
+        self.index.put_part(id, part.clone()).await?;
         Ok(UploadedPart {
             part_number: number,
             etag: part.etag,
@@ -94,8 +92,7 @@ impl Bucket {
     ) -> R2Result<ObjectMeta> {
         check_key(key)?;
         let metadata = self.require_upload(key, id).await?;
-        let upload = id.to_owned();
-        let stored = self.indexed(move |index| index.parts(&upload)).await?;
+        let stored = self.index.parts(id).await?;
         let chosen = choose_parts(parts, &stored)?;
         let size = chosen.iter().map(|p| p.size).sum();
         check_size(size, max_bytes)?;
@@ -121,11 +118,7 @@ impl Bucket {
         writer.finish().await?;
         let etag = format!("{}-{}", hex::encode(digests.finalize()), chosen.len());
         let meta = object_meta(key, version, size, etag, metadata);
-        let (upload, row) = (id.to_owned(), meta.clone());
-        match self
-            .indexed(move |index| index.finish_upload(&upload, &row))
-            .await
-        {
+        match self.index.finish_upload(id, meta.clone()).await {
             Ok(old) => {
                 if let Some(old) = old {
                     self.delete_blob(&blob_path(&old)).await;
@@ -144,13 +137,8 @@ impl Bucket {
     pub(crate) async fn abort_multipart_upload(&self, key: &str, id: &str) -> R2Result<()> {
         check_key(key)?;
         check_upload_id(id)?;
-        let upload = id.to_owned();
-        let stored = self.indexed(move |index| index.parts(&upload)).await?;
-        let (upload, owner) = (id.to_owned(), key.to_owned());
-        if !self
-            .indexed(move |index| index.abort_upload(&upload, &owner))
-            .await?
-        {
+        let stored = self.index.parts(id).await?;
+        if !self.index.abort_upload(id, key).await? {
             return Err(R2Error::NoSuchUpload(format!(
                 "no upload {id:?} for key {key:?}"
             )));
@@ -162,8 +150,7 @@ impl Bucket {
     /// The upload's metadata, or [`R2Error::NoSuchUpload`].
     async fn require_upload(&self, key: &str, id: &str) -> R2Result<WriteMetadata> {
         check_upload_id(id)?;
-        let (upload, key) = (id.to_owned(), key.to_owned());
-        self.indexed(move |index| index.upload(&upload, &key)).await
+        self.index.upload(id, key).await
     }
 
     async fn delete_parts(&self, id: &str, parts: &[PartRecord]) {
