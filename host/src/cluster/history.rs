@@ -233,7 +233,7 @@ impl Replica {
     /// host's lease still runs and never lapsed since the object was
     /// claimed (a read must not come from a host that may have been
     /// replaced while it was paused).
-    fn may_answer(&self) -> bool {
+    pub(crate) fn may_answer(&self) -> bool {
         self.cluster.holds_lease() && self.cluster.lease_generation() == self.generation
     }
 
