@@ -198,7 +198,10 @@ impl Platform {
             guard: Arc::default(),
             objects,
             kv: Arc::new(KvNamespaces::new(&options.data_dir)),
-            d1: Arc::new(D1Store::new(&options.data_dir)),
+            d1: Arc::new(match &options.cluster {
+                Some(cluster) => D1Store::clustered(&options.data_dir, cluster.clone()),
+                None => D1Store::new(&options.data_dir),
+            }),
             r2: Arc::new(R2Store::new(&options.data_dir)),
             memory: MemoryBudget::new((options.engine.memory_budget_mb as usize) << 20),
             request_slots: Arc::new(tokio::sync::Semaphore::new(
