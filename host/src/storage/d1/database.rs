@@ -144,12 +144,21 @@ impl D1Database {
     /// Whether this copy may still answer: always on a single host; in a
     /// cluster, while its replica holds (no failed shipment, and this
     /// host's lease ran without lapsing since the database was claimed).
+    ///
+    /// Never waits (it is asked on the runtime's threads): while a
+    /// shipment is in flight the copy counts as live, since that write
+    /// and every read after it check again before they answer.
     pub(crate) fn is_live(&self) -> bool {
-        self.replicated.as_ref().is_none_or(|replicated| {
-            lock(&replicated.replica)
-                .as_ref()
-                .is_some_and(Replica::may_answer)
-        })
+        use std::sync::TryLockError;
+        self.replicated
+            .as_ref()
+            .is_none_or(|replicated| match replicated.replica.try_lock() {
+                Ok(replica) => replica.as_ref().is_some_and(Replica::may_answer),
+                Err(TryLockError::WouldBlock) => true,
+                Err(TryLockError::Poisoned(p)) => {
+                    p.into_inner().as_ref().is_some_and(Replica::may_answer)
+                }
+            })
     }
 
     /// Gives the copy up (in a cluster): it answers nothing more, and the
@@ -239,7 +248,7 @@ impl D1Database {
         }
         let result = result?;
         if result.is_some() {
-            self.may_answer_read()?;
+            self.still_held()?;
         }
         Ok(result)
     }
@@ -258,10 +267,10 @@ impl D1Database {
         Ok(reader)
     }
 
-    /// In a cluster, whether a read may answer: it waits for a shipment
-    /// in flight (the read may have seen its commit), and answers only
-    /// while the copy holds.
-    fn may_answer_read(&self) -> Result<(), SqlError> {
+    /// In a cluster, whether the copy may still answer: after waiting for
+    /// a shipment in flight (a read may have seen its commit), while its
+    /// replica holds.
+    fn still_held(&self) -> Result<(), SqlError> {
         let Some(replicated) = &self.replicated else {
             return Ok(());
         };
@@ -290,9 +299,7 @@ impl D1Database {
         work: impl FnOnce(&mut GuestConn) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let mut writer = lock(&self.writer);
-        if !self.is_live() {
-            return Err(self.not_held());
-        }
+        self.still_held()?;
         writer.set_limit(limit_bytes)?;
         writer.internal(|c| c.execute_batch("BEGIN IMMEDIATE"))?;
         // Within the call, `last_insert_rowid()` carries from statement to
