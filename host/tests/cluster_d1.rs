@@ -429,3 +429,69 @@ async fn a_paused_owner_answers_nothing_from_its_stale_copy() {
         "the paused host still owns the database"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_history_is_compacted_and_a_new_owner_rebuilds_it_whole() {
+    let (mut cluster, _notes) = notes_cluster().await;
+    let owner = cluster.owner().await;
+    let url = cluster.host(owner).url.clone();
+    // Past the 1000 changes after which the owner writes a snapshot and
+    // drops the changes it covers; concurrent, so reads and checkpoints
+    // meet.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, url) = (cluster.client.clone(), url.clone());
+            tokio::spawn(async move {
+                for n in 0..275 {
+                    create_note(&client, &url, &format!("note {w}-{n}"), &["bulk"]).await;
+                    if n % 50 == 0 {
+                        titles(&client, &url, Some("none")).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let history = cluster.db.psql(
+        "SELECT (SELECT count(*) FROM object_snapshots WHERE namespace = 'd1') || ' ' || \
+                (SELECT count(*) FROM object_changes WHERE namespace = 'd1')",
+    );
+    let counts: Vec<u64> = history
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    println!(
+        "history after 1100 writes: {} snapshot chunks, {} changes",
+        counts[0], counts[1]
+    );
+    assert!(counts[0] >= 1, "no snapshot was written: {history}");
+    assert!(
+        counts[1] < 1000,
+        "the snapshot dropped no changes: {history}"
+    );
+
+    // A new owner rebuilds from the snapshot and the changes after it.
+    cluster.hosts[owner].take().unwrap().kill();
+    let survivor = cluster.live().next().unwrap().1.url.clone();
+    let started = Instant::now();
+    let count = loop {
+        let response = cluster
+            .client
+            .get(format!("{survivor}/notes?tag=bulk"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            break body["notes"].as_array().unwrap().len();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the survivor never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(count, 1100, "notes lost in the rebuild");
+}
