@@ -201,7 +201,10 @@ impl Platform {
                 &options.data_dir,
                 options.cluster.clone(),
             )),
-            d1: Arc::new(D1Store::new(&options.data_dir)),
+            d1: Arc::new(match &options.cluster {
+                Some(cluster) => D1Store::clustered(&options.data_dir, cluster.clone()),
+                None => D1Store::new(&options.data_dir),
+            }),
             r2: Arc::new(R2Store::with_cluster(
                 &options.data_dir,
                 options.cluster.clone(),

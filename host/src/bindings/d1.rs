@@ -1,9 +1,8 @@
 //! `verge:platform/d1`: a worker's D1 databases. Each call runs on tokio's
 //! blocking pool (SQLite blocks; a long query must not hold a runtime
 //! thread), within the request's SQL time (`limits.sql_ms`), and the time
-//! the guest waits for it is not charged to its CPU limit.
-
-use std::sync::Arc;
+//! the guest waits for it is not charged to its CPU limit. In a cluster it
+//! runs on the host that owns the database (`storage/d1/remote.rs`).
 
 use super::sql::{from_sqlite, to_sqlite};
 use super::verge::platform::d1::{
@@ -12,7 +11,7 @@ use super::verge::platform::d1::{
 };
 use crate::objects::storage::{EventBudget, SqlError, SqlErrorKind};
 use crate::runtime::HostState;
-use crate::storage::d1::{D1Database, Meta, QueryResult, Statement};
+use crate::storage::d1::{D1Answer, D1Failure, D1Op, Meta, QueryResult, Statement};
 
 impl From<SqlError> for D1Error {
     fn from(error: SqlError) -> Self {
@@ -58,18 +57,21 @@ impl From<QueryResult> for WireResult {
     }
 }
 
-/// What a D1 call needs from the request, taken before it leaves for the
-/// blocking pool.
-struct Call {
-    db: Arc<D1Database>,
-    budget: EventBudget,
-    limit_bytes: u64,
+impl From<D1Failure> for D1Error {
+    fn from(failure: D1Failure) -> Self {
+        match failure {
+            D1Failure::Sql(error) => error.into(),
+            other => D1Error::Other(other.to_string()),
+        }
+    }
 }
 
 impl HostState {
-    /// The database bound as `binding`, this request's SQL time left, and
-    /// the worker's size limit.
-    fn d1_call(&mut self, binding: &str) -> Result<Call, D1Error> {
+    /// Runs `op` on the database bound as `binding` (on its owner, in a
+    /// cluster), within this request's SQL time (`limits.sql_ms`) and the
+    /// worker's size limit, and keeps what is left of the time for the
+    /// request's next call.
+    async fn d1_run(&mut self, binding: &str, op: D1Op) -> Result<D1Answer, D1Error> {
         let worker = self.worker();
         let limits = worker.config.limits;
         let entry = worker
@@ -78,18 +80,15 @@ impl HostState {
             .iter()
             .find(|d| d.binding == binding)
             .ok_or_else(|| D1Error::UnknownBinding(binding.to_owned()))?;
-        let db = worker
-            .d1
-            .database(&entry.database_name)
-            .map_err(|e| D1Error::Other(format!("{e:#}")))?;
+        let (store, name) = (worker.d1.clone(), entry.database_name.clone());
         let budget = *self.d1_budget.get_or_insert_with(|| {
             EventBudget::new(std::time::Duration::from_millis(limits.sql_ms), None)
         });
-        Ok(Call {
-            db,
-            budget,
-            limit_bytes: limits.d1_database_bytes(),
-        })
+        let (result, budget) = store
+            .call(&name, op, budget, limits.d1_database_bytes())
+            .await;
+        self.d1_budget = Some(budget);
+        Ok(result?)
     }
 
     /// Checks a statement against `limits.d1_statement_kb` and
@@ -109,28 +108,11 @@ impl HostState {
             params: statement.params.into_iter().map(to_sqlite).collect(),
         })
     }
+}
 
-    /// Runs `work` on the blocking pool and keeps what is left of the
-    /// budget for the request's next call.
-    async fn d1_run<T: Send + 'static>(
-        &mut self,
-        call: Call,
-        work: impl FnOnce(&D1Database, &mut EventBudget, u64) -> Result<T, SqlError> + Send + 'static,
-    ) -> Result<T, D1Error> {
-        let Call {
-            db,
-            mut budget,
-            limit_bytes,
-        } = call;
-        let (result, budget) = tokio::task::spawn_blocking(move || {
-            let result = work(&db, &mut budget, limit_bytes);
-            (result, budget)
-        })
-        .await
-        .map_err(|e| D1Error::Other(format!("the query failed on the host: {e}")))?;
-        self.d1_budget = Some(budget);
-        Ok(result?)
-    }
+/// An answer of the wrong kind for the call.
+fn unexpected() -> D1Error {
+    D1Error::Other("the D1 call answered something it does not ask for".into())
 }
 
 /// Refuses SQL longer than `limits.d1_statement_kb`.
@@ -151,13 +133,10 @@ impl Host for HostState {
         statement: WireStatement,
     ) -> Result<WireResult, D1Error> {
         let statement = self.d1_statement(statement)?;
-        let call = self.d1_call(&binding)?;
-        let result = self
-            .d1_run(call, move |db, budget, limit| {
-                db.query(&statement, budget, limit)
-            })
-            .await?;
-        Ok(result.into())
+        match self.d1_run(&binding, D1Op::Query(statement)).await? {
+            D1Answer::Result(result) => Ok(result.into()),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn batch(
@@ -169,24 +148,20 @@ impl Host for HostState {
             .into_iter()
             .map(|s| self.d1_statement(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let call = self.d1_call(&binding)?;
-        let results = self
-            .d1_run(call, move |db, budget, limit| {
-                db.batch(&statements, budget, limit)
-            })
-            .await?;
-        Ok(results.into_iter().map(Into::into).collect())
+        match self.d1_run(&binding, D1Op::Batch(statements)).await? {
+            D1Answer::Results(results) => Ok(results.into_iter().map(Into::into).collect()),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn exec(&mut self, binding: String, sql: String) -> Result<ExecResult, D1Error> {
         check_length(&sql, self.worker().config.limits.d1_statement_kb)?;
-        let call = self.d1_call(&binding)?;
-        let result = self
-            .d1_run(call, move |db, budget, limit| db.exec(&sql, budget, limit))
-            .await?;
-        Ok(ExecResult {
-            count: result.statements,
-            duration: result.meta.duration,
-        })
+        match self.d1_run(&binding, D1Op::Exec(sql)).await? {
+            D1Answer::Result(result) => Ok(ExecResult {
+                count: result.statements,
+                duration: result.meta.duration,
+            }),
+            _ => Err(unexpected()),
+        }
     }
 }

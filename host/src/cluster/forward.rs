@@ -247,7 +247,7 @@ impl Cluster {
 
     /// Returns once `host`'s lease has run out (never while Postgres
     /// cannot say).
-    async fn lease_lapses(&self, host: &str) {
+    pub(super) async fn lease_lapses(&self, host: &str) {
         loop {
             tokio::time::sleep(self.options.lease / 2).await;
             let alive: Result<Option<bool>, _> =

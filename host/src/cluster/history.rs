@@ -246,7 +246,7 @@ impl Replica {
     /// host's lease still runs and never lapsed since the object was
     /// claimed (a read must not come from a host that may have been
     /// replaced while it was paused).
-    fn may_answer(&self) -> bool {
+    pub(crate) fn may_answer(&self) -> bool {
         self.cluster.holds_lease() && self.cluster.lease_generation() == self.generation
     }
 
@@ -463,6 +463,11 @@ async fn store_snapshot(
 /// snapshot with the changes after it applied. Returns the snapshot's
 /// change number (0 without one).
 async fn rebuild(pool: &PgPool, key: &ObjectKey, claim: Claim, path: &Path) -> Result<i64> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
     if claim.head_seq == 0 {
         // No history yet (a new object): an empty file is its state.
         crate::objects::storage::remove_database_files(path)?;
@@ -480,11 +485,6 @@ async fn rebuild(pool: &PgPool, key: &ObjectKey, claim: Claim, path: &Path) -> R
     .await
     .with_context(|| format!("finding object {key}'s newest snapshot"))?;
 
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
     let building = path.with_extension("rebuilding");
     let mut file = Vec::new();
     let mut chunks = sqlx::query(

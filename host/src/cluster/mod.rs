@@ -13,6 +13,7 @@
 //! | `history.rs` | each object's durable change history: group commit with fencing, rebuild, compaction |
 //! | `alarms.rs` | when every object's alarms are due, for the owner and for takeovers |
 //! | `relay.rs` | WebSockets relayed to the host that owns their object |
+//! | `d1.rs` | D1 databases as objects: their ownership keys, forwarded D1 calls |
 //!
 //! Postgres is the only thing hosts agree through. Its clock decides
 //! leases, its row locks order a commit against a takeover, and a host's
@@ -20,6 +21,7 @@
 
 mod alarms;
 mod control_plane;
+mod d1;
 mod forward;
 mod history;
 mod membership;
@@ -34,6 +36,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 pub(crate) use control_plane::ControlChange;
+pub(crate) use d1::{D1_PATH, PeerDelivery, d1_key};
 pub(crate) use forward::{
     Delivery, Forwarded, Incoming, PEER_SECRET_HEADER, REPLY_HEADER, decode_event, encode_reply,
 };

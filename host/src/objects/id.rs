@@ -22,6 +22,12 @@ impl ObjectId {
         Self(mac.finalize().into_bytes().into())
     }
 
+    /// The id made of these 32 bytes: for keys the host derives itself
+    /// (a D1 database's, in a cluster).
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// 256 random bits.
     pub fn unique() -> Self {
         Self(rand::random())

@@ -1,6 +1,7 @@
 //! The admin API's D1 routes, behind `verge d1`. The work is the D1
-//! store's (`storage/d1/operator.rs`, shared with `verge d1 --local`);
-//! these handlers move it to the blocking pool and frame the answers.
+//! store's (`storage/d1/operator.rs`, shared with `verge d1 --local`),
+//! which runs it on the blocking pool, or in a cluster on the host that
+//! owns the database; these handlers frame the answers.
 //!
 //! | method | path | does |
 //! |---|---|---|
@@ -22,7 +23,7 @@ use serde_json::json;
 
 use super::admin::{AdminError, AdminResult};
 use crate::platform::Platform;
-use crate::storage::d1::{D1Store, DumpOptions, OperatorError};
+use crate::storage::d1::{DumpOptions, OperatorError};
 
 type Shared = State<Arc<Platform>>;
 
@@ -40,6 +41,7 @@ impl From<OperatorError> for AdminError {
         let status = match &error {
             OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
             OperatorError::Invalid(_) | OperatorError::Sql(_) => StatusCode::BAD_REQUEST,
+            OperatorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             OperatorError::Internal(e) => {
                 tracing::error!("D1 admin request failed: {e:#}");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -47,18 +49,6 @@ impl From<OperatorError> for AdminError {
         };
         AdminError(status, error.to_string())
     }
-}
-
-/// Runs `work` on the blocking pool: SQLite blocks, and an import may run
-/// for a while.
-async fn blocking<T: Send + 'static>(
-    platform: Arc<Platform>,
-    work: impl FnOnce(&D1Store) -> Result<T, OperatorError> + Send + 'static,
-) -> Result<T, AdminError> {
-    let result = tokio::task::spawn_blocking(move || work(platform.d1()))
-        .await
-        .map_err(|e| anyhow::anyhow!("the D1 command failed: {e}"))?;
-    Ok(result?)
 }
 
 /// Serializes an answer.
@@ -69,17 +59,17 @@ fn json_of(value: impl serde::Serialize) -> AdminResult {
 }
 
 async fn list(State(platform): Shared) -> AdminResult {
-    let databases = blocking(platform, |d1| Ok(d1.list()?)).await?;
+    let databases = platform.d1().admin_list().await?;
     Ok(Json(json!({ "databases": databases })))
 }
 
 async fn create(State(platform): Shared, Path(name): Path<String>) -> AdminResult {
-    let created = blocking(platform, move |d1| Ok(d1.create(&name)?)).await?;
+    let created = platform.d1().admin_create(&name).await?;
     Ok(Json(json!({ "created": created })))
 }
 
 async fn execute(State(platform): Shared, Path(name): Path<String>, sql: String) -> AdminResult {
-    json_of(blocking(platform, move |d1| d1.operator_execute(&name, &sql)).await?)
+    json_of(platform.d1().admin_execute(&name, sql).await?)
 }
 
 #[derive(Deserialize)]
@@ -103,7 +93,7 @@ async fn export(
         schema: query.schema,
         data: query.data,
     };
-    blocking(platform, move |d1| d1.operator_export(&name, options)).await
+    Ok(platform.d1().admin_export(&name, options).await?)
 }
 
 #[derive(Deserialize)]
@@ -117,7 +107,7 @@ async fn applied(
     Path(name): Path<String>,
     Query(query): Query<MigrationQuery>,
 ) -> AdminResult {
-    let applied = blocking(platform, move |d1| d1.operator_applied(&name, &query.table)).await?;
+    let applied = platform.d1().admin_applied(&name, &query.table).await?;
     Ok(Json(json!({ "applied": applied })))
 }
 
@@ -131,9 +121,9 @@ async fn apply(
         .name
         .ok_or_else(|| AdminError(StatusCode::BAD_REQUEST, "?name= is missing".into()))?;
     json_of(
-        blocking(platform, move |d1| {
-            d1.operator_apply(&name, &query.table, &migration, &sql)
-        })
-        .await?,
+        platform
+            .d1()
+            .admin_apply(&name, &query.table, &migration, sql)
+            .await?,
     )
 }

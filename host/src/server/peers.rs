@@ -1,6 +1,7 @@
 //! The cluster listener: where the other hosts of a cluster send the
 //! events of objects this host owns (`cluster/forward.rs` is the other
-//! end). Every request must carry the cluster secret.
+//! end), and the calls of D1 databases it owns (`cluster/d1.rs`). Every
+//! request must carry the cluster secret.
 
 use std::sync::Arc;
 
@@ -14,11 +15,14 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 
 use crate::bindings::Request as WireRequest;
-use crate::cluster::{Cluster, PEER_SECRET_HEADER, REPLY_HEADER, decode_event, encode_reply};
+use crate::cluster::{
+    Cluster, D1_PATH, PEER_SECRET_HEADER, REPLY_HEADER, decode_event, encode_reply,
+};
 use crate::objects::{
     AdminOp, Event, ObjectId, ObjectKey, Reply, UPGRADE_HEADER, serve_connection,
 };
 use crate::platform::Platform;
+use crate::storage::d1::D1Request;
 
 /// The largest event body a peer may send: past the largest request body
 /// a worker may accept, and a forwarded RPC's arguments.
@@ -32,6 +36,7 @@ pub(super) fn router(platform: Arc<Platform>, cluster: Arc<Cluster>) -> Router {
             "/objects/{namespace}/{id}/admin/{op}",
             post(forwarded_admin),
         )
+        .route(D1_PATH, post(forwarded_d1))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .layer(middleware::from_fn_with_state(cluster, authenticate))
         .with_state(platform)
@@ -92,6 +97,23 @@ async fn forwarded_admin(
     let reply = platform.objects().administer_forwarded(&key, op).await;
     let (head, body) = encode_reply(reply);
     ([(REPLY_HEADER, head)], body).into_response()
+}
+
+/// A D1 call a peer forwarded to this host, the database's owner (else
+/// the answer says it is not).
+async fn forwarded_d1(State(platform): State<Arc<Platform>>, body: Bytes) -> Response {
+    let request: D1Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a D1 call a Verge peer sends: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    let reply = platform.d1().serve_forwarded(request).await;
+    axum::Json(reply).into_response()
 }
 
 /// A WebSocket upgrade a worker on another host passed to an object here:

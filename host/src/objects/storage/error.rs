@@ -4,7 +4,7 @@
 use rusqlite::ErrorCode;
 
 /// The kinds of failure the `sql` interface tells apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum SqlErrorKind {
     Syntax,
     Constraint,
@@ -18,7 +18,7 @@ pub(crate) enum SqlErrorKind {
     Other,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{message}")]
 pub(crate) struct SqlError {
     pub(crate) kind: SqlErrorKind,

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
@@ -50,6 +51,17 @@ impl GuestConn {
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         Self::hardened(conn, name)
+    }
+
+    /// Makes sure this connection never checkpoints the WAL, neither
+    /// after a commit nor when it closes: in a cluster the WAL is what the
+    /// replica ships from, and only it may empty it.
+    pub(super) fn never_checkpoint(&mut self) -> Result<(), SqlError> {
+        self.internal(|c| {
+            c.pragma_update(None, "wal_autocheckpoint", 0)?;
+            c.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+            Ok(())
+        })
     }
 
     fn hardened(mut conn: Connection, name: Arc<str>) -> rusqlite::Result<Self> {

@@ -8,6 +8,14 @@
 //!
 //! Calls block (SQLite is synchronous): the binding runs them on tokio's
 //! blocking pool, never on a runtime thread.
+//!
+//! In a cluster, the database on its owner is a replica of its durable
+//! history in Postgres (`cluster/history.rs`): the WAL is never
+//! checkpointed behind the replica's back, each write call's pages are
+//! shipped before it returns, and a read answers only once every commit it
+//! may have seen is durable and while this host still holds its lease. A
+//! failed shipment gives the copy up: it answers nothing more, and the
+//! store opens the database again, rebuilt from the cluster.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +25,7 @@ use anyhow::Context;
 use rusqlite::types::Value;
 
 use super::connection::GuestConn;
+use crate::cluster::{Replica, ShipError};
 use crate::objects::storage::{
     EventBudget, MAX_RESULT_BYTES, Rows, SqlError, SqlErrorKind, result_too_large, rows_bytes,
 };
@@ -26,14 +35,15 @@ use crate::objects::storage::{
 const IDLE_READERS: usize = 4;
 
 /// One statement and its parameters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Statement {
     pub(crate) sql: String,
+    #[serde(with = "super::remote::values")]
     pub(crate) params: Vec<Value>,
 }
 
 /// D1's `meta`: what a statement did.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Meta {
     /// Milliseconds the statement took on the host.
     pub(crate) duration: f64,
@@ -50,9 +60,10 @@ pub(crate) struct Meta {
 }
 
 /// The rows of a statement (the last one of a script) and its meta.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct QueryResult {
     pub(crate) columns: Vec<String>,
+    #[serde(with = "super::remote::rows")]
     pub(crate) rows: Vec<Vec<Value>>,
     pub(crate) meta: Meta,
     /// Statements run (several for a script).
@@ -63,8 +74,23 @@ pub(crate) struct QueryResult {
 pub(crate) struct D1Database {
     path: PathBuf,
     name: Arc<str>,
-    writer: Mutex<GuestConn>,
+    // Readers before the writer: fields drop in order, and the last
+    // connection to close is the one that may checkpoint.
     readers: Mutex<Vec<GuestConn>>,
+    writer: Mutex<GuestConn>,
+    /// In a cluster: the database as a replica of its history.
+    replicated: Option<Replicated>,
+}
+
+/// A database's hold on its durable history, in a cluster.
+struct Replicated {
+    /// Held from a write's commit until its pages are durable, so a read
+    /// that may have seen the commit waits for that before it answers.
+    /// `None` once the copy was given up.
+    replica: Mutex<Option<Replica>>,
+    /// The runtime the shipper runs on, to wait for it from the blocking
+    /// pool.
+    runtime: tokio::runtime::Handle,
 }
 
 impl D1Database {
@@ -76,9 +102,73 @@ impl D1Database {
         Ok(Self {
             path: path.to_owned(),
             name,
-            writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(writer),
+            replicated: None,
         })
+    }
+
+    /// Opens the file at `path`, just rebuilt from the cluster, as the
+    /// replica `replica`: the writer never checkpoints on its own (nor on
+    /// close), and the WAL starts empty, where the replica reads from.
+    pub(super) fn open_replica(
+        path: &Path,
+        name: &str,
+        replica: Replica,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<Self> {
+        let name: Arc<str> = name.into();
+        let mut writer = GuestConn::writer(path, name.clone())
+            .with_context(|| format!("opening D1 database {}", path.display()))?;
+        writer
+            .internal(|c| {
+                c.pragma_update(None, "wal_autocheckpoint", 0)?;
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            })
+            .with_context(|| format!("setting up the replica's WAL for D1 database `{name}`"))?;
+        writer
+            .never_checkpoint()
+            .with_context(|| format!("setting up D1 database `{name}`"))?;
+        Ok(Self {
+            path: path.to_owned(),
+            name,
+            readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(writer),
+            replicated: Some(Replicated {
+                replica: Mutex::new(Some(replica)),
+                runtime,
+            }),
+        })
+    }
+
+    /// Whether this copy may still answer: always on a single host; in a
+    /// cluster, while its replica holds (no failed shipment, and this
+    /// host's lease ran without lapsing since the database was claimed).
+    ///
+    /// Never waits (it is asked on the runtime's threads): while a
+    /// shipment is in flight the copy counts as live, since that write
+    /// and every read after it check again before they answer.
+    pub(crate) fn is_live(&self) -> bool {
+        use std::sync::TryLockError;
+        self.replicated
+            .as_ref()
+            .is_none_or(|replicated| match replicated.replica.try_lock() {
+                Ok(replica) => replica.as_ref().is_some_and(Replica::may_answer),
+                Err(TryLockError::WouldBlock) => true,
+                Err(TryLockError::Poisoned(p)) => {
+                    p.into_inner().as_ref().is_some_and(Replica::may_answer)
+                }
+            })
+    }
+
+    /// Gives the copy up (in a cluster): it answers nothing more, and the
+    /// next call claims the database again and rebuilds it.
+    pub(crate) fn give_up(&self) {
+        if let Some(replicated) = &self.replicated
+            && let Some(replica) = lock(&replicated.replica).take()
+        {
+            replica.abandon();
+        }
     }
 
     /// Runs one statement (or a script, whose last statement's rows come
@@ -147,19 +237,58 @@ impl D1Database {
     ) -> Result<Option<QueryResult>, SqlError> {
         let mut reader = match lock(&self.readers).pop() {
             Some(reader) => reader,
-            None => GuestConn::reader(&self.path, self.name.clone()).map_err(|e| {
-                SqlError::new(
-                    SqlErrorKind::Other,
-                    format!("cannot open a read connection: {e}"),
-                )
-            })?,
+            None => self.new_reader()?,
         };
         let result = answer(&mut reader, statement, budget, true);
-        let mut idle = lock(&self.readers);
-        if idle.len() < IDLE_READERS {
-            idle.push(reader);
+        {
+            let mut idle = lock(&self.readers);
+            if idle.len() < IDLE_READERS {
+                idle.push(reader);
+            }
         }
-        result
+        let result = result?;
+        if result.is_some() {
+            self.still_held()?;
+        }
+        Ok(result)
+    }
+
+    /// A new read connection; in a cluster, one that never checkpoints.
+    fn new_reader(&self) -> Result<GuestConn, SqlError> {
+        let mut reader = GuestConn::reader(&self.path, self.name.clone()).map_err(|e| {
+            SqlError::new(
+                SqlErrorKind::Other,
+                format!("cannot open a read connection: {e}"),
+            )
+        })?;
+        if self.replicated.is_some() {
+            reader.never_checkpoint()?;
+        }
+        Ok(reader)
+    }
+
+    /// In a cluster, whether the copy may still answer: after waiting for
+    /// a shipment in flight (a read may have seen its commit), while its
+    /// replica holds.
+    fn still_held(&self) -> Result<(), SqlError> {
+        let Some(replicated) = &self.replicated else {
+            return Ok(());
+        };
+        match &*lock(&replicated.replica) {
+            Some(replica) if replica.may_answer() => Ok(()),
+            _ => Err(self.not_held()),
+        }
+    }
+
+    /// The error of a call on a copy that was given up.
+    fn not_held(&self) -> SqlError {
+        SqlError::new(
+            SqlErrorKind::Other,
+            format!(
+                "D1 database `{}`: this host no longer holds the database (its cluster lease lapsed or a write was not confirmed); retry",
+                self.name
+            ),
+        )
     }
 
     /// Runs `work` on the writer inside a transaction, capped at
@@ -170,6 +299,7 @@ impl D1Database {
         work: impl FnOnce(&mut GuestConn) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let mut writer = lock(&self.writer);
+        self.still_held()?;
         writer.set_limit(limit_bytes)?;
         writer.internal(|c| c.execute_batch("BEGIN IMMEDIATE"))?;
         // Within the call, `last_insert_rowid()` carries from statement to
@@ -177,7 +307,10 @@ impl D1Database {
         // relies on.
         writer.forget_last_insert();
         let result = work(&mut writer).and_then(|value| {
-            writer.internal(|c| c.execute_batch("COMMIT"))?;
+            match &self.replicated {
+                None => writer.internal(|c| c.execute_batch("COMMIT"))?,
+                Some(replicated) => self.commit_replicated(replicated, &mut writer)?,
+            }
             Ok(value)
         });
         if result.is_err() && !writer.is_autocommit() {
@@ -188,10 +321,88 @@ impl D1Database {
         result
     }
 
+    /// Commits the writer's transaction and makes it durable in the
+    /// cluster before the call returns; gives the copy up when the
+    /// cluster does not confirm it.
+    fn commit_replicated(
+        &self,
+        replicated: &Replicated,
+        writer: &mut GuestConn,
+    ) -> Result<(), SqlError> {
+        // Held until the pages are durable: reads wait here for what they
+        // may have seen.
+        let mut held = lock(&replicated.replica);
+        let Some(replica) = held.as_mut() else {
+            return Err(self.not_held());
+        };
+        writer.internal(|c| c.execute_batch("COMMIT"))?;
+        let shipped = replicated.runtime.block_on(replica.ship());
+        if let Err(e) = shipped {
+            if let Some(replica) = held.take() {
+                replica.abandon();
+            }
+            tracing::warn!(database = %self.name, "a D1 write was not confirmed by the cluster: {e}");
+            return Err(unconfirmed(&self.name, &e));
+        }
+        if replica.wants_snapshot() {
+            self.compact(replica, &replicated.runtime, writer);
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the database to its history and drops the
+    /// changes it covers. Skipped (for the next write to try) while a
+    /// reader keeps the WAL from being emptied; a snapshot that fails
+    /// leaves the history as it was, which is still whole.
+    fn compact(
+        &self,
+        replica: &mut Replica,
+        runtime: &tokio::runtime::Handle,
+        writer: &mut GuestConn,
+    ) {
+        let checkpointed = writer.internal(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+        });
+        match checkpointed {
+            // Not busy, and the WAL is empty: the file is the whole database.
+            Ok((0, 0)) => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(database = %self.name, "checkpointing for a snapshot: {e}");
+                return;
+            }
+        }
+        replica.wal_reset();
+        let file = match std::fs::read(&self.path) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!(database = %self.name, "reading the database for a snapshot: {e}");
+                return;
+            }
+        };
+        if let Err(e) = runtime.block_on(replica.snapshot(file)) {
+            tracing::warn!(database = %self.name, "compacting the database's history: {e}");
+        }
+    }
+
     /// The database's size in bytes.
     pub(crate) fn size(&self) -> Result<u64, SqlError> {
         lock(&self.writer).size()
     }
+}
+
+/// The error of a write the cluster did not confirm.
+fn unconfirmed(name: &str, error: &ShipError) -> SqlError {
+    let why = match error {
+        ShipError::Deposed => "another host took the database over".to_owned(),
+        ShipError::Unconfirmed(why) => format!("the cluster did not confirm it ({why})"),
+    };
+    SqlError::new(
+        SqlErrorKind::Other,
+        format!("D1 database `{name}`: the write was not acknowledged: {why}; retry"),
+    )
 }
 
 /// Runs `statement` on the writer, in its open transaction.
