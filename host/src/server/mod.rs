@@ -109,6 +109,10 @@ impl Server {
     /// Serves the cluster listener (`verge serve --cluster`) on
     /// `listener`, until the server stops.
     pub fn serve_peers(&mut self, listener: TcpListener, cluster: Arc<crate::cluster::Cluster>) {
+        // Guests' outbound requests may not reach it either.
+        if let Ok(addr) = listener.local_addr() {
+            self.platform.protect_listeners([addr]);
+        }
         let router = peers::router(self.platform.clone(), cluster);
         let limits = ConnectionLimits {
             // Peers multiplex many calls over few connections; the
