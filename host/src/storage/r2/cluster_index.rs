@@ -11,7 +11,7 @@ use anyhow::Context;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::index::{IndexPage, IndexQuery, PartRecord, Replaced, from_json, to_json};
+use super::index::{IndexPage, IndexQuery, PartRecord, Replaced, Taken, from_json, to_json};
 use super::meta::{Conditional, ObjectMeta, WriteMetadata};
 use super::{R2Error, R2Result};
 
@@ -165,11 +165,7 @@ impl ClusterIndex {
     /// whole with one new query, however many keys it holds.
     pub(crate) async fn list(&self, query: &IndexQuery<'_>) -> R2Result<IndexPage> {
         let upper = [query.prefix.as_bytes(), &[0xFF]].concat();
-        let mut page = IndexPage {
-            objects: Vec::new(),
-            delimited_prefixes: Vec::new(),
-            next: None,
-        };
+        let mut page = IndexPage::new();
         let mut from = query.from.clone();
         'query: loop {
             let taken = page.objects.len() + page.delimited_prefixes.len();
@@ -187,27 +183,11 @@ impl ClusterIndex {
             .await?;
             let complete = rows.len() < want;
             for row in &rows {
-                let object = object_row(row)?;
-                if page.objects.len() + page.delimited_prefixes.len() == query.limit {
-                    page.next = Some(from);
-                    break 'query;
-                }
-                let rest = &object.key[query.prefix.len()..];
-                match query
-                    .delimiter
-                    .and_then(|d| rest.find(d).map(|at| at + d.len()))
-                {
-                    Some(end) => {
-                        let rolled = object.key[..query.prefix.len() + end].to_owned();
-                        from = [rolled.as_bytes(), &[0xFF]].concat();
-                        page.delimited_prefixes.push(rolled);
-                        // The rest of these rows may be under the prefix.
-                        continue 'query;
-                    }
-                    None => {
-                        from = [object.key.as_bytes(), &[0]].concat();
-                        page.objects.push(object);
-                    }
+                match page.take(query, object_row(row)?, &mut from) {
+                    Taken::Full => break 'query,
+                    // The rest of these rows may be under the prefix.
+                    Taken::Prefix => continue 'query,
+                    Taken::Object => {}
                 }
             }
             if complete {

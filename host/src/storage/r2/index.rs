@@ -69,6 +69,58 @@ pub(crate) struct IndexPage {
     pub(crate) next: Option<Vec<u8>>,
 }
 
+/// What adding one row to a page did.
+pub(crate) enum Taken {
+    /// The page was full: the row starts the next one.
+    Full,
+    Object,
+    /// The row rolled up into a delimited prefix: every key under it is
+    /// skipped.
+    Prefix,
+}
+
+impl IndexPage {
+    pub(crate) fn new() -> Self {
+        Self {
+            objects: Vec::new(),
+            delimited_prefixes: Vec::new(),
+            next: None,
+        }
+    }
+
+    /// Adds `object`, the first row at or after `from`, as an object or
+    /// the delimited prefix it falls under, and moves `from` past what it
+    /// covers. Both indexes (this one and the cluster's) page with it.
+    pub(crate) fn take(
+        &mut self,
+        query: &IndexQuery<'_>,
+        object: ObjectMeta,
+        from: &mut Vec<u8>,
+    ) -> Taken {
+        if self.objects.len() + self.delimited_prefixes.len() == query.limit {
+            self.next = Some(from.clone());
+            return Taken::Full;
+        }
+        let rest = &object.key[query.prefix.len()..];
+        match query
+            .delimiter
+            .and_then(|d| rest.find(d).map(|at| at + d.len()))
+        {
+            Some(end) => {
+                let rolled = object.key[..query.prefix.len() + end].to_owned();
+                *from = [rolled.as_bytes(), &[0xFF]].concat();
+                self.delimited_prefixes.push(rolled);
+                Taken::Prefix
+            }
+            None => {
+                *from = [object.key.as_bytes(), &[0]].concat();
+                self.objects.push(object);
+                Taken::Object
+            }
+        }
+    }
+}
+
 /// What to list.
 pub(crate) struct IndexQuery<'a> {
     pub(crate) prefix: &'a str,
@@ -168,11 +220,7 @@ impl Index {
             "SELECT key, version, size, etag, uploaded, metadata FROM objects
              WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT 1",
         )?;
-        let mut page = IndexPage {
-            objects: Vec::new(),
-            delimited_prefixes: Vec::new(),
-            next: None,
-        };
+        let mut page = IndexPage::new();
         let mut from = query.from.clone();
         // One seek per entry: a delimited prefix is skipped whole, however
         // many keys it holds.
@@ -180,24 +228,8 @@ impl Index {
             .query_row(params![from, upper], object_row)
             .optional()?
         {
-            if page.objects.len() + page.delimited_prefixes.len() == query.limit {
-                page.next = Some(from);
+            if let Taken::Full = page.take(query, object, &mut from) {
                 break;
-            }
-            let rest = &object.key[query.prefix.len()..];
-            match query
-                .delimiter
-                .and_then(|d| rest.find(d).map(|at| at + d.len()))
-            {
-                Some(end) => {
-                    let rolled = object.key[..query.prefix.len() + end].to_owned();
-                    from = [rolled.as_bytes(), &[0xFF]].concat();
-                    page.delimited_prefixes.push(rolled);
-                }
-                None => {
-                    from = [object.key.as_bytes(), &[0]].concat();
-                    page.objects.push(object);
-                }
             }
         }
         Ok(page)
