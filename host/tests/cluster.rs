@@ -14,32 +14,27 @@ use support::{TOKEN, guest};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_on_one_host_serves_on_all_and_a_rollback_anywhere_is_seen_everywhere() {
     let cluster = TestCluster::start(3);
+    // How long each host took to serve `greeting`, printed for the note.
+    let served_everywhere = |what: &'static str, greeting: &'static str| {
+        let cluster = &cluster;
+        async move {
+            for (i, host) in cluster.live() {
+                let url = format!("{}/hello", host.url);
+                let took = until_served(&cluster.client, &url, greeting).await;
+                println!("host {i} served {what} after {took:?}");
+            }
+        }
+    };
     let hello = guest("hello");
     assert_eq!(cluster.host(0).deploy(&cluster.client, &hello).await, 201);
-    for (i, host) in cluster.live() {
-        let took = until_served(
-            &cluster.client,
-            &format!("{}/hello", host.url),
-            "Hello from Verge!",
-        )
-        .await;
-        println!("host {i} served version 1 after {took:?}");
-    }
+    served_everywhere("version 1", "Hello from Verge!").await;
 
     let second = support::Guest {
         config: hello.config.replace("Hello from Verge!", "Hello again"),
         ..hello.clone()
     };
     assert_eq!(cluster.host(1).deploy(&cluster.client, &second).await, 201);
-    for (i, host) in cluster.live() {
-        let took = until_served(
-            &cluster.client,
-            &format!("{}/hello", host.url),
-            "Hello again",
-        )
-        .await;
-        println!("host {i} served version 2 after {took:?}");
-    }
+    served_everywhere("version 2", "Hello again").await;
 
     let rollback = cluster
         .client
@@ -52,15 +47,7 @@ async fn a_deploy_on_one_host_serves_on_all_and_a_rollback_anywhere_is_seen_ever
         .await
         .unwrap();
     assert_eq!(rollback.status(), 200, "{}", rollback.text().await.unwrap());
-    for (i, host) in cluster.live() {
-        let took = until_served(
-            &cluster.client,
-            &format!("{}/hello", host.url),
-            "Hello from Verge!",
-        )
-        .await;
-        println!("host {i} served the rollback after {took:?}");
-    }
+    served_everywhere("the rollback", "Hello from Verge!").await;
     // Every host lists the same history.
     for (_, host) in cluster.live() {
         let versions = support::admin_json(
