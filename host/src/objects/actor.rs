@@ -170,8 +170,10 @@ impl Actor {
             .object_storage_bytes();
         let path = self.path.clone();
         let replica = match &system.cluster {
+            // Boxed, as the cluster's other steps below: an actor's task
+            // on a single host stays small.
             Some(cluster) => Some(
-                Replica::open(cluster, &self.key, &path)
+                Box::pin(Replica::open(cluster, &self.key, &path))
                     .await
                     .map_err(|e| ObjectError::storage(format!("{e:#}")))?
                     .ok_or(ObjectError::Moved)?,
@@ -423,8 +425,7 @@ impl Events for Actor {
                     }
                 };
                 if let Some(alarms) = &changed {
-                    cluster
-                        .index_alarms(&self.key, alarms, false)
+                    Box::pin(cluster.index_alarms(&self.key, alarms, false))
                         .await
                         .map_err(|e| ObjectError::Internal(format!("{e:#}")))?;
                 }
@@ -453,7 +454,7 @@ impl Events for Actor {
             });
         if committed.is_ok()
             && let Some(replica) = &mut self.replica
-            && let Err(e) = replicate(replica, db).await
+            && let Err(e) = Box::pin(replicate(replica, db)).await
         {
             // Committed here, but not in the cluster: nothing may be
             // acknowledged, and this copy is no longer the object.
@@ -469,7 +470,7 @@ impl Events for Actor {
         system.telemetry().metrics.commit(events, started.elapsed());
         if committed.is_ok()
             && let Some((cluster, alarms)) = cluster_alarms
-            && let Err(e) = cluster.index_alarms(&self.key, &alarms, true).await
+            && let Err(e) = Box::pin(cluster.index_alarms(&self.key, &alarms, true)).await
         {
             // The index keeps the superset written before the commit.
             tracing::warn!(object = %self.key, "updating the cluster's alarm index: {e:#}");

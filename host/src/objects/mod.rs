@@ -321,7 +321,12 @@ impl ObjectSystem {
             _ => None,
         };
         if let Some(cluster) = &self.cluster {
-            return routing::call(self, cluster, key, name, event, path, timeout).await;
+            // Boxed: a single host's calls do not carry the forwarding
+            // machinery's state in their futures.
+            return Box::pin(routing::call(
+                self, cluster, key, name, event, path, timeout,
+            ))
+            .await;
         }
         let answer = self.enqueue(&key, name, event, path);
         await_reply(answer, timeout).await
