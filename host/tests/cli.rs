@@ -416,27 +416,12 @@ async fn objects_commands_list_export_import_and_delete() {
 
     let work = tempfile::tempdir().unwrap();
     let objects = |args: &[&str]| {
-        let output = verge(work.path())
-            .arg("objects")
-            .args(args)
-            .args([
-                "--worker",
-                "counter-rpc",
-                "--class",
-                "Counter",
-                "--host",
-                &host.admin_url,
-            ])
-            .env("VERGE_ADMIN_TOKEN", TOKEN)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        let class = ["--worker", "counter-rpc", "--class", "Counter"];
+        support::verge_cli(
+            work.path(),
+            &host.admin_url,
+            &[&["objects"][..], args, &class].concat(),
+        )
     };
     // An object's name is recorded before its first reply leaves.
     assert!(

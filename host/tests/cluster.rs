@@ -560,22 +560,8 @@ async fn the_chat_room_works_through_a_host_that_does_not_own_it() {
 }
 
 /// Runs the real `verge` CLI against a host's admin API.
-fn verge_cli(admin_url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args(args)
-        .args(["--host", admin_url, "--token", TOKEN])
-        .output()
-        .unwrap()
-}
-
-fn succeeded(output: std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+fn verge_cli(admin_url: &str, args: &[&str]) -> String {
+    support::verge_cli(&std::env::temp_dir(), admin_url, args)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -587,16 +573,13 @@ async fn objects_and_workers_are_administered_through_any_host() {
     let admin = cluster.host(2).admin_url.clone();
     let class = ["--worker", "inventory-counter", "--class", "Inventory"];
 
-    let workers = succeeded(verge_cli(&admin, &["workers"]));
+    let workers = verge_cli(&admin, &["workers"]);
     assert!(workers.contains("inventory-counter"), "{workers}");
 
     // Names reach the cluster's record within its flush interval.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let listed = succeeded(verge_cli(
-            &admin,
-            &[&["objects", "list"][..], &class].concat(),
-        ));
+        let listed = verge_cli(&admin, &[&["objects", "list"][..], &class].concat());
         if listed.contains("apple") && listed.contains("pear") {
             break;
         }
@@ -611,40 +594,37 @@ async fn objects_and_workers_are_administered_through_any_host() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pear.sqlite");
     let file = file.to_str().unwrap();
-    succeeded(verge_cli(
+    verge_cli(
         &admin,
         &[
             &["objects", "export", "--name", "pear", "--output", file][..],
             &class,
         ]
         .concat(),
-    ));
+    );
     assert!(
         std::fs::read(file)
             .unwrap()
             .starts_with(b"SQLite format 3\0")
     );
-    succeeded(verge_cli(
+    verge_cli(
         &admin,
         &[
             &["objects", "import", "--name", "apple", "--input", file][..],
             &class,
         ]
         .concat(),
-    ));
+    );
     for (_, host) in cluster.live() {
         assert_eq!(stock(&cluster.client, &host.url, "apple").await, 20);
     }
 
     // Deleted through host 2: gone everywhere, and new again when reached.
-    succeeded(verge_cli(
+    verge_cli(
         &admin,
         &[&["objects", "delete", "--name", "pear"][..], &class].concat(),
-    ));
-    let listed = succeeded(verge_cli(
-        &admin,
-        &[&["objects", "list"][..], &class].concat(),
-    ));
+    );
+    let listed = verge_cli(&admin, &[&["objects", "list"][..], &class].concat());
     assert!(!listed.contains("pear"), "{listed}");
     assert_eq!(
         stock(&cluster.client, &cluster.host(0).url, "pear").await,

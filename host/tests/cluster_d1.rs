@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,21 +17,7 @@ use support::{Guest, TOKEN, VergeProcess, guest};
 /// Runs `verge d1 ARGS` in `dir` against `host`'s admin API; its stdout,
 /// or a panic with its stderr.
 fn d1(dir: &Path, host: &VergeProcess, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_verge"))
-        .current_dir(dir)
-        .arg("d1")
-        .args(args)
-        .env("VERGE_HOST", &host.admin_url)
-        .env("VERGE_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "verge d1 {args:?} against {} failed: {}",
-        host.admin_url,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    support::verge_cli(dir, &host.admin_url, &[&["d1"][..], args].concat())
 }
 
 /// Deploys the notes example through host 0, creates its database and

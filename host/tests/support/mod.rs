@@ -203,6 +203,24 @@ pub async fn upload(
         .unwrap()
 }
 
+/// Runs the real `verge` CLI in `dir` against the admin API at
+/// `admin_url`: its stdout, or a panic with its stderr.
+pub fn verge_cli(dir: &Path, admin_url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_verge"))
+        .current_dir(dir)
+        .args(args)
+        .env("VERGE_HOST", admin_url)
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "verge {args:?} against {admin_url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// An admin API call without a body, answered with JSON.
 pub async fn admin_json(
     client: &reqwest::Client,
